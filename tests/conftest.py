@@ -1,0 +1,34 @@
+"""Shared fixtures. Data-bound tests skip (with a reason) where the shared data folder is absent."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("BAMM_SHARED_DATA", ROOT.parent / "shared" / "data"))
+HML_DIR = SHARED_DATA / "humanml3d-format"
+BANDAI_DIR = SHARED_DATA / "bandai-namco"
+
+try:  # keep the 2-core machine responsive when several suites run
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+except ImportError:  # pragma: no cover
+    pass
+
+
+@pytest.fixture(scope="session")
+def hml_dir() -> Path:
+    if not (HML_DIR / "Mean.npy").exists():
+        pytest.skip(f"HumanML3D golden files not found at {HML_DIR} (set BAMM_SHARED_DATA)")
+    return HML_DIR
+
+
+@pytest.fixture(scope="session")
+def bandai_dir() -> Path:
+    if not (BANDAI_DIR / "dataset-1.tar.xz").exists():
+        pytest.skip(f"Bandai-Namco archives not found at {BANDAI_DIR} (set BAMM_SHARED_DATA)")
+    return BANDAI_DIR
