@@ -1,0 +1,117 @@
+"""Writing the HumanML3D-style dataset folder safely.
+
+Every file is written under a temporary name in its final folder and moved into place with
+``os.replace``, so a reader never sees a half-written file. A source clip is committed by its record
+``records/<clip>.json``, written after all of its window files; split files, Mean/Std and meta.jsonl are
+removed when a build starts and written only when it ends. So after a crash no id is listed in a split
+file, and a re-run rebuilds exactly the clips without a valid record.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+WINDOW_DIRS = ("new_joint_vecs", "new_joints", "texts")
+RECORDS = "records"
+SPLITS = ("train", "val", "test")
+FINAL_FILES = ("Mean.npy", "Std.npy", "meta.jsonl", "build_report.json") + tuple(f"{s}.txt" for s in SPLITS)
+_TMP = ".tmp-"
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f"{_TMP}{os.getpid()}-{path.name}")
+
+
+def save_npy(path: Path, array: np.ndarray) -> None:
+    """``np.save`` to a temporary file, then move it to ``path``."""
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8, '\\n' line ends) to a temporary file, then move it to ``path``."""
+    tmp = _tmp_path(path)
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, obj) -> None:
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
+
+
+def prepare(out: Path) -> None:
+    """Create the folders and remove what a finished build writes last (so nothing looks valid until then)."""
+    for name in WINDOW_DIRS + (RECORDS,):
+        (out / name).mkdir(parents=True, exist_ok=True)
+    for name in FINAL_FILES:
+        (out / name).unlink(missing_ok=True)
+    for folder in (out,) + tuple(out / name for name in WINDOW_DIRS + (RECORDS,)):
+        for stale in folder.glob(f"{_TMP}*"):  # temporaries of an interrupted build
+            stale.unlink(missing_ok=True)
+
+
+def window_paths(out: Path, window_id: str) -> tuple[Path, Path, Path]:
+    return (out / "new_joint_vecs" / f"{window_id}.npy", out / "new_joints" / f"{window_id}.npy",
+            out / "texts" / f"{window_id}.txt")
+
+
+def write_window(out: Path, window_id: str, features: np.ndarray, joints: np.ndarray, text_lines: list[str]) -> None:
+    vec_path, joints_path, text_path = window_paths(out, window_id)
+    save_npy(vec_path, features.astype(np.float32))
+    save_npy(joints_path, joints.astype(np.float32))
+    write_text(text_path, "".join(line + "\n" for line in text_lines))
+
+
+def record_path(out: Path, clip: str) -> Path:
+    return out / RECORDS / f"{clip}.json"
+
+
+def read_record(out: Path, clip: str, key: str) -> dict | None:
+    """The clip's record when it was written for the same input ``key`` and all its files exist, else None."""
+    path = record_path(out, clip)
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    for window in record.get("windows", []):
+        if not all(p.is_file() for p in window_paths(out, window["id"])):
+            return None
+    return record
+
+
+def prune(out: Path, keep_clips: set[str], keep_ids: set[str]) -> int:
+    """Remove window files and records that do not belong to this build; returns how many files went."""
+    removed = 0
+    for name, keep, suffix in (("new_joint_vecs", keep_ids, ".npy"), ("new_joints", keep_ids, ".npy"),
+                               ("texts", keep_ids, ".txt"), (RECORDS, keep_clips, ".json")):
+        for path in (out / name).glob(f"*{suffix}"):
+            if path.stem not in keep:
+                path.unlink()
+                removed += 1
+    return removed
+
+
+def write_final(out: Path, *, splits: dict[str, list[str]], meta: list[dict], mean: np.ndarray, std: np.ndarray,
+                report: dict) -> None:
+    """Meta, statistics, report, and last the split files (their presence marks a finished build)."""
+    write_text(out / "meta.jsonl", "".join(json.dumps(m, sort_keys=True) + "\n" for m in meta))
+    save_npy(out / "Mean.npy", mean.astype(np.float32))
+    save_npy(out / "Std.npy", std.astype(np.float32))
+    write_json(out / "build_report.json", report)
+    for split in SPLITS:
+        write_text(out / f"{split}.txt", "".join(i + "\n" for i in splits.get(split, [])))
