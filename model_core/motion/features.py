@@ -18,7 +18,11 @@ per-chain bone inverse kinematics) so that features match the published dataset.
 from __future__ import annotations
 
 import numpy as np
-import torch
+
+try:  # torch is needed for recovery only; extraction and contacts also run in a Python without it
+    import torch
+except ImportError:  # pragma: no cover - exercised inside Blender's own Python
+    torch = None
 from scipy.ndimage import gaussian_filter1d
 from scipy.spatial.transform import Rotation
 
@@ -37,6 +41,10 @@ FEATURE_SLICES: dict[str, slice] = {
 }
 FACING_SIGMA = 20.0  # frames; Gaussian smoothing of the facing direction before the root rotation
 
+
+
+def _is_tensor(x) -> bool:
+    return torch is not None and isinstance(x, torch.Tensor)
 
 def feature_dim(joints_num: int = NUM_JOINTS) -> int:
     """Size of a HumanML3D feature frame for ``joints_num`` joints (263 for 22, 251 for KIT's 21)."""
@@ -75,7 +83,7 @@ def _unit_bones(joints: np.ndarray) -> np.ndarray:
 
 def _rotate_y(v, angle):
     """Rotate vectors ``v (..., 3)`` by ``angle (...)`` radians about +Y (numpy or torch, differentiable)."""
-    lib = torch if isinstance(v, torch.Tensor) else np
+    lib = torch if _is_tensor(v) else np
     c, s = lib.cos(angle), lib.sin(angle)
     x, y, z = v[..., 0], v[..., 1], v[..., 2]
     return lib.stack([c * x + s * z, y, c * z - s * x], -1)
@@ -225,7 +233,7 @@ def foot_contacts(features):
 # -------------------------------------------------------------------------------------------- recovery
 
 def _check_features(features, joints_num: int) -> None:
-    if not isinstance(features, (np.ndarray, torch.Tensor)):
+    if not (isinstance(features, np.ndarray) or _is_tensor(features)):
         raise ValueError(f"features must be a numpy array or torch tensor, got {type(features).__name__}")
     dim = feature_dim(joints_num)
     if features.ndim < 2 or features.shape[-1] != dim:
@@ -236,7 +244,7 @@ def _check_features(features, joints_num: int) -> None:
 
 
 def _as_torch(features):
-    if isinstance(features, torch.Tensor):
+    if _is_tensor(features):
         return features, False
     return torch.from_numpy(np.asarray(features, dtype=np.float64)), True
 
@@ -324,7 +332,7 @@ def compute_mean_std(features_list, *, feat_bias: float = 1.0, joints_num: int =
 
 
 def _like(stat, x):
-    if isinstance(x, torch.Tensor):
+    if _is_tensor(x):
         return torch.as_tensor(stat, dtype=x.dtype, device=x.device)
     return np.asarray(stat)
 

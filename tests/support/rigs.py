@@ -79,7 +79,8 @@ def _mixamo(a_pose):
                   (n("Foot"), n("Leg"), p["ankle"], p["ball"]), (n("ToeBase"), n("Foot"), p["ball"], p["toe_end"]),
                   (n("Toe_End"), n("ToeBase"), p["toe_end"], p["toe_end"] + [0, -0.03, 0]),
                   (n("Shoulder"), m + "Spine2", p["collar"], p["shoulder"]),
-                  (n("Arm"), n("Shoulder"), p["shoulder"], p["elbow"]), (n("ForeArm"), n("Arm"), p["elbow"], p["wrist"]),
+                  (n("Arm"), n("Shoulder"), p["shoulder"], p["elbow"]),
+                  (n("ForeArm"), n("Arm"), p["elbow"], p["wrist"]),
                   (n("Hand"), n("ForeArm"), p["wrist"], p["hand_end"])]
         bones += _fingers(m + word + "Hand{F}{k}", n("Hand"), p, side)
     return bones
@@ -101,7 +102,8 @@ def _ue(a_pose, spine_count=5):
                   (f"thigh_twist_01_{s}", f"thigh_{s}", _lerp(p["hip"], p["knee"], 0.5), p["knee"]),
                   (f"calf_{s}", f"thigh_{s}", p["knee"], p["ankle"]),
                   (f"calf_twist_01_{s}", f"calf_{s}", _lerp(p["knee"], p["ankle"], 0.5), p["ankle"]),
-                  (f"foot_{s}", f"calf_{s}", p["ankle"], p["ball"]), (f"ball_{s}", f"foot_{s}", p["ball"], p["toe_end"]),
+                  (f"foot_{s}", f"calf_{s}", p["ankle"], p["ball"]),
+                  (f"ball_{s}", f"foot_{s}", p["ball"], p["toe_end"]),
                   (f"clavicle_{s}", spine[-1], p["collar"], p["shoulder"]),
                   (f"upperarm_{s}", f"clavicle_{s}", p["shoulder"], p["elbow"]),
                   (f"upperarm_twist_01_{s}", f"upperarm_{s}", _lerp(p["shoulder"], p["elbow"], 0.5), p["elbow"]),
@@ -119,7 +121,8 @@ def _rigify(a_pose):
     spine = [(f"spine.00{k}" if k else "spine") for k in range(7)]
     ends = [c["pelvis"], c["spine_base"], _lerp(c["spine_base"], c["chest_top"], 1 / 3),
             _lerp(c["spine_base"], c["chest_top"], 2 / 3), c["chest_top"], c["neck_mid"], c["head"], c["head_top"]]
-    bones = [("root", None, np.zeros(3), np.array([0.0, 0.3, 0.0])), ("torso", "root", c["pelvis"], c["pelvis"] + [0, 0.3, 0]),
+    bones = [("root", None, np.zeros(3), np.array([0.0, 0.3, 0.0])),
+             ("torso", "root", c["pelvis"], c["pelvis"] + [0, 0.3, 0]),
              ("hips", "torso", c["spine_base"], c["pelvis"]), ("chest", "torso", c["spine_base"], c["chest_top"]),
              ("neck", "chest", c["chest_top"], c["head"]), ("head", "neck", c["head"], c["head_top"])]
     for prefix, top in (("ORG-", "root"), ("DEF-", "root")):
@@ -134,8 +137,9 @@ def _rigify(a_pose):
                  ("hand", "forearm", p["wrist"], p["hand_end"])]
         segmented = {"thigh", "shin", "upper_arm", "forearm"}
         for name, parent, head, tail in chain:
-            bones.append((f"ORG-{name}.{s}", f"ORG-{parent}" + ("" if parent.startswith("spine") else f".{s}"), head, tail))
-            def_parent = f"DEF-{parent}" + ("" if parent.startswith("spine") else f".{s}")
+            sided = "" if parent.startswith("spine") else f".{s}"
+            bones.append((f"ORG-{name}.{s}", f"ORG-{parent}{sided}", head, tail))
+            def_parent = f"DEF-{parent}{sided}"
             if parent in segmented:
                 def_parent += ".001"
             if name in segmented:
@@ -146,7 +150,8 @@ def _rigify(a_pose):
             if name in ("thigh", "shin", "upper_arm", "forearm", "hand"):
                 bones.append((f"{name}_fk.{s}", "root", head, tail))
         bones += [(f"DEF-pelvis.{s}", "DEF-spine", c["pelvis"], p["hip"] + [0, -0.12, -0.05]),
-                  (f"DEF-breast.{s}", "DEF-spine.003", p["collar"] + [0.06, -0.1, -0.15], p["collar"] + [0.06, -0.2, -0.15]),
+                  (f"DEF-breast.{s}", "DEF-spine.003", p["collar"] + [0.06, -0.1, -0.15],
+                   p["collar"] + [0.06, -0.2, -0.15]),
                   (f"hand_ik.{s}", "root", p["wrist"], p["hand_end"]), (f"foot_ik.{s}", "root", p["ankle"], p["ball"]),
                   (f"MCH-thigh_ik.{s}", "root", p["hip"], p["knee"])]
     return bones
@@ -157,14 +162,16 @@ def _simple(names: dict[str, str], spine_names: list[str], a_pose, *, collar_par
     c = points("l", a_pose)
     bones = [(names["pelvis"], None, c["pelvis"], c["spine_base"])]
     bones += _spine(spine_names, names["pelvis"], c)
-    bones += [(names["neck"], spine_names[-1], c["chest_top"], c["head"]), (names["head"], names["neck"], c["head"], c["head_top"])]
+    bones += [(names["neck"], spine_names[-1], c["chest_top"], c["head"]),
+              (names["head"], names["neck"], c["head"], c["head_top"])]
     for s in ("l", "r"):
         p = points(s, a_pose)
         n = lambda role: names[role].format(s=s, S=s.upper(), side="left" if s == "l" else "right")  # noqa: E731
         bones += [(n("hip"), names["pelvis"], p["hip"], p["knee"]), (n("knee"), n("hip"), p["knee"], p["ankle"]),
                   (n("ankle"), n("knee"), p["ankle"], p["ball"]), (n("foot"), n("ankle"), p["ball"], p["toe_end"]),
                   (n("collar"), collar_parent, p["collar"], p["shoulder"]),
-                  (n("shoulder"), n("collar"), p["shoulder"], p["elbow"]), (n("elbow"), n("shoulder"), p["elbow"], p["wrist"]),
+                  (n("shoulder"), n("collar"), p["shoulder"], p["elbow"]),
+                  (n("elbow"), n("shoulder"), p["elbow"], p["wrist"]),
                   (n("wrist"), n("elbow"), p["wrist"], p["hand_end"])]
         if hand_leaf:
             bones.append((hand_leaf.format(S=s.upper()), n("wrist"), p["hand_end"], p["hand_end"] + [0.0, 0.0, -0.03]))
@@ -185,7 +192,8 @@ def _smplx(a_pose):
 
 def _bandai(a_pose):
     names = dict(pelvis="Hips", neck="Neck", head="Head", hip="UpperLeg_{S}", knee="LowerLeg_{S}", ankle="Foot_{S}",
-                 foot="Toes_{S}", collar="Shoulder_{S}", shoulder="UpperArm_{S}", elbow="LowerArm_{S}", wrist="Hand_{S}")
+                 foot="Toes_{S}", collar="Shoulder_{S}", shoulder="UpperArm_{S}", elbow="LowerArm_{S}",
+                 wrist="Hand_{S}")
     return _simple(names, ["Spine", "Chest"], a_pose, collar_parent="Chest")
 
 
@@ -209,9 +217,15 @@ def expected(style: str) -> dict[str, str]:
     return json.loads((PRESETS / f"{style}.json").read_text())["bones"]
 
 
-def rig_bones(style: str, *, a_pose: bool = False, anonymous: bool = False) -> list[tuple]:
-    """``(name, parent, head, tail)`` in world space. ``anonymous`` renames every bone to ``Bone.NNN``."""
-    bones = STYLES[style](a_pose)
+def turn_z(angle: float) -> np.ndarray:
+    c, s = np.cos(angle), np.sin(angle)
+    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def rig_bones(style: str, *, a_pose: bool = False, anonymous: bool = False, turn: float = 0.0) -> list[tuple]:
+    """``(name, parent, head, tail)`` in world space. ``anonymous`` renames every bone to ``Bone.NNN``;
+    ``turn`` (radians) turns the character about the world Z axis (0: facing -Y)."""
+    bones = [(n, p, turn_z(turn) @ h, turn_z(turn) @ t) for n, p, h, t in STYLES[style](a_pose)]
     if anonymous:
         rename = {b[0]: f"Bone.{k:03d}" for k, b in enumerate(bones)}
         bones = [(rename[n], rename.get(p), h, t) for n, p, h, t in bones]
@@ -223,9 +237,10 @@ def anonymous_names(style: str) -> dict[str, str]:
 
 
 def build_rig(context, style: str, *, name: str = "", a_pose: bool = False, anonymous: bool = False,
-              roll: float = 0.0, matrix_world=None):
-    """An armature object linked to the scene with the bones of ``style``; world positions as in ``P`` whatever
-    ``matrix_world`` (4x4) is. ``roll`` (radians) is added to every bone, alternating sign."""
+              roll: float = 0.0, turn: float = 0.0, matrix_world=None):
+    """An armature object linked to the scene with the bones of ``style``; world positions as in ``P`` (turned
+    by ``turn`` about Z) whatever ``matrix_world`` (4x4) is. ``roll`` (radians) is given to every bone,
+    alternating sign."""
     import bpy
     from mathutils import Matrix
 
@@ -237,7 +252,8 @@ def build_rig(context, style: str, *, name: str = "", a_pose: bool = False, anon
     context.collection.objects.link(obj)
     context.view_layer.objects.active = obj
     bpy.ops.object.mode_set(mode="EDIT")
-    for k, (bone_name, parent, head, tail) in enumerate(rig_bones(style, a_pose=a_pose, anonymous=anonymous)):
+    bones = rig_bones(style, a_pose=a_pose, anonymous=anonymous, turn=turn)
+    for k, (bone_name, parent, head, tail) in enumerate(bones):
         bone = data.edit_bones.new(bone_name)
         bone.head = (inverse @ np.append(head, 1.0))[:3]
         bone.tail = (inverse @ np.append(tail, 1.0))[:3]
