@@ -15,7 +15,7 @@ BANDAI_DIR = SHARED_DATA / "bandai-namco"
 try:  # keep the 2-core machine responsive when several suites run
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(1)  # the test models are tiny: threads cost more than they give
 except ImportError:  # pragma: no cover
     pass
 

@@ -1,0 +1,103 @@
+"""Model checkpoints as `<name>.safetensors` (weights and buffers) + `<name>.json` (the config dataclass).
+
+Loading validates everything against the config's freshly built module and never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+FORMAT_VERSION = 1
+
+
+def save_tensors(path, tensors: dict) -> Path:
+    """Write a dict of tensors / numpy arrays to a safetensors file (e.g. dataset mean and std)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({key: _plain_tensor(value) for key, value in tensors.items()}, str(path))
+    return path
+
+
+def _plain_tensor(value) -> torch.Tensor:
+    """A contiguous CPU copy (safetensors refuses tensors that share storage)."""
+    tensor = value if torch.is_tensor(value) else torch.as_tensor(np.asarray(value))
+    return tensor.detach().cpu().contiguous().clone()
+
+
+def load_tensors(path, *, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """Read a safetensors file into a dict of tensors. Missing file: FileNotFoundError; bad file: ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tensor file not found: {path}")
+    try:
+        return load_file(str(path), device=device)
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+
+
+def save_model(module: torch.nn.Module, config, directory, name: str) -> Path:
+    """Write `<directory>/<name>.safetensors` (state dict) and `<name>.json` (config). Returns the .json path."""
+    if not dataclasses.is_dataclass(config):
+        raise TypeError(f"config must be a dataclass instance, got {type(config).__name__}")
+    directory = Path(directory)
+    save_tensors(directory / f"{name}.safetensors", module.state_dict())
+    meta = {"format_version": FORMAT_VERSION, "config_class": type(config).__name__,
+            "config": dataclasses.asdict(config)}
+    json_path = directory / f"{name}.json"
+    json_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return json_path
+
+
+def load_config(config_cls, path):
+    """Read and validate a config written by `save_model`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model config not found: {path}")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from e
+    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+        raise ValueError(f"{path}: expected an object with a 'config' object")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: format_version {meta.get('format_version')!r} is not {FORMAT_VERSION}")
+    if meta.get("config_class") != config_cls.__name__:
+        raise ValueError(f"{path}: config_class {meta.get('config_class')!r} is not {config_cls.__name__!r}")
+    fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
+    values = meta["config"]
+    unknown, missing = sorted(set(values) - fields), sorted(fields - set(values))
+    if unknown or missing:
+        raise ValueError(f"{path}: config keys do not match {config_cls.__name__}: "
+                         f"unknown {unknown}, missing {missing}")
+    return config_cls(**values)
+
+
+def load_model(cls, config_cls, directory, name: str, *, device: str = "cpu") -> torch.nn.Module:
+    """Build `cls(config)` from `<directory>/<name>.json` and load `<name>.safetensors` into it (eval mode).
+
+    Missing files raise FileNotFoundError; a config or tensor that does not match raises ValueError naming it.
+    """
+    directory = Path(directory)
+    config = load_config(config_cls, directory / f"{name}.json")
+    weights_path = directory / f"{name}.safetensors"
+    tensors = load_tensors(weights_path)
+    module = cls(config)
+    expected = module.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{weights_path}: tensors do not match {cls.__name__}: missing {missing}, "
+                         f"unexpected {unexpected}")
+    for key, want in expected.items():
+        got = tensors[key]
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise ValueError(f"{weights_path}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
+                             f"the model expects {tuple(want.shape)} {want.dtype}")
+    module.load_state_dict(tensors, strict=True)
+    return module.to(device).eval()

@@ -1,0 +1,85 @@
+"""Small blocks shared by the token transformers: positional encoding, masks, sampling, guidance.
+
+Signatures here are relied on by `transformer.py` (BAMM) and `residual.py`; keep them stable.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class PositionalEncoding(nn.Module):
+    """Fixed sinusoidal position code added to batch-first sequences `(B, T, dim)`."""
+
+    def __init__(self, dim: int, *, max_len: int = 512, dropout: float = 0.0):
+        super().__init__()
+        if dim % 2:
+            raise ValueError(f"PositionalEncoding: dim must be even, got {dim}")
+        position = torch.arange(max_len, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(0, dim, 2, dtype=torch.float32) * (-math.log(10000.0) / dim))
+        pe = torch.zeros(max_len, dim)
+        pe[:, 0::2] = torch.sin(position * freq)
+        pe[:, 1::2] = torch.cos(position * freq)
+        self.register_buffer("pe", pe, persistent=False)  # recomputed on load, not a weight
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] > self.pe.shape[0]:
+            raise ValueError(f"PositionalEncoding: sequence of {x.shape[1]} exceeds max_len {self.pe.shape[0]}")
+        return self.dropout(x + self.pe[: x.shape[1]].to(x.dtype))
+
+
+def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
+    """`(B,)` lengths -> `(B, max_len)` bool mask, True at valid positions `i < lengths[b]`."""
+    return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
+
+
+def init_weights(module: nn.Module) -> None:
+    """Transformer init used by MoMask/BAMM: N(0, 0.02) linear/embedding weights, zero biases, unit norms."""
+    if isinstance(module, (nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.LayerNorm):
+        nn.init.ones_(module.weight)
+        nn.init.zeros_(module.bias)
+
+
+def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
+    """Classifier-free guidance: `(1 + s) * cond - s * uncond` (s = 0 gives the conditional logits)."""
+    return (1.0 + scale) * cond - scale * uncond
+
+
+def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
+    """Keep the `k` largest logits on the last axis, set the rest to -inf. `None` keeps everything."""
+    if k is None or k >= logits.shape[-1]:
+        return logits
+    if k < 1:
+        raise ValueError(f"top_k must be >= 1 or None, got {k}")
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def sample_tokens(
+    logits: torch.Tensor, *, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw one token per position from `softmax(logits / temperature)` over the last axis (Gumbel-max).
+
+    `temperature == 0` takes the argmax. A `torch.Generator` (on the logits' device) makes draws repeatable.
+    Returns int64 indices with the shape of `logits` minus its last axis.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    noise = gumbel_noise(logits.shape, generator=generator, device=logits.device)
+    return (logits.float() / temperature + noise).argmax(dim=-1)
+
+
+def gumbel_noise(shape, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Standard Gumbel samples `-log(-log(u))`, u ~ U(0, 1), float32."""
+    u = torch.rand(shape, generator=generator, device=device).clamp_min(1e-20)  # rand is < 1, so -log(u) > 0
+    return -torch.log(-torch.log(u))

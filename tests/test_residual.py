@@ -1,0 +1,175 @@
+"""Residual transformer: training signal, generation, editing with kept tokens, guidance, sampling functions."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from model_core.models.layers import cfg_logits, lengths_to_mask, sample_tokens, top_k_filter
+from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
+
+TINY = RES_PRESETS["tiny"]
+B, N = 8, 12
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train faster on one thread (no synchronisation between threads on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def make(**changes) -> ResidualTransformer:
+    torch.manual_seed(0)
+    return ResidualTransformer(dataclasses.replace(TINY, **changes))
+
+
+def batch(seed: int = 0):
+    """Codes whose upper layers are a fixed function of the base layer (learnable), text, token lengths."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.randint(0, TINY.code_num, (B, N), generator=g)
+    codes = torch.stack([(base * (j + 1) + 3 * j) % TINY.code_num for j in range(TINY.num_quantizers)], -1)
+    text = torch.randn(B, TINY.text_dim, generator=g)
+    lengths = torch.randint(4, N + 1, (B,), generator=g)
+    return codes, text, lengths
+
+
+def eval_loss(model, codes, text, lengths):
+    model.eval()
+    torch.manual_seed(123)  # same random layers each time
+    with torch.no_grad():
+        loss, _ = model.loss(codes, text, lengths)
+    model.train()
+    return loss.item()
+
+
+def test_training_lowers_loss_and_reaches_every_parameter():
+    model = make(cond_drop_prob=0.5)
+    codes, text, lengths = batch()
+    before = eval_loss(model, codes, text, lengths)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for step in range(30):
+        loss, logs = model.loss(codes, text, lengths)
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            for name, p in model.named_parameters():
+                assert p.grad is not None and p.grad.abs().sum() > 0, name
+        opt.step()
+    assert set(logs) == {"loss", "acc"}
+    assert eval_loss(model, codes, text, lengths) < 0.75 * before
+
+
+def test_loss_ignores_padded_tokens():
+    model = make().eval()
+    codes, text, lengths = batch()
+    changed = codes.clone()
+    changed[~lengths_to_mask(lengths, N)] = -1  # e.g. a pad id outside the codebook
+    torch.manual_seed(1)
+    a, _ = model.loss(codes, text, lengths)
+    torch.manual_seed(1)
+    b, _ = model.loss(changed, text, lengths)
+    assert torch.allclose(a, b, atol=1e-6)
+
+
+def test_generate_shapes_base_layer_and_padding():
+    model = make()
+    codes, text, lengths = batch()
+    out = model.generate(codes[..., 0], text, lengths, generator=torch.Generator().manual_seed(0))
+    valid = lengths_to_mask(lengths, N)
+    assert out.shape == (B, N, TINY.num_quantizers) and out.dtype == torch.int64
+    assert torch.equal(out[..., 0][valid], codes[..., 0][valid])
+    assert (out[~valid] == 0).all()
+    assert out.min() >= 0 and out.max() < TINY.code_num
+    assert model.training  # mode restored
+
+
+@pytest.mark.parametrize("cfg_scale", [0.0, 5.0])
+def test_keep_mask_keeps_every_layer_bit_identical(cfg_scale):
+    model = make()
+    codes, text, lengths = batch()
+    keep_codes, _, _ = batch(seed=1)
+    keep_mask = torch.rand(B, N, generator=torch.Generator().manual_seed(2)) < 0.5
+    keep_mask &= lengths_to_mask(lengths, N)
+    out = model.generate(codes[..., 0], text, lengths, cfg_scale=cfg_scale, keep_codes=keep_codes,
+                         keep_mask=keep_mask, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out[keep_mask], keep_codes[keep_mask])
+    free = ~keep_mask & lengths_to_mask(lengths, N)
+    assert not torch.equal(out[free][:, 1:], keep_codes[free][:, 1:])
+
+
+def test_same_generator_seed_same_output():
+    model = make()
+    codes, text, lengths = batch()
+
+    def run(seed):
+        return model.generate(codes[..., 0], text, lengths, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(run(5), run(5))
+    assert not torch.equal(run(5), run(6))
+
+
+@pytest.mark.parametrize("cfg_scale", [0.0, 2.5])
+def test_generate_uses_guided_logits(cfg_scale):
+    """With temperature 0, layer 1 is the argmax of cfg_logits(cond, uncond, s) computed by hand."""
+    model = make().eval()
+    codes, text, lengths = batch()
+    out = model.generate(codes[..., 0], text, lengths, cfg_scale=cfg_scale, temperature=0.0)
+    valid = lengths_to_mask(lengths, N)
+    x = model.token_emb[0][out[..., 0]]
+    layer = torch.ones(B, dtype=torch.long)
+    with torch.no_grad():
+        cond = model._logits(x, layer, model.cond_proj(text), valid)
+        uncond = model._logits(x, layer, model.null_cond.expand(B, -1), valid)
+    expected = cfg_logits(cond, uncond, cfg_scale).argmax(-1)
+    assert torch.equal(out[..., 1][valid], expected[valid])
+
+
+def test_cfg_formula():
+    cond, uncond = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 3.0])
+    assert torch.allclose(cfg_logits(cond, uncond, 0.0), cond)
+    assert torch.allclose(cfg_logits(cond, uncond, 2.0), torch.tensor([3 * 2.0 - 2 * 1.0, 3 * -1.0 - 2 * 3.0]))
+
+
+def test_top_k_filter_and_sampling():
+    logits = torch.tensor([[0.1, 2.0, -1.0, 1.5]])
+    filtered = top_k_filter(logits, 2)
+    assert torch.isinf(filtered[0, [0, 2]]).all() and torch.equal(filtered[0, [1, 3]], logits[0, [1, 3]])
+    assert torch.equal(top_k_filter(logits, None), logits)
+    g = torch.Generator().manual_seed(0)
+    draws = sample_tokens(filtered.expand(4000, 4), generator=g)
+    assert set(draws.tolist()) == {1, 3}
+    share = (draws == 1).float().mean().item()
+    assert share == pytest.approx(torch.softmax(torch.tensor([2.0, 1.5]), 0)[0].item(), abs=0.03)
+    assert torch.equal(sample_tokens(logits, temperature=0.0), torch.tensor([1]))
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(codes=torch.full((B, N, 3), TINY.code_num)), "must lie in"),
+    (dict(codes=torch.zeros(B, N, 2, dtype=torch.long)), r"\(B, N, 3\)"),
+    (dict(codes=torch.zeros(B, TINY.max_tokens + 1, 3, dtype=torch.long)), "max_tokens"),
+    (dict(text=torch.zeros(B, TINY.text_dim + 1)), "text_emb"),
+    (dict(lengths=torch.full((B,), N + 1)), "lengths"),
+    (dict(lengths=torch.zeros(B, dtype=torch.long)), "lengths"),
+])
+def test_loss_rejects_bad_inputs(change, match):
+    codes, text, lengths = batch()
+    args = dict(codes=codes, text=text, lengths=lengths) | change
+    with pytest.raises(ValueError, match=match):
+        make().loss(args["codes"], args["text"], args["lengths"])
+
+
+def test_generate_rejects_half_keep_arguments():
+    codes, text, lengths = batch()
+    with pytest.raises(ValueError, match="together"):
+        make().generate(codes[..., 0], text, lengths, keep_mask=torch.ones(B, N, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("changes", [dict(num_quantizers=1), dict(latent_dim=30, n_heads=4), dict(dropout=2.0)])
+def test_config_rejects_bad_values(changes):
+    with pytest.raises(ValueError):
+        ResidualConfig(**changes)

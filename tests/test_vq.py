@@ -1,0 +1,226 @@
+"""RVQ-VAE tokenizer: shapes, errors, EMA codebooks, quantiser dropout, training on real HumanML3D clips."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from model_core.models.vq import VQ_PRESETS, EMACodebook, RVQVAE, RVQVAEConfig
+
+TINY = VQ_PRESETS["tiny"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models train faster on one thread (no synchronisation between threads on a busy machine)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def real(hml_dir):
+    """Four real clips cut to 32 frames, normalised, plus the dataset Mean/Std."""
+    mean, std = np.load(hml_dir / "Mean.npy"), np.load(hml_dir / "Std.npy")
+    clips = [np.load(p) for p in sorted((hml_dir / "new_joint_vecs").glob("*.npy"))]
+    clips = [c[:32] for c in clips if len(c) >= 32][:4]
+    x = torch.tensor(np.stack([(c - mean) / std for c in clips]), dtype=torch.float32)
+    return x, mean, std
+
+
+def make(**changes) -> RVQVAE:
+    torch.manual_seed(0)
+    return RVQVAE(dataclasses.replace(TINY, **changes))
+
+
+@pytest.mark.parametrize("frames", [4, 16, 36])
+def test_encode_decode_shapes(frames):
+    model = make()
+    model.train()
+    model(torch.randn(2, frames, 263))  # initialise the codebooks from data
+    model.eval()
+    codes = model.encode(torch.randn(2, frames, 263))
+    assert codes.shape == (2, frames // 4, TINY.num_quantizers) and codes.dtype == torch.int64
+    assert 0 <= codes.min() and codes.max() < TINY.code_num
+    for q in range(1, TINY.num_quantizers + 1):
+        assert model.decode(codes[..., :q]).shape == (2, frames, 263)
+
+
+def test_fewer_layers_decode_differently():
+    model = make()
+    model(torch.randn(2, 16, 263))
+    model.eval()
+    codes = model.encode(torch.randn(2, 16, 263))
+    assert not torch.equal(model.decode(codes[..., :1]), model.decode(codes))
+
+
+@pytest.mark.parametrize("shape, match", [
+    ((1, 6, 263), "multiple of 4"),
+    ((1, 17, 263), "multiple of 4"),
+    ((1, 0, 263), "multiple of 4"),
+    ((1, 16, 262), r"\(B, T, 263\)"),
+    ((16, 263), r"\(B, T, 263\)"),
+])
+def test_encode_rejects_bad_motion(shape, match):
+    with pytest.raises(ValueError, match=match):
+        make().encode(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("codes, match", [
+    (torch.full((1, 4, 3), TINY.code_num), "must lie in"),
+    (torch.full((1, 4, 3), -1), "must lie in"),
+    (torch.zeros(1, 4, 4, dtype=torch.long), "1 <= q <= 3"),
+    (torch.zeros(1, 4, 3, dtype=torch.float32), "int64"),
+    (torch.zeros(4, 3, dtype=torch.long), r"\(B, N, q\)"),
+])
+def test_decode_rejects_bad_codes(codes, match):
+    with pytest.raises(ValueError, match=match):
+        make().decode(codes)
+
+
+def test_codebook_accessor():
+    model = make()
+    assert model.codebook(2).shape == (TINY.code_num, TINY.code_dim)
+    with pytest.raises(ValueError, match="layer"):
+        model.codebook(TINY.num_quantizers)
+
+
+@pytest.mark.parametrize("changes", [dict(width=0), dict(quantize_dropout_prob=1.5), dict(ema_decay=-0.1)])
+def test_config_rejects_bad_values(changes):
+    with pytest.raises(ValueError, match=next(iter(changes))):
+        RVQVAEConfig(**changes)
+
+
+def test_config_is_keyword_only():
+    with pytest.raises(TypeError):
+        RVQVAEConfig(263)
+
+
+def test_paper_preset_matches_momask():
+    c = VQ_PRESETS["paper"]
+    assert (c.code_num, c.code_dim, c.num_quantizers, c.width, c.quantize_dropout_prob) == (512, 512, 6, 512, 0.2)
+    model = RVQVAE(c).eval()
+    assert model.encode(torch.zeros(1, 8, 263)).shape == (1, 2, 6)
+
+
+def test_training_lowers_loss_and_reaches_every_parameter(real):
+    x, mean, std = real
+    model = make(quantize_dropout_prob=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for step in range(50):
+        loss, logs = model.loss(x, mean=mean, std=std)
+        opt.zero_grad()
+        loss.backward()
+        if step == 0:
+            for name, p in model.named_parameters():
+                assert p.grad is not None and p.grad.abs().sum() > 0, name
+        opt.step()
+        losses.append(logs["loss"])
+        assert set(logs) == {"loss", "rec", "pos", "commit", "perplexity"}
+    assert losses[-1] < 0.6 * losses[0]
+    names = dict(model.named_parameters())
+    assert not any("embed" in n or "code_" in n for n in names)  # codebooks are EMA buffers
+
+
+def test_tiny_vq_overfits_a_few_clips(real):
+    x, mean, std = real
+    model = make()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+
+    def error():
+        model.eval()
+        err = (model.decode(model.encode(x)) - x).abs().mean().item()
+        model.train()
+        return err
+
+    model(x)  # codebooks start from data
+    before = error()
+    for _ in range(120):
+        loss, _ = model.loss(x, mean=mean, std=std)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert error() < 0.5 * before
+
+
+def test_loss_masks_padding(real):
+    x, mean, std = real
+    model = make()
+    model(x)
+    model.eval()  # no dropout, no codebook update: deterministic
+    lengths = torch.tensor([32, 20, 9, 32])
+    _, logs = model.loss(x, mean=mean, std=std, lengths=lengths)
+    recon, _, _ = model(x, lengths=lengths)
+    valid = torch.arange(32)[None] < lengths[:, None]
+    assert logs["rec"] == pytest.approx(F.smooth_l1_loss(recon[valid], x[valid]).item(), rel=1e-5)
+    _, full = model.loss(x, mean=mean, std=std)
+    assert full["rec"] != pytest.approx(logs["rec"], rel=1e-3)
+
+
+def test_loss_rejects_bad_stats(real):
+    x, mean, _ = real
+    with pytest.raises(ValueError, match="mean and std"):
+        make().loss(x, mean=mean, std=np.ones(262))
+
+
+@pytest.mark.parametrize("lengths", [torch.tensor([32, 0, 5, 5]), torch.tensor([33, 5, 5, 5]), torch.tensor([5])])
+def test_loss_rejects_bad_lengths(real, lengths):
+    x, mean, std = real
+    with pytest.raises(ValueError, match="lengths"):
+        make().loss(x, mean=mean, std=std, lengths=lengths)
+
+
+def test_ema_update_moves_used_code_and_resets_dead_codes():
+    torch.manual_seed(0)
+    book = EMACodebook(8, 4, decay=0.9)
+    book.initialise(torch.randn(20, 4))
+    start = book.embed.clone()
+    r = torch.randn(16, 4) + 5.0
+    book.update(r, torch.zeros(16, dtype=torch.long))  # every vector goes to code 0
+    expected0 = (0.9 * start[0] + 0.1 * r.sum(0)) / (0.9 + 0.1 * 16)
+    assert torch.allclose(book.embed[0], expected0, atol=1e-6)
+    for row in book.embed[1:]:  # counts fell to 0.9 < 1: reset to input vectors
+        assert (r == row).all(dim=1).any()
+    assert torch.equal(book.code_count[1:], torch.ones(7))
+
+
+def test_training_forward_updates_codebooks():
+    model = make(quantize_dropout_prob=0.0)
+    x = torch.randn(4, 16, 263)
+    model(x)
+    before = [model.codebook(i).clone() for i in range(TINY.num_quantizers)]
+    model(x + 0.5)
+    assert all(not torch.equal(b, model.codebook(i)) for i, b in enumerate(before))
+    model.eval()
+    frozen = model.codebook(0).clone()
+    model(x)
+    assert torch.equal(frozen, model.codebook(0))
+
+
+def test_quantizer_dropout_uses_fewer_layers_in_training():
+    model = make(quantize_dropout_prob=1.0)
+    z = torch.randn(2, 4, TINY.code_dim)
+    active = set()
+    for _ in range(20):
+        _, codes, _, _ = model.quantizer(z)
+        used = (codes >= 0).all(dim=(0, 1))
+        n = int(used.sum())
+        assert used[:n].all() and not used[n:].any()  # always a prefix of the layers
+        active.add(n)
+    assert min(active) < TINY.num_quantizers and active <= {1, 2, 3}
+    model.eval()
+    _, codes, _, _ = model.quantizer(z)
+    assert (codes >= 0).all()
+
+
+def test_no_quantizer_dropout_when_disabled():
+    model = make(quantize_dropout_prob=0.0)
+    for _ in range(10):
+        _, codes, _, _ = model.quantizer(torch.randn(2, 4, TINY.code_dim))
+        assert (codes >= 0).all()
