@@ -14,6 +14,7 @@ from safetensors.torch import save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from model_core.train.common import teardown_distributed  # noqa: E402
 from model_core.train.tokens import train_transformer  # noqa: E402
 from model_core.train.vq import train_vq  # noqa: E402
 
@@ -29,6 +30,7 @@ def main() -> None:
     rank = int(os.environ["RANK"])
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(out / f"rank{rank}.safetensors"), metadata={"bpy_imported": str("bpy" in sys.modules)})
+    teardown_distributed()
 
 
 if __name__ == "__main__":

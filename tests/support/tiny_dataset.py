@@ -1,7 +1,7 @@
 """Write a tiny synthetic dataset in the layout of ``bamm data build`` (see docs/ARCHITECTURE.md).
 
-Features are smooth random curves (sums of a few sinusoids per channel plus a slow drift), not real motion:
-enough to train a tokenizer and the transformers for a few steps in unit tests.
+Features are extracted from synthetic joints (the rest pose wobbling by a few centimetres while it walks along
+a gentle curve), not real motion: enough to train a tokenizer and the transformers for a few steps in tests.
 
     from support.tiny_dataset import write_tiny_dataset
     root = write_tiny_dataset(tmp_path / "data")
@@ -14,23 +14,37 @@ from pathlib import Path
 
 import numpy as np
 
-FEATURE_DIM = 263
+from model_core.motion.features import compute_mean_std, extract_features, recover_from_ric
+from model_core.motion.skeleton import rest_joints
+
 N_JOINTS = 22
 VERBS = ["walks", "runs", "jumps", "waves", "kicks", "turns", "dances", "crouches"]
 MANNERS = ["slowly", "quickly", "happily", "angrily", "carefully", "tiredly"]
 
 
 def smooth_curves(rng: np.random.Generator, frames: int, channels: int) -> np.ndarray:
-    """(frames, channels) float32: three sinusoids per channel with random periods and phases, plus a drift."""
+    """(frames, channels) float64: three sinusoids per channel with random periods and phases, amplitude <= 1."""
     t = np.arange(frames, dtype=np.float64)[:, None] / 20.0  # seconds at 20 fps
     out = np.zeros((frames, channels))
     for _ in range(3):
-        freq = rng.uniform(0.2, 2.0, channels)
+        freq = rng.uniform(0.3, 2.0, channels)
         phase = rng.uniform(0, 2 * np.pi, channels)
-        amp = rng.uniform(0.1, 1.0, channels)
-        out += amp * np.sin(2 * np.pi * freq * t + phase)
-    out += rng.normal(0, 0.3, channels) * t
-    return out.astype(np.float32)
+        out += rng.uniform(0.1, 1.0, channels) / 3 * np.sin(2 * np.pi * freq * t + phase)
+    return out
+
+
+def synthetic_joints(rng: np.random.Generator, frames: int) -> np.ndarray:
+    """(frames, 22, 3) metres: the rest pose with joints wobbling by a few centimetres, walking along a curve."""
+    joints = rest_joints()[None] + 0.06 * smooth_curves(rng, frames, N_JOINTS * 3).reshape(frames, N_JOINTS, 3)
+    yaw = np.cumsum(np.full(frames, rng.uniform(-0.03, 0.03)))  # gentle turn, radians per frame
+    speed = rng.uniform(0.0, 0.07)  # metres per frame
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    x, z = joints[..., 0].copy(), joints[..., 2].copy()
+    joints[..., 0], joints[..., 2] = c * x + s * z, -s * x + c * z
+    joints[..., 0] += np.cumsum(speed * np.sin(yaw))[:, None]
+    joints[..., 2] += np.cumsum(speed * np.cos(yaw))[:, None]
+    joints[..., 1] -= joints[..., 1].min() - 0.02  # on the floor
+    return joints.astype(np.float32)
 
 
 def caption_lines(rng: np.random.Generator, frames: int, n_captions: int, with_range: bool) -> list[str]:
@@ -61,8 +75,8 @@ def write_tiny_dataset(root: str | Path, *, n_train: int = 16, n_val: int = 4, n
         for _ in range(count):
             clip_id = f"{len(meta):06d}"
             frames = int(rng.integers(min_frames, max_frames + 1))
-            features = smooth_curves(rng, frames, FEATURE_DIM)
-            joints = smooth_curves(rng, frames, N_JOINTS * 3).reshape(frames, N_JOINTS, 3)
+            features = extract_features(synthetic_joints(rng, frames + 1))  # one frame fewer than the joints
+            joints = recover_from_ric(features).astype(np.float32)
             np.save(root / "new_joint_vecs" / f"{clip_id}.npy", features)
             np.save(root / "new_joints" / f"{clip_id}.npy", joints)
             lines = caption_lines(rng, frames, n_captions=int(rng.integers(1, 4)), with_range=len(meta) % 3 == 0)
@@ -73,8 +87,8 @@ def write_tiny_dataset(root: str | Path, *, n_train: int = 16, n_val: int = 4, n
                          "style": MANNERS[len(meta) % 3], "start": 0, "frames": frames})
     for split, ids in ids_by_split.items():
         (root / f"{split}.txt").write_text("\n".join(ids) + "\n")
-    stacked = np.concatenate(all_features)
-    np.save(root / "Mean.npy", stacked.mean(0).astype(np.float32))
-    np.save(root / "Std.npy", np.maximum(stacked.std(0), 1e-3).astype(np.float32))
+    mean, std = compute_mean_std(all_features)
+    np.save(root / "Mean.npy", mean)
+    np.save(root / "Std.npy", np.maximum(std, 1e-3))
     (root / "meta.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
     return root

@@ -1,0 +1,91 @@
+"""Train the tokenizer (vq), the BAMM transformer (t2m) and the residual transformer (res), then assemble
+a weights folder (export).
+
+    bamm train vq  --data data_cache/bandai --preset small --out runs/vq
+    bamm train t2m --data data_cache/bandai --preset small --vq runs/vq --out runs/t2m
+    bamm train res --data data_cache/bandai --preset small --vq runs/vq --out runs/res
+    bamm train export --vq runs/vq --t2m runs/t2m --res runs/res --out weights
+
+Add --resume to continue a killed run from its last checkpoint. Several GPUs or nodes: launch the same
+command with torchrun (e.g. `torchrun --nproc_per_node 4 -m model_core.cli train t2m ... --device cuda`);
+--batch-size stays the global batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import torch
+
+from ..data.humanml3d import DatasetError
+from .common import TrainError, teardown_distributed
+
+
+def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
+    p.add_argument("--data", help="dataset folder (HumanML3D layout, e.g. written by 'bamm data build')")
+    p.add_argument("--out", required=True, help="run folder: checkpoints, log.csv, best model")
+    p.add_argument("--preset", help="model and schedule size: paper, small (default) or tiny")
+    p.add_argument("--steps", type=int, help="optimiser steps (warm-up and milestones scale with it)")
+    p.add_argument("--batch-size", type=int, help="global batch size (split across processes)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--workers", type=int, default=0, help="data loader worker processes")
+    p.add_argument("--threads", type=int, help="torch CPU threads per process (1 when the cores are shared)")
+    p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps; "
+                   "continue later with --resume")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    if needs_vq:
+        p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
+        p.add_argument("--text-encoder", help="sentence encoder (default minilm)")
+        p.add_argument("--cache-dir", help="where token and text-embedding caches go (default <out>/cache)")
+
+
+def parser() -> argparse.ArgumentParser:
+    description, _, epilog = __doc__.partition("\n\n")
+    p = argparse.ArgumentParser(prog="bamm train", description=description, epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="stage", required=True)
+    _common(sub.add_parser("vq", help="RVQ-VAE motion tokenizer"), needs_vq=False)
+    _common(sub.add_parser("t2m", help="BAMM transformer (base token layer)"), needs_vq=True)
+    _common(sub.add_parser("res", help="residual transformer (token layers 1..Q-1)"), needs_vq=True)
+    e = sub.add_parser("export", help="assemble a weights folder from the three runs")
+    e.add_argument("--vq", required=True, help="tokenizer run folder")
+    e.add_argument("--t2m", required=True, help="BAMM transformer run folder")
+    e.add_argument("--res", required=True, help="residual transformer run folder")
+    e.add_argument("--out", required=True, help="weights folder to write")
+    return p
+
+
+def run(args: argparse.Namespace) -> None:
+    if args.stage == "export":
+        from .export import export_weights
+        path = export_weights(vq_run=args.vq, t2m_run=args.t2m, res_run=args.res, out=args.out)
+        print(f"weights written to {path}")
+        return
+    if args.threads is not None:
+        if args.threads < 1:
+            raise TrainError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
+    common = dict(preset=args.preset, steps=args.steps, batch_size=args.batch_size, resume=args.resume,
+                  device=args.device, stop_after=args.stop_after, workers=args.workers,
+                  progress=not args.no_progress)
+    if args.stage == "vq":
+        from .vq import train_vq
+        train_vq(args.data, args.out, **common)
+    else:
+        from .tokens import train_transformer
+        train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,
+                          cache_dir=args.cache_dir, **common)
+
+
+def main(command_name: str = "train", argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except (TrainError, DatasetError, FileNotFoundError) as e:
+        print(f"bamm {command_name} {args.stage}: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        teardown_distributed()
+    return 0

@@ -1,0 +1,125 @@
+"""Torch datasets of the trainers, built on `data.humanml3d.load_split`.
+
+Per-sample randomness (which caption, which crop) comes from a generator keyed by (seed, epoch, index), so an
+item is the same whichever rank, worker or resumed run loads it. The trainer calls `set_epoch` before each
+epoch; the data order itself comes from the (distributed) sampler, also seeded by epoch.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+from .common import TrainError
+
+MAX_FRAMES = 196  # longest training motion of the transformers (HumanML3D / MoMask / BAMM)
+# Shorter caption ranges are left out of transformer training. MoMask's HumanML3D loader uses 40; 20 (five
+# tokens) keeps the short gestures of the Bandai-Namco data (15% of its clips are 20..39 frames).
+MIN_FRAMES = 20
+
+
+class MotionCrops(Dataset):
+    """One random fixed-length crop per motion: item i -> (crop (window, D) float32, valid frames (int64)).
+
+    Motions shorter than the window (but at least `min_frames` long) are zero-padded (zero is the mean pose
+    of normalised features) and their valid length is returned, so the loss can ignore the padding.
+    """
+
+    def __init__(self, motions: list[np.ndarray], *, window: int = 64, min_frames: int = 4, seed: int = 0):
+        if window < min_frames or min_frames < 1:
+            raise ValueError(f"need 1 <= min_frames <= window, got {min_frames}, {window}")
+        self.motions = [m for m in motions if len(m) >= min_frames]
+        self.window, self.seed, self.epoch = window, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.motions)
+
+    def __getitem__(self, i: int):
+        motion = self.motions[i]
+        n = min(len(motion), self.window)
+        start = int(np.random.default_rng([self.seed, self.epoch, int(i)]).integers(len(motion) - n + 1))
+        crop = np.zeros((self.window, motion.shape[1]), dtype=np.float32)
+        crop[:n] = motion[start:start + n]
+        return torch.from_numpy(crop), torch.tensor(n)
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A tokenised motion (or caption sub-range of one) with the rows of its captions in the text table."""
+
+    key: str
+    tokens: np.ndarray  # (N, Q) int64 codes
+    captions: tuple[int, ...]
+
+
+class TextTokens(Dataset):
+    """Text-token pairs: item i -> (codes (n, Q) int64, text embedding (D,)) with n <= max_tokens.
+
+    A random caption of the segment is picked, and a segment longer than `max_tokens` is cropped at a random
+    token offset.
+    """
+
+    def __init__(self, segments: list[Segment], text_table: torch.Tensor, *, max_tokens: int, seed: int = 0):
+        if not segments:
+            raise TrainError("no text-token pairs: the split has no captioned motion long enough to train on")
+        self.segments, self.text_table = segments, text_table
+        self.max_tokens, self.seed, self.epoch = max_tokens, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.segments)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng([self.seed, self.epoch, int(i)])
+        seg = self.segments[i]
+        caption = seg.captions[int(rng.integers(len(seg.captions)))]
+        tokens = seg.tokens
+        if len(tokens) > self.max_tokens:
+            start = int(rng.integers(len(tokens) - self.max_tokens + 1))
+            tokens = tokens[start:start + self.max_tokens]
+        return torch.from_numpy(np.ascontiguousarray(tokens)), self.text_table[caption]
+
+
+def collate_text_tokens(items):
+    """-> (codes (B, N, Q) int64 zero-padded to the longest item, lengths (B,) int64, text (B, D) float32)."""
+    lengths = torch.tensor([len(codes) for codes, _ in items], dtype=torch.long)
+    codes = torch.zeros(len(items), int(lengths.max()), items[0][0].shape[1], dtype=torch.long)
+    for row, (c, _) in enumerate(items):
+        codes[row, :len(c)] = c
+    return codes, lengths, torch.stack([text for _, text in items]).float()
+
+
+class SkipSampler(Sampler):
+    """The indices of `base` after the first `skip` (to resume in the middle of an epoch)."""
+
+    def __init__(self, base: Sampler, skip: int):
+        self.base, self.skip = base, skip
+
+    def __iter__(self):
+        return itertools.islice(iter(self.base), self.skip, None)
+
+    def __len__(self) -> int:
+        return max(0, len(self.base) - self.skip)
+
+
+def caption_segments(clip, *, min_frames: int = MIN_FRAMES) -> dict[tuple[int, int], list[str]]:
+    """{(start, end) frames: [caption texts]} of one clip; ranges shorter than `min_frames` are left out."""
+    out: dict[tuple[int, int], list[str]] = {}
+    for caption in clip.captions:
+        start, end = caption.start_frame, caption.end_frame
+        if end - start >= min_frames:
+            out.setdefault((start, end), []).append(caption.text)
+    return out
+
+
+def segment_key(clip_id: str, start: int, end: int, n_frames: int) -> str:
+    return clip_id if (start, end) == (0, n_frames) else f"{clip_id}@{start}-{end}"

@@ -1,0 +1,75 @@
+"""Stage 1: the RVQ-VAE motion tokenizer, trained on random 64-frame crops of normalised features (MoMask's
+window; every clip once per epoch, shorter clips zero-padded with the padding left out of the loss).
+
+    bamm train vq --data <dataset> --preset small --out runs/vq
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.humanml3d import load_split, load_stats
+from ..models.checkpoint import save_tensors
+from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
+from .common import TrainConfig, TrainError, setup_distributed
+from .datasets import MotionCrops
+from .loop import Stage, fit
+from .runs import open_run, save_best
+
+WINDOW = 64  # frames per training crop (MoMask's window)
+
+TRAIN_PRESETS = {
+    # MoMask's tokenizer recipe: batch 256, lr 2e-4, 2000 warm-up steps, x0.1 at 150k and 250k, no weight decay.
+    "paper": TrainConfig(steps=300_000, batch_size=256, warmup=2000, milestones=(150_000, 250_000),
+                         weight_decay=0.0, val_every=5000, ckpt_every=5000, log_every=100),
+    # About 21 minutes on one idle CPU core (~0.5 s per step; bench/train_step.py), 70 crops per clip of a
+    # 2.3k-clip dataset.
+    "small": TrainConfig(steps=2500, batch_size=64, warmup=200, milestones=(1700, 2250),
+                         weight_decay=0.0, val_every=250, ckpt_every=250, log_every=25),
+    # Unit tests.
+    "tiny": TrainConfig(steps=40, batch_size=8, warmup=4, milestones=(30,), weight_decay=0.0,
+                        val_every=20, ckpt_every=10, log_every=5),
+}
+
+
+def normalised(clips, mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
+    return [((c.features - mean) / std).astype(np.float32) for c in clips]
+
+
+def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, seed: int) -> Stage:
+    """Model (seeded), crop datasets and loss of a tokenizer run on the dataset folder `data`."""
+    mean, std = load_stats(data)
+    f = config.frames_per_token
+    train_set = MotionCrops(normalised(load_split(data, "train"), mean, std), window=WINDOW, min_frames=f, seed=seed)
+    if len(train_set) == 0:
+        raise TrainError(f"{data}: the train split has no clip of {f} frames or more")
+    val_motions = normalised(load_split(data, "val"), mean, std) if (Path(data) / "val.txt").exists() else []
+    val_set = MotionCrops(val_motions, window=WINDOW, min_frames=f, seed=seed + 1)
+    torch.manual_seed(seed)
+    model = RVQVAE(config)
+    mean_t, std_t = torch.from_numpy(mean).to(device), torch.from_numpy(std).to(device)
+
+    def loss_fn(net, batch):
+        x, lengths = batch
+        return net.loss(x, mean=mean_t, std=std_t, lengths=lengths)
+
+    return Stage("vq", model, loss_fn, train_set, val_set if len(val_set) else None,
+                 save_best=lambda m: save_best(out, "vq", m, config))
+
+
+def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
+             resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
+             progress: bool = True) -> RVQVAE:
+    """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk)."""
+    d = setup_distributed(device)
+    out = Path(out)
+    settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
+                        model_presets=VQ_PRESETS, data=data, steps=steps, batch_size=batch_size)
+    stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed)
+    if d.main:
+        save_tensors(out / "stats.safetensors", dict(zip(("mean", "std"), load_stats(settings.data))))
+    fit(stage, settings.train, out, d, resume=resume, stop_after=stop_after, workers=workers, progress=progress)
+    return stage.model

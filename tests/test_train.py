@@ -1,0 +1,259 @@
+"""Trainers on a tiny synthetic dataset: learning, exact resume (also after a kill), file formats, bad input."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.utils.data import DataLoader
+
+from model_core.train.cli import main
+from model_core.train.common import Dist, TrainConfig, lr_at, make_optimizer, seed_step, set_lr
+from model_core.train.datasets import MotionCrops
+from model_core.train.tokens import STAGES, text_token_pairs, transformer_stage
+from model_core.train.vq import VQ_PRESETS, train_vq, vq_stage
+from support.tiny_dataset import write_tiny_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: on a small shared machine OpenMP threads contend and slow training 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("tiny") / "data")
+
+
+@pytest.fixture(scope="session")
+def vq_run(data_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("runs") / "vq"
+    assert main("train", ["vq", "--data", str(data_dir), "--out", str(out), "--preset", "tiny", "--steps", "20",
+                          "--no-progress"]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    """Token and text-embedding caches shared by the transformer runs (the text encoder loads once)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+def train(stage: str, data_dir: Path, out: Path, vq_run: Path, cache_dir: Path, *args: str) -> int:
+    argv = [stage, "--data", str(data_dir), "--out", str(out), "--preset", "tiny", "--no-progress", *args]
+    if stage != "vq":
+        argv += ["--vq", str(vq_run), "--cache-dir", str(cache_dir)]
+    return main("train", argv)
+
+
+def read_log(run: Path) -> list[dict]:
+    with (run / "log.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+def checkpoint_tensors(run: Path) -> dict[str, torch.Tensor]:
+    folder = sorted((run / "checkpoints").glob("step_*"))[-1]
+    return {**{f"model.{k}": v for k, v in load_file(folder / "model.safetensors").items()},
+            **{f"optim.{k}": v for k, v in load_file(folder / "optimizer.safetensors").items()}}
+
+
+def assert_identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    different = [k for k in a if not torch.equal(a[k], b[k])]
+    assert not different, f"tensors differ: {different[:5]}"
+
+
+# ------------------------------------------------------------------------------------------- schedule
+
+def test_lr_schedule_warms_up_then_steps_down():
+    config = TrainConfig(steps=1000, batch_size=8, lr=1e-3, warmup=99, milestones=(500, 800), gamma=0.1)
+    assert lr_at(config, 0) == pytest.approx(1e-5)
+    assert lr_at(config, 49) == pytest.approx(5e-4)
+    assert lr_at(config, 99) == pytest.approx(1e-3)
+    assert lr_at(config, 499) == pytest.approx(1e-3)
+    assert lr_at(config, 500) == pytest.approx(1e-4)
+    assert lr_at(config, 999) == pytest.approx(1e-5)
+    longer = config.with_steps(2000)
+    assert (longer.warmup, longer.milestones) == (198, (1000, 1600))
+
+
+# ------------------------------------------------------------------------------------------- data
+
+def test_motion_crops_pad_short_clips_and_repeat_per_epoch():
+    motions = [np.arange(100 * 3, dtype=np.float32).reshape(100, 3), np.ones((10, 3), np.float32),
+               np.ones((2, 3), np.float32)]
+    crops = MotionCrops(motions, window=64, min_frames=4, seed=1)
+    assert len(crops) == 2  # the 2-frame clip is too short
+    x, n = crops[1]
+    assert n == 10 and x.shape == (64, 3) and (x[:10] == 1).all() and (x[10:] == 0).all()
+    x0, n0 = crops[0]
+    assert n0 == 64 and torch.equal(x0[1:, 0] - x0[:-1, 0], torch.full((63,), 3.0))  # a contiguous crop
+    assert torch.equal(crops[0][0], x0)  # same epoch, same crop
+    starts = set()
+    for epoch in range(8):
+        crops.set_epoch(epoch)
+        starts.add(int(crops[0][0][0, 0]) // 3)
+    assert len(starts) > 1 and all(0 <= s <= 36 for s in starts)
+
+
+# ------------------------------------------------------------------------------------------- learning
+
+def overfit(stage, batch, steps: int = 30) -> list[float]:
+    """Train on one fixed batch with the trainer's optimiser and per-step seeding; returns the losses."""
+    config = TrainConfig(steps=steps, batch_size=8, lr=2e-3, warmup=0)
+    model = stage.model.train()
+    optimizer = make_optimizer(model, config)
+    losses = []
+    for step in range(steps):
+        seed_step(0, 0, step)
+        set_lr(optimizer, lr_at(config, step))
+        loss, logs = stage.loss_fn(model, batch)
+        assert math.isfinite(loss.item()) and logs["loss"] == pytest.approx(loss.item())
+        optimizer.zero_grad()
+        loss.backward()
+        unused = [name for name, p in model.named_parameters() if p.grad is None]
+        assert not unused, f"parameters outside the graph break DDP (find_unused_parameters=False): {unused}"
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def test_vq_learns_a_fixed_batch(data_dir, tmp_path):
+    stage = vq_stage(data_dir, VQ_PRESETS["tiny"], tmp_path, torch.device("cpu"), seed=0)
+    assert isinstance(stage.train_set, MotionCrops) and stage.val_set is not None
+    crops, lengths = next(iter(DataLoader(stage.train_set, batch_size=8, shuffle=False)))
+    assert crops.shape == (8, 64, 263) and lengths.tolist() == [64] * 8
+    losses = overfit(stage, (crops, lengths))
+    assert sum(losses[-3:]) < 0.5 * sum(losses[:3]), losses
+
+
+@pytest.mark.parametrize("name", ["t2m", "res"])
+def test_transformer_learns_a_fixed_batch(name, data_dir, vq_run, cache_dir, tmp_path):
+    pairs = text_token_pairs(data_dir, vq_run, "minilm", cache_dir, Dist())
+    template = dataclasses.asdict(STAGES[name].model_presets["tiny"])
+    stage = transformer_stage(name, template, pairs, tmp_path, seed=0)
+    assert stage.model.config.code_num == 32 and stage.model.config.text_dim == 384
+    codes, lengths, text = next(iter(DataLoader(stage.train_set, batch_size=8, collate_fn=stage.collate)))
+    assert codes.dtype == torch.long and codes.shape[2] == 3 and codes.shape[1] <= 16
+    assert lengths.max() == codes.shape[1] and text.shape == (8, 384)
+    losses = overfit(stage, (codes, lengths, text))
+    assert sum(losses[-3:]) < 0.85 * sum(losses[:3]), losses
+
+
+# ------------------------------------------------------------------------------------------- runs
+
+@pytest.mark.parametrize("stage", ["vq", "t2m", "res"])
+def test_run_writes_log_best_model_and_safe_files_only(stage, data_dir, vq_run, cache_dir, tmp_path):
+    out = tmp_path / stage
+    assert train(stage, data_dir, out, vq_run, cache_dir, "--steps", "10") == 0
+    rows = read_log(out)
+    assert [int(r["step"]) for r in rows] == [5, 10]
+    assert all(math.isfinite(float(r["loss"])) and float(r["lr"]) > 0 for r in rows)
+    assert math.isfinite(float(rows[-1]["val_loss"]))  # validation at the last step
+    assert (out / f"{stage}.safetensors").is_file() and (out / f"{stage}.json").is_file()
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} <= {".safetensors", ".json", ".csv"}, sorted(map(str, files))
+    for p in files:  # every file parses as what its name says (no pickle or torch.save zip in disguise)
+        if p.suffix == ".safetensors":
+            load_file(p)
+        elif p.suffix == ".json":
+            json.loads(p.read_text())
+        else:
+            assert list(csv.reader(p.open()))[0][0] == "step"
+
+
+@pytest.mark.parametrize("stage", ["vq", "t2m", "res"])
+def test_resume_is_exact(stage, data_dir, vq_run, cache_dir, tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert train(stage, data_dir, straight, vq_run, cache_dir, "--steps", "12") == 0
+    assert train(stage, data_dir, split, vq_run, cache_dir, "--steps", "12", "--stop-after", "7") == 0
+    assert json.loads((split / "checkpoints" / "latest.json").read_text())["step"] == 7
+    assert train(stage, data_dir, split, vq_run, cache_dir, "--resume") == 0
+    assert_identical(checkpoint_tensors(straight), checkpoint_tensors(split))
+    for a, b in zip(read_log(straight), read_log(split), strict=True):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_resume_after_kill_is_exact(data_dir, tmp_path):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    train_vq(data_dir, straight, preset="tiny", steps=30, progress=False)
+    cmd = [sys.executable, "-m", "model_core.cli", "train", "vq", "--data", str(data_dir), "--out", str(killed),
+           "--preset", "tiny", "--steps", "30", "--no-progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = killed / "checkpoints" / "latest.json"
+    deadline = time.monotonic() + 120
+    while not latest.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    _, err = proc.communicate()
+    assert proc.returncode == -signal.SIGKILL, err.decode()
+    stopped_at = max(int(r["step"]) for r in read_log(killed))
+    assert stopped_at < 30, "the run finished before it could be killed"
+    train_vq(data_dir, killed, resume=True, progress=False)
+    assert_identical(checkpoint_tensors(straight), checkpoint_tensors(killed))
+
+
+# ------------------------------------------------------------------------------------------- export
+
+def test_export_writes_a_weights_folder_that_generates(data_dir, vq_run, cache_dir, tmp_path, capsys):
+    from model_core.generate import BAMM
+
+    for stage in ("t2m", "res"):
+        assert train(stage, data_dir, tmp_path / stage, vq_run, cache_dir, "--steps", "4") == 0
+    weights = tmp_path / "weights"
+    assert main("train", ["export", "--vq", str(vq_run), "--t2m", str(tmp_path / "t2m"), "--res",
+                          str(tmp_path / "res"), "--out", str(weights)]) == 0
+    model = BAMM.from_pretrained(weights)
+    assert torch.equal(model.vq.codebook(0), load_file(vq_run / "vq.safetensors")["quantizer.layers.0.embed"])
+    motion = model.generate("a person walks slowly", seed=0)[0]
+    assert motion.joints.shape[1:] == (22, 3) and np.isfinite(motion.joints).all()
+
+    other_vq = tmp_path / "other_vq"  # a t2m run on another tokenizer's tokens does not fit
+    assert train("vq", data_dir, other_vq, None, None, "--steps", "2") == 0
+    assert main("train", ["export", "--vq", str(other_vq), "--t2m", str(tmp_path / "t2m"), "--res",
+                          str(tmp_path / "res"), "--out", str(tmp_path / "w2")]) == 2
+    assert "trained on the tokens of another tokenizer" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("args, message", [
+    (["vq", "--data", "{tmp}/nowhere"], "no such dataset folder"),
+    (["vq", "--data", "{data}", "--preset", "huge"], "unknown --preset 'huge'"),
+    (["vq", "--data", "{data}", "--resume"], "holds no run"),
+    (["t2m", "--data", "{data}"], "--vq is required"),
+    (["t2m", "--data", "{data}", "--vq", "{tmp}"], "no trained tokenizer"),
+    (["vq", "--data", "{tmp}"], "not a dataset folder"),
+])
+def test_bad_input_gives_clear_error(args, message, data_dir, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path, data=data_dir) for a in args] + ["--out", str(tmp_path / "run")]
+    assert main("train", argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_refuses_changed_settings_and_fresh_start_refuses_old_run(data_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("vq", data_dir, out, None, None, "--steps", "4") == 0
+    assert train("vq", data_dir, out, None, None, "--steps", "4") == 2
+    assert "pass --resume" in capsys.readouterr().err
+    assert train("vq", data_dir, out, None, None, "--resume", "--steps", "8") == 2
+    assert "started with --steps 4, not 8" in capsys.readouterr().err
