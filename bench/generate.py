@@ -1,0 +1,182 @@
+"""Latency of generating one 196-frame motion with random weights: KV cache vs. no cache vs. the reference loop.
+
+    python bench/generate.py [--presets paper small] [--repeat 5] [--threads 1 2] [--device cpu]
+
+For each preset and torch thread count, three ways of running the same cascaded decoding (unidirectional
+pass with guidance until 49 tokens, one bidirectional refinement of every other token, residual layers,
+tokenizer decode, joints) are timed, each in its own process so that its peak memory (max RSS) is its own:
+
+- ``cache``: ``BAMM.generate``'s decoding, incremental with a KV cache (cond + uncond in one batch);
+- ``no-cache``: the same decoding recomputing the whole prefix / sequence at every step;
+- ``reference``: the official code's loop: the whole 50-token sequence recomputed at every one of 49 steps
+  of both passes, cond and uncond concatenated into one doubled batch.
+
+Text encoding is timed on its own. Prints median seconds, the speed-up over the reference and the peak RSS,
+then this machine's single-thread memory bandwidth and matrix throughput with the floor they set: every
+cached step reads all transformer weights once (memory-bound at batch 2), and the residual transformer runs
+Q - 1 full passes over a doubled batch (compute-bound).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+PROMPT = "a person walks forward, turns around and sits down"
+SEED = 0
+
+
+def rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def reference_base(t2m, text_emb, *, cfg, generator):
+    """The official decoding loop (49 steps per pass, whole sequence every step, doubled CFG batch)."""
+    import torch
+
+    from model_core.models.layers import cfg_logits, sample_tokens
+    from model_core.models.transformer import hybrid_attention_mask
+
+    c = t2m.config
+    steps = c.max_tokens - 1
+    text = t2m.text_token(text_emb.repeat(2, 1), torch.tensor([False, True]))
+    ids = torch.full((1, c.max_tokens), c.pad_id, dtype=torch.long)
+    causal = hybrid_attention_mask(torch.zeros(2, c.max_tokens + 1, dtype=torch.bool), True)
+    for k in range(steps):
+        logits = t2m(ids.repeat(2, 1), text, causal)[:, k]
+        logits = cfg_logits(logits[:1], logits[1:], cfg[0])
+        logits[:, c.end_id] = float("-inf")  # 196 frames: no END before the last token
+        ids[:, k] = sample_tokens(logits, generator=generator)
+    ids[:, steps] = c.end_id
+    keep = torch.arange(c.max_tokens) % 2 == 1  # re-predict every other token
+    unmasked = torch.cat([torch.tensor([True]), keep | (ids[0] == c.end_id)])[None].repeat(2, 1)
+    hybrid = hybrid_attention_mask(unmasked)
+    for k in range(steps):
+        logits = t2m(ids.repeat(2, 1), text, hybrid)[:, k]
+        logits = cfg_logits(logits[:1], logits[1:], cfg[1])
+        logits[:, c.end_id] = float("-inf")
+        new = sample_tokens(logits, generator=generator)
+        if not keep[k]:
+            ids[:, k] = new
+    return ids[:, :steps], torch.tensor([steps])
+
+
+def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from model_core.generate import BAMM, Progress
+
+    model = BAMM.random(preset=preset, device=device, seed=0)
+    # 196 frames from the unidirectional pass: with random weights END is rare; ban it to be sure
+    model.t2m.head.bias.data[model.t2m.config.end_id] = -1e4
+    loaded = rss_mib()
+    t_text, t_gen, n_tokens = [], [], 0
+    for r in range(repeat + 1):  # the first run warms up
+        t0 = time.perf_counter()
+        text_emb = model.encode_text([PROMPT])
+        t1 = time.perf_counter()
+        with torch.inference_mode():
+            gen = model.generator(SEED + r)
+            if mode == "reference":
+                base, lengths = reference_base(model.t2m, text_emb, cfg=(4.0, 3.0), generator=gen)
+            else:
+                base, lengths = model.sample_base(text_emb, None, batch=1, cfg=(4.0, 3.0), refine="every_other",
+                                                  rounds=2, temperature=1.0, top_k=None, generator=gen,
+                                                  progress=Progress(None, {}), use_cache=mode == "cache")
+            codes = model.residual(base, lengths, text_emb, cfg_scale=4.0, temperature=1.0, top_k=None,
+                                   generator=gen)
+            feats, joints = model.decode(codes[0, :int(lengths[0])])
+        t2 = time.perf_counter()
+        n_tokens = int(lengths[0])
+        if r:
+            t_text.append(t1 - t0)
+            t_gen.append(t2 - t1)
+    return {"preset": preset, "mode": mode, "threads": threads, "frames": len(joints), "tokens": n_tokens,
+            "text_s": statistics.median(t_text), "gen_s": statistics.median(t_gen),
+            "rss_loaded_mib": loaded, "rss_peak_mib": rss_mib()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--presets", nargs="+", default=["paper", "small"])
+    p.add_argument("--modes", nargs="+", default=["reference", "cache", "no-cache"])
+    p.add_argument("--threads", nargs="+", type=int, default=[1])
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # child process: one measurement
+    args = p.parse_args()
+    if args.one:
+        print(json.dumps(run_one(args.presets[0], args.modes[0], args.repeat, args.threads[0], args.device)))
+        return
+    load = os.getloadavg()[0]
+    if args.threads == [1] and "--threads" not in sys.argv:
+        print("(one torch thread; compare with --threads 1 2)")
+    print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at start; median of {args.repeat} runs, "
+          f"prompt {PROMPT!r}")
+    print(f"{'preset':<7} {'thr':>3} {'mode':<10} {'frames':>6} {'text s':>7} {'generate s':>10} "
+          f"{'vs ref':>7} {'RSS loaded':>10} {'RSS peak':>9}")
+    for preset in args.presets:
+        for threads in args.threads:
+            results = {}
+            for mode in args.modes:
+                cmd = [sys.executable, __file__, "--one", "--presets", preset, "--modes", mode, "--threads",
+                       str(threads), "--repeat", str(1 if mode == "reference" else args.repeat),
+                       "--device", args.device]
+                out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+                results[mode] = r = json.loads(out.strip().splitlines()[-1])
+                ref = results.get("reference")
+                ratio = f"{ref['gen_s'] / r['gen_s']:6.1f}x" if ref else "      -"
+                print(f"{preset:<7} {threads:>3} {mode:<10} {r['frames']:>6} {r['text_s']:>7.3f} {r['gen_s']:>10.3f} "
+                      f"{ratio:>7} {r['rss_loaded_mib']:>8.0f}Mi {r['rss_peak_mib']:>7.0f}Mi", flush=True)
+            if "reference" in results:
+                for mode in ("cache", "no-cache"):
+                    if mode in results:
+                        print(f"{'':<7} {'':>3} speed-up of {mode} over the reference loop: "
+                              f"{results['reference']['gen_s'] / results[mode]['gen_s']:.1f}x")
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
+    for preset in args.presets:
+        print(floor(preset))
+
+
+def floor(preset: str) -> str:
+    """Bandwidth / throughput floor of the cached decoding on one thread of this machine."""
+    import torch
+
+    from model_core.models.residual import RES_PRESETS
+    from model_core.models.transformer import T2M_PRESETS
+    from model_core.models.vq import VQ_PRESETS
+
+    torch.set_num_threads(1)
+    big = torch.randn(32 * 2**20)
+    big.sum()
+    t = time.perf_counter()
+    big.sum()
+    bandwidth = big.numel() * 4 / (time.perf_counter() - t)
+    a = torch.randn(768, 768)
+    a @ a
+    t = time.perf_counter()
+    a @ a
+    flops = 2 * 768**3 / (time.perf_counter() - t)
+    c, r = T2M_PRESETS[preset], RES_PRESETS[preset]
+    block = lambda d, ff, n: n * (4 * d * d + 2 * d * ff)  # noqa: E731  weights of n transformer blocks
+    steps = c.max_tokens - 1
+    ar = block(c.latent_dim, c.ff_dim, c.n_layers) * 4 * steps / bandwidth
+    passes = VQ_PRESETS[preset].num_quantizers - 1
+    res = 2 * block(r.latent_dim, r.ff_dim, r.n_layers) * 2 * (steps + 2) * passes / flops
+    return (f"{preset}: {bandwidth / 1e9:.1f} GB/s, {flops / 1e9:.0f} GFLOP/s on one thread -> floor of the "
+            f"unidirectional pass {ar:.2f} s ({steps} weight reads), of the residual layers {res:.2f} s")
+
+
+if __name__ == "__main__":
+    main()

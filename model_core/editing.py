@@ -1,0 +1,312 @@
+"""Editing with the bidirectional mask: inpainting, outpainting, prefix/suffix, and long sequences.
+
+The tokens to regenerate are hidden from the BAMM transformer and predicted left to right while every kept
+token (and [END]) stays visible; kept tokens and all their residual layers are copied unchanged. A token
+sequence longer than one transformer context is handled through a window of at most ``BAMM.max_tokens``
+tokens centred on the regenerated span; the window ends with [END] even where the motion goes on (training
+only ever shows [END] at a real end, so that is an approximation).
+
+Frames outside the edited range are the source's own joints. The generated frames are placed with a yaw
+rotation and a shift fitted on ``CONTEXT`` source frames on each side (interpolated across the range), and
+what is left of the offset at a seam fades out over ``BLEND`` frames inside the range.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from .generate import BAMM, Motion, Progress, check_cfg, check_positive_int, check_sampling, is_number, refine_keep
+from .motion import features as F
+
+CONTEXT = 8  # source frames on each side of a seam used to fit the placement of the generated frames
+BLEND = 4  # frames inside the range over which the remaining offset at a seam fades out
+
+
+# ------------------------------------------------------------------------------------------ inputs
+
+def check_prompt(prompt, name: str = "prompt") -> str | None:
+    if prompt is None:
+        return None
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"{name} must be None or a non-empty string, got {prompt!r}")
+    return prompt
+
+
+def source_motion(model: BAMM, source) -> tuple[np.ndarray, torch.Tensor, str | None]:
+    """Motion or joints (T, 22, 3) -> (joints float32, codes (ceil(T/4), Q), the source's prompt or None)."""
+    prompt = None
+    if isinstance(source, Motion):
+        joints, prompt = np.asarray(source.joints, np.float32), source.prompt
+        n = -(-len(joints) // model.vq.config.frames_per_token)
+        tokens = np.asarray(source.tokens)
+        if (tokens.shape == (n, model.vq.config.num_quantizers) and tokens.size
+                and 0 <= tokens.min() and tokens.max() < model.vq.config.code_num):
+            return joints, torch.as_tensor(tokens, dtype=torch.long, device=model.device), prompt
+    else:
+        joints = np.asarray(source, np.float32)
+    if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) < 2:
+        raise ValueError(f"source joints must have shape (T, 22, 3) with T >= 2, got {joints.shape}")
+    return joints, model.features_to_codes(padded_features(joints)), prompt
+
+
+def padded_features(joints: np.ndarray) -> np.ndarray:
+    """HumanML3D features of joints (T, 22, 3) -> (T, 263): the last feature frame is repeated once."""
+    feats = F.extract_features(joints)
+    return np.concatenate([feats, feats[-1:]], 0)
+
+
+def check_range(frames, total: int, frames_per_token: int) -> tuple[int, int]:
+    if not isinstance(frames, (tuple, list)) or len(frames) != 2:
+        raise ValueError(f"frames must be a (start, end) pair of frame numbers, got {frames!r}")
+    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in frames):
+        raise ValueError(f"frames must be a (start, end) pair of integer frame numbers, got {frames!r}")
+    start, end = int(frames[0]), int(frames[1])
+    if start >= end:
+        raise ValueError(f"frames ({start}, {end}) is reversed or empty: start must be < end")
+    if start < 0 or end > total:
+        raise ValueError(f"frames ({start}, {end}) is outside the clip of {total} frames (0 <= start < end <= {total})")
+    if end - start < frames_per_token:
+        raise ValueError(f"frames ({start}, {end}) is shorter than one token ({frames_per_token} frames)")
+    return start, end
+
+
+# ------------------------------------------------------------------------------------------ tokens
+
+def regenerate(model: BAMM, items: list[tuple[torch.Tensor, torch.Tensor]], text_emb: torch.Tensor | None, *,
+               cfg, rounds: int, temperature: float, top_k, res_cfg: float, generator, progress: Progress,
+               stage: str = "tokens"):
+    """items: (codes (N, Q), keep (N,) bool) -> codes (N, Q) with the tokens where keep is False regenerated
+    (all layers) and every kept token unchanged. text_emb (len(items), D) or None (unconditional)."""
+    w = model.max_tokens
+    windows, spans = [], []
+    for codes, keep in items:
+        redo = torch.nonzero(~keep)[:, 0]
+        lo, hi = int(redo.min()), int(redo.max()) + 1
+        if hi - lo > w:
+            f = model.vq.config.frames_per_token
+            raise ValueError(f"the span to regenerate covers {hi - lo} tokens ({(hi - lo) * f} frames); these "
+                             f"weights regenerate at most {w} tokens ({model.max_frames} frames) at once")
+        s = min(max(lo - (w - (hi - lo)) // 2, 0), max(len(codes) - w, 0))
+        spans.append((s, min(s + w, len(codes))))
+        windows.append((codes[s:s + w], keep[s:s + w]))
+    lengths = torch.tensor([len(c) for c, _ in windows], device=model.device)
+    n, q = int(lengths.max()), items[0][0].shape[1]
+    codes = torch.zeros(len(items), n, q, dtype=torch.long, device=model.device)
+    keep = torch.ones(len(items), n, dtype=torch.bool, device=model.device)
+    for i, (c, k) in enumerate(windows):
+        codes[i, :len(c)], keep[i, :len(k)] = c, k
+    base, _ = model.t2m.generate_masked(codes[..., 0], lengths, keep, text_emb, cfg_scale=cfg[0],
+                                        temperature=temperature, top_k=top_k, generator=generator,
+                                        progress=progress.stage(stage))
+    for r in range(1, rounds):  # every other regenerated token again, the other tokens visible
+        redo = ~keep & ~refine_keep("every_other", r, lengths, None, n)
+        if bool(redo.any()):
+            base, _ = model.t2m.generate_masked(base, lengths, ~redo, text_emb, cfg_scale=cfg[1],
+                                                temperature=temperature, top_k=top_k, generator=generator)
+    full = model.residual(base, lengths, text_emb, cfg_scale=res_cfg, temperature=temperature, top_k=top_k,
+                          generator=generator, keep_codes=codes, keep_mask=keep)
+    progress(stage, 1.0)
+    out = []
+    for i, ((c, _), (s, e)) in enumerate(zip(items, spans)):
+        c = c.clone()
+        c[s:e] = full[i, :e - s]
+        out.append(c)
+    return out
+
+
+# ------------------------------------------------------------------------------------------ joints
+
+def _rotate(p: np.ndarray, yaw: np.ndarray) -> np.ndarray:
+    """Rotate points (..., 3) about +Y by yaw (broadcast over the leading axes)."""
+    c, s = np.cos(yaw)[..., None], np.sin(yaw)[..., None]
+    x, y, z = p[..., 0:1], p[..., 1:2], p[..., 2:3]
+    return np.concatenate([c * x + s * z, y, -s * x + c * z], -1)
+
+
+def fit_yaw_shift(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray]:
+    """Least-squares yaw and shift with rotate(a, yaw) + shift ~= b, for points a, b (..., 3)."""
+    a, b = a.reshape(-1, 3).astype(np.float64), b.reshape(-1, 3).astype(np.float64)
+    xa, xb = a - a.mean(0), b - b.mean(0)
+    cross = (xb[:, 0] * xa[:, 2] - xb[:, 2] * xa[:, 0]).sum()
+    dot = (xb[:, 0] * xa[:, 0] + xb[:, 2] * xa[:, 2]).sum()
+    yaw = np.arctan2(cross, dot)
+    return float(yaw), b.mean(0) - _rotate(a.mean(0), np.array(yaw))
+
+
+def place(gen: np.ndarray, src: np.ndarray, src_at: int, ranges: list[tuple[int, int]]) -> np.ndarray:
+    """Output joints over gen's timeline (F, 22, 3): source frames at [src_at, src_at + T) except inside
+    `ranges`, where the generated frames are placed to continue the source (see the module docstring)."""
+    out = gen.astype(np.float64)
+    t_src = np.arange(len(src)) + src_at
+    keep = np.ones(len(src), bool)
+    for a, b in ranges:
+        keep[max(a - src_at, 0):max(b - src_at, 0)] = False
+    out[t_src[keep]] = src[keep]
+    for a, b in ranges:
+        sides = []
+        for lo, hi in ((max(a - CONTEXT, src_at), a), (b, min(b + CONTEXT, src_at + len(src)))):
+            if hi > lo:
+                sides.append(fit_yaw_shift(gen[lo:hi], src[lo - src_at:hi - src_at]))
+        if not sides:  # the whole source is regenerated: match the old content's first frame
+            sides.append(fit_yaw_shift(gen[a:a + 1], src[a - src_at:a - src_at + 1]))
+        (yaw_l, shift_l), (yaw_r, shift_r) = sides[0], sides[-1]
+        yaw_r = yaw_l + np.angle(np.exp(1j * (yaw_r - yaw_l)))
+        t = np.arange(a - 1, b + 1)
+        w = np.clip((t - a + 1) / (b - a + 1), 0.0, 1.0)
+        g = gen[np.clip(t, 0, len(gen) - 1)].astype(np.float64)
+        root = g[:, :1]
+        root_new = (1 - w)[:, None, None] * (_rotate(root, np.full(len(t), yaw_l)[:, None]) + shift_l) \
+            + w[:, None, None] * (_rotate(root, np.full(len(t), yaw_r)[:, None]) + shift_r)
+        aligned = _rotate(g - root, ((1 - w) * yaw_l + w * yaw_r)[:, None]) + root_new
+        body = aligned[1:-1].copy()
+        fade = (BLEND - np.arange(min(BLEND, b - a))) / (BLEND + 1)
+        if a > src_at:  # left seam: last source frame a - 1
+            body[:len(fade)] += fade[:, None, None] * (src[a - 1 - src_at] - aligned[0])
+        if b < src_at + len(src):  # right seam: first source frame b
+            body[len(body) - len(fade):] += fade[::-1, None, None] * (src[b - src_at] - aligned[-1])
+        out[a:b] = body
+    return out.astype(np.float32)
+
+
+def _result(model: BAMM, joints: np.ndarray, tokens: torch.Tensor, prompt: str | None) -> Motion:
+    return Motion(joints=joints, features=padded_features(joints), tokens=tokens.cpu().numpy(), prompt=prompt,
+                  fps=model.fps)
+
+
+# ------------------------------------------------------------------------------------------ public
+
+def edit(model: BAMM, source, frames: tuple[int, int], prompt: str | None = None, *, seed: int = 0,
+         cfg: tuple[float, float] = (4.0, 3.0), rounds: int = 2, temperature: float = 1.0, top_k: int | None = None,
+         res_cfg: float = 4.0, progress=None) -> Motion:
+    """Regenerate frames [start, end) of `source` (a Motion or joints (T, 22, 3)): inpainting (a range in
+    the middle), prefix or suffix (a range touching the start or the end).
+
+    The range is snapped outward to token boundaries for the tokens; frames outside [start, end) are the
+    source's. prompt None: the source Motion's prompt if it has one, else unconditional. rounds - 1 extra
+    passes re-predict every other regenerated token (guidance cfg[1])."""
+    prompt = check_prompt(prompt)
+    cfg, rounds = check_cfg(cfg), check_positive_int(rounds, "rounds")
+    check_sampling(temperature, top_k, res_cfg)
+    prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
+    joints, codes, src_prompt = source_motion(model, source)
+    f = model.vq.config.frames_per_token
+    start, end = check_range(frames, len(joints), f)
+    prompt = prompt or src_prompt
+    gen = model.generator(seed)
+    text_emb = model.encode_text([prompt]) if prompt else None
+    prog("text", 1.0)
+    keep = torch.ones(len(codes), dtype=torch.bool, device=model.device)
+    keep[start // f:-(-end // f)] = False
+    new = regenerate(model, [(codes, keep)], text_emb, cfg=cfg, rounds=rounds, temperature=temperature,
+                     top_k=top_k, res_cfg=res_cfg, generator=gen, progress=prog)[0]
+    _, decoded = model.decode(new)
+    out = place(decoded[:len(joints)], joints, 0, [(start, end)])
+    prog("decode", 1.0)
+    return _result(model, out, new, prompt)
+
+
+def extend(model: BAMM, source, *, before_s: float = 0.0, after_s: float = 0.0, prompt: str | None = None,
+           seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0), rounds: int = 2, temperature: float = 1.0,
+           top_k: int | None = None, res_cfg: float = 4.0, progress=None) -> Motion:
+    """Add generated motion before and/or after `source` (outpainting), in whole tokens (4 frames = 0.2 s at
+    20 fps, rounded), with the source tokens as context; the source frames stay exactly as they are."""
+    prompt = check_prompt(prompt)
+    f = model.vq.config.frames_per_token
+    counts = []
+    for name, value in (("before_s", before_s), ("after_s", after_s)):
+        if not is_number(value) or value < 0:
+            raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
+        counts.append(int(round(value * model.fps / f)))
+    if not any(counts):
+        raise ValueError(f"before_s / after_s add nothing: at least one must be >= {f / 2 / model.fps:.2f} s "
+                         f"(half a token), got {before_s!r} / {after_s!r}")
+    cfg, rounds = check_cfg(cfg), check_positive_int(rounds, "rounds")
+    check_sampling(temperature, top_k, res_cfg)
+    prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
+    joints, codes, src_prompt = source_motion(model, source)
+    prompt = prompt or src_prompt
+    gen = model.generator(seed)
+    text_emb = model.encode_text([prompt]) if prompt else None
+    prog("text", 1.0)
+    nb, na = counts
+    q = codes.shape[1]
+    new = codes
+    # both sides in one pass when they fit in one context, else the end first, then the start
+    sides = [(nb, na)] if nb + len(codes) + na <= model.max_tokens else [(0, na), (nb, 0)]
+    for before, after in sides:
+        if before + after == 0:
+            continue
+        ext = torch.cat([codes.new_zeros(before, q), new, codes.new_zeros(after, q)])
+        keep = torch.zeros(len(ext), dtype=torch.bool, device=model.device)
+        keep[before:before + len(new)] = True
+        new = regenerate(model, [(ext, keep)], text_emb, cfg=cfg, rounds=rounds, temperature=temperature,
+                         top_k=top_k, res_cfg=res_cfg, generator=gen, progress=prog)[0]
+    _, decoded = model.decode(new)
+    total = nb * f + len(joints) + na * f
+    ranges = [r for r in ((0, nb * f), (nb * f + len(joints), total)) if r[1] > r[0]]
+    out = place(decoded[:total], joints, nb * f, ranges)
+    prog("decode", 1.0)
+    return _result(model, out, new, prompt)
+
+
+def generate_long(model: BAMM, segments, *, seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0),
+                  refine: str | None = "every_other", rounds: int = 2, temperature: float = 1.0,
+                  top_k: int | None = None, res_cfg: float = 4.0, transition: int = 2, progress=None) -> Motion:
+    """One motion from segments [(prompt, frames or None), ...]: each segment is generated (batched), the
+    segments are joined, then `transition` tokens on each side of every seam are regenerated with both
+    neighbours visible (unconditionally: the transition belongs to neither prompt)."""
+    if not isinstance(segments, (list, tuple)) or not segments:
+        raise ValueError(f"segments must be a non-empty list of (prompt, frames or None), got {segments!r}")
+    prompts, frames = [], []
+    for i, seg in enumerate(segments):
+        if not isinstance(seg, (tuple, list)) or len(seg) != 2:
+            raise ValueError(f"segments[{i}] must be a (prompt, frames or None) pair, got {seg!r}")
+        if not isinstance(seg[0], str) or not seg[0].strip():
+            raise ValueError(f"segments[{i}] prompt must be a non-empty string, got {seg[0]!r}")
+        if seg[1] is not None:
+            value = check_positive_int(seg[1], f"segments[{i}] frames")
+            if not model.vq.config.frames_per_token <= value <= model.max_frames:
+                raise ValueError(f"segments[{i}] frames must be in [4, {model.max_frames}], got {value}")
+        prompts.append(seg[0])
+        frames.append(seg[1])
+    transition = check_positive_int(transition, "transition")
+    cfg, rounds = check_cfg(cfg), check_positive_int(rounds, "rounds")
+    check_sampling(temperature, top_k, res_cfg)
+    prog = Progress(progress, {"text": 1, "tokens": 6, "refine": 3 * (rounds > 1 and refine is not None),
+                               "transitions": 3, "decode": 1})
+    gen = model.generator(seed)
+    text_emb = model.encode_text(prompts)
+    prog("text", 1.0)
+    f = model.vq.config.frames_per_token
+    pieces: list[torch.Tensor | None] = [None] * len(prompts)
+    for group in ([i for i, v in enumerate(frames) if v is None], [i for i, v in enumerate(frames) if v is not None]):
+        if not group:
+            continue
+        lengths = None
+        if frames[group[0]] is not None:
+            lengths = torch.tensor([frames[i] // f for i in group], device=model.device)
+        emb = text_emb[group]
+        base, lengths = model.sample_base(emb, lengths, batch=len(group), cfg=cfg, refine=refine, rounds=rounds,
+                                          temperature=temperature, top_k=top_k, generator=gen, progress=prog)
+        codes = model.residual(base, lengths, emb, cfg_scale=res_cfg, temperature=temperature, top_k=top_k,
+                               generator=gen)
+        for j, i in enumerate(group):
+            pieces[i] = codes[j, :int(lengths[j])]
+    full = torch.cat(pieces)
+    items, bounds = [], np.cumsum([len(p) for p in pieces])
+    for i, k in enumerate(bounds[:-1]):
+        left, right = min(transition, len(pieces[i]) // 2), min(transition, len(pieces[i + 1]) // 2)
+        if left + right:
+            keep = torch.ones(len(full), dtype=torch.bool, device=model.device)
+            keep[k - left:k + right] = False
+            items.append((full, keep))
+    if items:
+        joined = regenerate(model, items, None, cfg=cfg, rounds=rounds, temperature=temperature, top_k=top_k,
+                            res_cfg=res_cfg, generator=gen, progress=prog, stage="transitions")
+        full = full.clone()
+        for (_, keep), codes in zip(items, joined):
+            full[~keep] = codes[~keep]
+    feats, joints = model.decode(full)
+    prog("decode", 1.0)
+    return Motion(joints=joints, features=feats, tokens=full.cpu().numpy(), prompt=" / ".join(prompts), fps=model.fps)
