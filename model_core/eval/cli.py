@@ -1,0 +1,87 @@
+"""``bamm eval``: train the evaluator, or evaluate weights on a dataset split and print a table.
+
+  bamm eval train-evaluator --data <dataset> --out <folder> [--steps N]
+  bamm eval --data <dataset> --weights <weights> [--split test] [--repeats 3] [--rounds 2]
+            [--length gt|predicted] [--ablations] [--evaluator <folder>]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _train_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bamm eval train-evaluator",
+                                description="train the text–motion matching evaluator and the action/style classifier")
+    p.add_argument("--data", required=True, help="dataset folder (HumanML3D layout with meta.jsonl labels)")
+    p.add_argument("--out", required=True, help="folder to write evaluator/classifier weights into")
+    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--text-encoder", default="minilm")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _eval_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="bamm eval", description="evaluate weights on a dataset split")
+    p.add_argument("--data", required=True, help="dataset folder")
+    p.add_argument("--weights", required=True, help="weights folder (bamm.json, vq/t2m/res safetensors)")
+    p.add_argument("--evaluator", help="evaluator folder (default: <weights>/evaluator)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2, help="decoding rounds: 1 = AR only, 2 = cascaded")
+    p.add_argument("--length", default="gt", choices=["gt", "predicted"])
+    p.add_argument("--ablations", action="store_true",
+                   help="also run rounds 1/2/3 and predicted-vs-ground-truth length")
+    p.add_argument("--mm-prompts", type=int, default=32, help="prompts for multimodality (0 = skip)")
+    p.add_argument("--json", help="also write all per-repeat values to this JSON file")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def _check_dir(path: str, what: str) -> Path:
+    p = Path(path)
+    if not p.is_dir():
+        raise SystemExit(f"bamm eval: {what} folder not found: {p}")
+    return p
+
+
+def main(command_name: str, argv: list[str]) -> int:
+    if argv and argv[0] == "train-evaluator":
+        args = _train_parser().parse_args(argv[1:])
+        from .train_evaluator import train_evaluator
+        logs = train_evaluator(_check_dir(args.data, "dataset"), args.out, text_encoder=args.text_encoder,
+                               steps=args.steps, batch_size=args.batch_size, device=args.device, seed=args.seed)
+        print(f"evaluator written to {args.out}: {logs}")
+        return 0
+
+    args = _eval_parser().parse_args(argv)
+    data = _check_dir(args.data, "dataset")
+    weights = _check_dir(args.weights, "weights")
+    evaluator = Path(args.evaluator) if args.evaluator else weights / "evaluator"
+    if not (evaluator / "evaluator.json").exists():
+        raise SystemExit(f"bamm eval: no evaluator in {evaluator}; train one with "
+                         f"'bamm eval train-evaluator --data {data} --out {evaluator}'")
+    from ..generate import BAMM
+    from .protocol import evaluate, format_table
+
+    bamm = BAMM.from_pretrained(weights, device=args.device)
+    runs = [(f"rounds={args.rounds}, length={args.length}", args.rounds, args.length)]
+    if args.ablations:
+        runs = [("AR only (1 round), gt length", 1, "gt"), ("cascaded (2 rounds), gt length", 2, "gt"),
+                ("3 rounds, gt length", 3, "gt"), ("cascaded (2 rounds), predicted length", 2, "predicted")]
+    everything = {}
+    for title, rounds, length in runs:
+        results = evaluate(bamm, data, evaluator, split=args.split, repeats=args.repeats, rounds=rounds,
+                           length=length, seed=args.seed, mm_prompts=args.mm_prompts,
+                           log=lambda m: print(m, file=sys.stderr))
+        print(format_table(results, title=f"\n== {title} ({args.split} split, {args.repeats} repeats)"))
+        everything[title] = results
+    if args.json:
+        Path(args.json).write_text(json.dumps(everything, indent=2))
+    return 0
