@@ -7,7 +7,7 @@ ignores the object transform); glTF after setting the scene's frame rate (times 
 
 Command line (the ``bamm export`` command)::
 
-    python -m bamm_blender.export joints.npy --format fbx|bvh|glb --out FILE
+    python -m bamm_blender joints.npy --format fbx|bvh|glb --out FILE   (or: bamm export …)
         [--target RIG.blend|RIG.fbx --armature NAME] [--in-place] [--keep-root] [--loop] [--foot-lock]
 
 reads 20-fps joints ``(T, 22, 3)``, bakes them onto a BAMM Skeleton, retargets onto the target armature when

@@ -316,7 +316,7 @@ def write_action(target, frames: np.ndarray, rotations: dict, location: np.ndarr
             for index in range(data.shape[1]):
                 fcurve = container.fcurves.new(path, index=index)
                 fcurve.group = group
-                bake._write_keys(fcurve, frames, data[:, index])
+                bake.write_keys(fcurve, frames, data[:, index])
     return action
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -76,10 +75,10 @@ def write_outputs(joints: np.ndarray, out_dir: Path, stem: str, *, caption: str 
 
 
 def export_through_blender(joints_path: Path, target: Path, *, fmt: str) -> bool:
-    """Bake + export in a separate Python process that imports bpy (model_core itself never does)."""
-    cmd = [sys.executable, "-m", "bamm_blender.export", str(joints_path), "--format", fmt,
-           "--out", str(target)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    """Bake + export through Blender (a separate process: model_core itself never imports bpy)."""
+    from .cli_blender import run_exporter
+
+    proc = run_exporter([str(joints_path), "--format", fmt, "--out", str(target)], capture=True)
     if proc.returncode != 0:
         msg = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
         print(f"warning: {fmt.upper()} export through Blender failed ({msg}); other outputs are written",

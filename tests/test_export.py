@@ -1,4 +1,4 @@
-"""Export round trips (FBX, BVH, GLB re-imported into a fresh scene) and the ``bamm_blender.export`` command."""
+"""Export round trips (FBX, BVH, GLB re-imported into a fresh scene) and the exporter command (``python -m bamm_blender``)."""
 
 from __future__ import annotations
 
@@ -106,7 +106,7 @@ def test_export_refuses_an_armature_without_action(tmp_path):
 
 def _run(*args, timeout=240):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run([sys.executable, "-m", "bamm_blender.export", *map(str, args)], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "bamm_blender", *map(str, args)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 

@@ -1,0 +1,24 @@
+"""BAMM for Blender: text-to-motion, inpainting and outpainting on an SMPL-22 armature.
+
+Modules: ``props`` (scene settings), ``preferences``, ``operators`` (modal jobs), ``panel`` (sidebar UI),
+``backend`` (in-process thread / worker process), ``bake`` (keys), ``armature``, ``results``, ``headless``
+(the operators' work as plain functions), ``core`` (the model core package), ``retarget`` / ``retarget_ui``
+/ ``export`` (motion onto other rigs, file export).
+"""
+
+from . import operators, panel, preferences, props, retarget_ui
+
+_MODULES = (preferences, props, operators, panel, retarget_ui)  # retarget_ui's panel sits under panel's
+
+
+def register() -> None:
+    for module in _MODULES:
+        module.register()
+
+
+def unregister() -> None:
+    from . import backend
+
+    for module in reversed(_MODULES):
+        module.unregister()
+    backend.shutdown_all()

@@ -1,0 +1,257 @@
+"""The plain functions behind the operators, for scripts, the command line and tests.
+
+Each operation is ``start_*`` (checks the input on the main thread, then submits a backend job) and
+``finish`` (main thread, after the job succeeded: writes everything into the scene in one go). The modal
+operators poll the job in between; ``generate``, ``regenerate_range`` and ``extend`` do all three steps,
+blocking (``bpy.app.timers`` never fire in the bpy module). Bad input raises ``BammInputError``, a failed
+job ``BammBackendError``, a cancelled one ``BammCancelled``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from . import armature, bake, backend, preferences, results
+from .core import MODEL_FPS, ik
+from .errors import BammInputError
+
+SEAM_BLEND_S = 0.2  # rotation crossfade with the kept keys at each seam, seconds
+MIN_RANGE = 4  # scene frames
+FRAMES_PER_TOKEN = 4  # the tokenizer's frames per token: edits and extensions come in these steps
+_OVERRIDE: dict = {}
+
+
+def configure(*, backend_instance=None, model_spec: dict | None = None) -> None:
+    """Use this backend and/or MODEL spec instead of the preferences (scripts, tests). None: preferences."""
+    _OVERRIDE.clear()
+    _OVERRIDE.update({k: v for k, v in (("backend", backend_instance), ("spec", model_spec)) if v is not None})
+
+
+def model_spec(context=None) -> dict:
+    """The MODEL spec (see ``model_core/worker.py``) from the preferences; missing weights -> BammInputError."""
+    if "spec" in _OVERRIDE:
+        return _OVERRIDE["spec"]
+    prefs = preferences.get(context)
+    weights = Path(bpy.path.abspath(prefs.weights_dir)) if prefs.weights_dir else backend.EXTENSION_ROOT / "weights"
+    if not (weights / "bamm.json").is_file():
+        raise BammInputError(f"No BAMM weights in '{weights}' (bamm.json missing): set the weights folder in the "
+                             "add-on preferences")
+    encoder = {"MINILM": "minilm", "WEIGHTS": None}.get(prefs.text_encoder)
+    if prefs.text_encoder == "CLIP":
+        encoder = f"clip:{bpy.path.abspath(prefs.clip_path)}" if prefs.clip_path else "clip"
+    return {"weights": str(weights), "text_encoder": encoder, "device": prefs.device.lower()}
+
+
+def get_backend(context=None):
+    if "backend" in _OVERRIDE:
+        return _OVERRIDE["backend"]
+    prefs = preferences.get(context)
+    return backend.get_backend(prefs.backend, python=bpy.path.abspath(prefs.python_path) if prefs.python_path
+                               else "", exchange_dir=results.user_dir("exchange"))
+
+
+@dataclass
+class Task:
+    """A submitted operation and what ``finish`` needs to write its result."""
+
+    kind: str  # "generate" | "regenerate" | "extend"
+    job: backend.Job
+    scene: str
+    target: str | None  # armature object name; None: create one when finishing
+    action: str | None = None  # the source action (regenerate, extend)
+    first: int = 1  # scene frame of the action's first key (model frame 0 of a source)
+    span: tuple[int, int] | None = None  # scene frames written (inclusive)
+    origin: float = 0.0  # scene frame of model frame 0 of the job's joints
+    seed: int = 0
+    prompt: str = ""
+
+
+def _cfg(cfg) -> list[float]:
+    return [float(cfg[0]), float(cfg[1])]
+
+
+def _target(obj):
+    return None if obj is None else armature.check_armature(obj)
+
+
+def start_generate(context, *, prompt: str, seconds: float | None = None, seed: int = 0, variations: int = 1,
+                   cfg=(4.0, 3.0), target=None) -> Task:
+    """Submit a text-to-motion job. ``seconds`` None: the model picks the length. ``target`` None: a new
+    BAMM Skeleton is created when the job finishes."""
+    if not prompt or not prompt.strip():
+        raise BammInputError("Type a prompt first (what the character should do)")
+    if seconds is not None and seconds <= 0:
+        raise BammInputError(f"Length must be positive, got {seconds} s")
+    _target(target)
+    frames = None if seconds is None else max(4, int(round(seconds * MODEL_FPS)))
+    args = {"prompt": prompt.strip(), "frames": frames, "n": int(variations), "seed": int(seed), "cfg": _cfg(cfg)}
+    job = get_backend(context).submit(backend.Request("generate", model_spec(context), args))
+    return Task("generate", job, context.scene.name, target.name if target else None, first=context.scene.frame_start,
+                origin=context.scene.frame_start, seed=int(seed), prompt=prompt.strip())
+
+
+def frame_range(context, source: str = "PREVIEW", manual: tuple[int, int] | None = None) -> tuple[int, int]:
+    """Scene frames (inclusive) from the preview range, the selected markers or ``manual``."""
+    scene = context.scene
+    if source == "PREVIEW":
+        if not scene.use_preview_range:
+            raise BammInputError("The preview range is off: set one in the timeline, or pick another range source")
+        return scene.frame_preview_start, scene.frame_preview_end
+    if source == "MARKERS":
+        frames = sorted(m.frame for m in scene.timeline_markers if m.select)
+        if len(frames) < 2:
+            raise BammInputError("Select two timeline markers to mark the range")
+        return frames[0], frames[-1]
+    if manual is None:
+        raise BammInputError("No frame range given")
+    return int(manual[0]), int(manual[1])
+
+
+def _source(context, target) -> tuple[bpy.types.Object, bpy.types.Action, np.ndarray, int, int]:
+    obj = armature.check_armature(target)
+    action = obj.animation_data.action if obj.animation_data else None
+    if action is None:
+        raise BammInputError(f"'{obj.name}' has no action to edit: generate one first")
+    joints, first, last = results.source_joints(obj, action, context.scene)
+    return obj, action, joints, first, last
+
+
+def start_regenerate(context, *, target, first: int, last: int, prompt: str | None = None, seed: int = 0,
+                     variations: int = 1, cfg=(4.0, 3.0)) -> Task:
+    """Submit an inpainting job for scene frames ``first .. last`` (inclusive) of the target's action."""
+    if first > last:
+        raise BammInputError(f"The range {first}-{last} is reversed: the start must come before the end")
+    if last - first + 1 < MIN_RANGE:
+        raise BammInputError(f"The range {first}-{last} is shorter than {MIN_RANGE} frames")
+    obj, action, joints, key_first, key_last = _source(context, target)
+    if first < key_first or last > key_last:
+        raise BammInputError(f"The range {first}-{last} is outside the action '{action.name}' "
+                             f"(keys {key_first}-{key_last})")
+    step = bake.scene_fps(context.scene) / MODEL_FPS
+    start = int(math.floor((first - key_first) / step))  # model frames covering the scene frames
+    end = min(len(joints), int(math.ceil((last - key_first) / step)) + 1)
+    if end - start < FRAMES_PER_TOKEN:  # the model regenerates whole tokens: widen a short range
+        start = max(0, end - FRAMES_PER_TOKEN)
+        end = min(len(joints), start + FRAMES_PER_TOKEN)
+    args = {"source": joints, "frames": [start, end], "prompt": _prompt(prompt, action), "n": int(variations),
+            "seed": int(seed), "cfg": _cfg(cfg)}
+    job = get_backend(context).submit(backend.Request("edit", model_spec(context), args))
+    return Task("regenerate", job, context.scene.name, obj.name, action.name, key_first, (first, last),
+                float(key_first), int(seed), args["prompt"] or "")
+
+
+def start_extend(context, *, target, side: str, seconds: float, prompt: str | None = None, seed: int = 0,
+                 variations: int = 1, cfg=(4.0, 3.0)) -> Task:
+    """Submit an outpainting job adding ``seconds`` before (side "BEFORE") or after ("AFTER") the action."""
+    if side not in ("BEFORE", "AFTER"):
+        raise BammInputError(f"side must be BEFORE or AFTER, got {side!r}")
+    added = int(round(seconds * MODEL_FPS / FRAMES_PER_TOKEN)) * FRAMES_PER_TOKEN  # whole tokens, as the model
+    if added < FRAMES_PER_TOKEN:
+        raise BammInputError(f"Extend by at least {FRAMES_PER_TOKEN / MODEL_FPS:.1f} s (one token), got {seconds} s")
+    obj, action, joints, key_first, key_last = _source(context, target)
+    step = bake.scene_fps(context.scene) / MODEL_FPS
+    if side == "BEFORE":
+        origin = key_first - added * step
+        span = (int(math.ceil(origin - 1e-6)), key_first - 1)
+    else:
+        origin = float(key_first)
+        span = (key_last + 1, int(math.floor(key_first + (len(joints) - 1 + added) * step + 1e-6)))
+    args = {"source": joints, "before_s": seconds if side == "BEFORE" else 0.0,
+            "after_s": seconds if side == "AFTER" else 0.0, "prompt": _prompt(prompt, action), "n": int(variations),
+            "seed": int(seed), "cfg": _cfg(cfg)}
+    job = get_backend(context).submit(backend.Request("extend", model_spec(context), args))
+    return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, int(seed),
+                args["prompt"] or "")
+
+
+def _prompt(prompt: str | None, action) -> str | None:
+    if prompt and prompt.strip():
+        return prompt.strip()
+    stored = action.get(results.PROMPT_KEY)
+    return str(stored) if stored else None
+
+
+def finish(context, task: Task) -> list[bpy.types.Action]:
+    """Write a finished job into the scene in one go (main thread): new actions, result list, preview."""
+    motions = task.job.wait(0)
+    scene = bpy.data.scenes[task.scene]
+    obj = bpy.data.objects.get(task.target) if task.target else None
+    if task.target and obj is None:
+        raise BammInputError(f"The armature '{task.target}' was deleted while generating")
+    if task.action and task.action not in bpy.data.actions:
+        raise BammInputError(f"The action '{task.action}' was deleted or renamed while generating")
+    created_armature = obj is None
+    made: list[bpy.types.Action] = []
+    try:
+        if created_armature:
+            obj = armature.build_armature(context)
+        for k, (joints, prompt) in enumerate(motions):
+            label = (prompt or task.prompt or "unconditional")[:40]
+            name = f"BAMM {task.kind} {label} s{task.seed}" + (f" #{k + 1}" if len(motions) > 1 else "")
+            if task.kind == "generate":
+                action = bake.bake_joints(obj, joints, scene=scene, first_frame=task.first, name=name)
+            else:
+                action = _splice(obj, bpy.data.actions[task.action], scene, task, joints, name)
+            results.store_source(obj, action, joints, task.origin, scene, prompt or task.prompt)
+            made.append(action)
+    except Exception:
+        for action in made:
+            bpy.data.actions.remove(action)
+        if created_armature and obj is not None:
+            bpy.data.objects.remove(obj)
+        raise
+    if created_armature:
+        scene.bamm.target = obj
+    results.add(scene, obj, made, kind=task.kind, seed=task.seed)
+    return made
+
+
+def _splice(obj, source, scene, task: Task, joints: np.ndarray, name: str) -> bpy.types.Action:
+    """Keys on ``task.span`` from the job's joints, crossfaded with the source keys at the seams."""
+    first, last = task.span
+    frames = np.arange(first, last + 1, dtype=np.float64)
+    step = bake.scene_fps(scene) / MODEL_FPS
+    new = ik.sample(ik.solve(joints, rest=armature.rest_joints_of(obj)), (frames - task.origin) / step)
+    old_quats, old_locations = bake.read_bone_space(obj, source, frames)
+    old = bake.from_bone_space(obj, old_quats, old_locations)
+    key_first, key_last = bake.key_range(obj, source)
+    blend = max(1, int(round(SEAM_BLEND_S * bake.scene_fps(scene))))
+    k = np.arange(len(frames), dtype=np.float64)
+    weight = np.ones(len(frames))
+    if first > key_first:  # kept keys before the span
+        weight = np.minimum(weight, (k + 1) / (blend + 1))
+    if last < key_last:  # kept keys after the span
+        weight = np.minimum(weight, (len(frames) - k) / (blend + 1))
+    quats, locations = bake.to_bone_space(obj, ik.crossfade(old, new, weight))
+    flip = np.sum(quats[0] * old_quats[0], axis=-1) < 0  # start on the kept keys' side of the quaternion sign
+    quats[:, flip] *= -1
+    return bake.splice(obj, source, first, quats, locations, name=name)
+
+
+def run(context, task: Task, *, timeout: float | None = None) -> list[bpy.types.Action]:
+    """Wait for the task's job (blocking), then ``finish`` it."""
+    task.job.wait(timeout)
+    return finish(context, task)
+
+
+def generate(context, *, timeout: float | None = None, **kwargs) -> list[bpy.types.Action]:
+    """``start_generate`` + wait + ``finish``: the new actions (the first is assigned and previewed)."""
+    return run(context, start_generate(context, **kwargs), timeout=timeout)
+
+
+def regenerate_range(context, *, timeout: float | None = None, **kwargs) -> list[bpy.types.Action]:
+    return run(context, start_regenerate(context, **kwargs), timeout=timeout)
+
+
+def extend(context, *, timeout: float | None = None, **kwargs) -> list[bpy.types.Action]:
+    return run(context, start_extend(context, **kwargs), timeout=timeout)
+
+
+preview_result = results.preview
+apply_result = results.apply
+clear_results = results.clear

@@ -1,0 +1,94 @@
+"""3D Viewport > Sidebar > BAMM: prompt, length, seed, guidance, target, the buttons, and the results."""
+
+from __future__ import annotations
+
+import bpy
+
+from .operators import running_task
+
+
+class BAMM_UL_results(bpy.types.UIList):
+    def draw_item(self, _context, layout, _data, item, _icon, _active_data, _active_prop, _index=0, _flt_flag=0):
+        icon = {"generate": "ARMATURE_DATA", "regenerate": "MOD_MASK", "extend": "NEXT_KEYFRAME"}.get(item.kind, "DOT")
+        row = layout.row(align=True)
+        row.label(text=item.action.name if item.action else "(deleted)", icon=icon)
+        row.label(text=f"{item.frames} fr")
+
+
+class _Panel:
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "BAMM"
+
+
+class BAMM_PT_main(_Panel, bpy.types.Panel):
+    bl_label = "BAMM Motion"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.bamm
+        wm = context.window_manager
+        layout.prop(s, "prompt", text="")
+        row = layout.row(align=True)
+        row.prop(s, "length_mode", expand=True)
+        if s.length_mode == "SECONDS":
+            layout.prop(s, "seconds")
+        col = layout.column(align=True)
+        col.prop(s, "seed")
+        col.prop(s, "variations")
+        col = layout.column(align=True)
+        col.prop(s, "cfg_ar")
+        col.prop(s, "cfg_refine")
+        layout.prop(s, "target")
+        layout.prop(s, "set_scene_range")
+        if running_task() is not None:
+            layout.progress(factor=wm.bamm_progress, type="BAR", text=wm.bamm_status or "Working")
+            layout.operator("bamm.cancel", icon="CANCEL")
+        else:
+            layout.operator("bamm.generate", icon="PLAY")
+
+
+class BAMM_PT_edit(_Panel, bpy.types.Panel):
+    bl_label = "Edit"
+    bl_parent_id = "BAMM_PT_main"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.bamm
+        layout.prop(s, "edit_prompt", text="", placeholder="New prompt (optional)")
+        layout.prop(s, "range_source")
+        if s.range_source == "MANUAL":
+            row = layout.row(align=True)
+            row.prop(s, "range_start")
+            row.prop(s, "range_end")
+        layout.operator("bamm.regenerate_range", icon="FILE_REFRESH")
+        layout.prop(s, "extend_seconds")
+        row = layout.row(align=True)
+        row.operator("bamm.extend", text="Extend Before", icon="TRIA_LEFT").side = "BEFORE"
+        row.operator("bamm.extend", text="Extend After", icon="TRIA_RIGHT").side = "AFTER"
+
+
+class BAMM_PT_results(_Panel, bpy.types.Panel):
+    bl_label = "Results"
+    bl_parent_id = "BAMM_PT_main"
+
+    def draw(self, context):
+        layout = self.layout
+        s = context.scene.bamm
+        layout.template_list("BAMM_UL_results", "", s, "results", s, "results_index", rows=3)
+        row = layout.row(align=True)
+        row.operator("bamm.apply_result", icon="CHECKMARK")
+        row.operator("bamm.clear_results", icon="TRASH")
+
+
+CLASSES = (BAMM_UL_results, BAMM_PT_main, BAMM_PT_edit, BAMM_PT_results)
+
+
+def register() -> None:
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+
+
+def unregister() -> None:
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

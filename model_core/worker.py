@@ -1,0 +1,221 @@
+"""The generation worker: ``python -m model_core.worker`` speaks JSON lines on stdin / stdout.
+
+The Blender add-on starts it with a Python that has torch (for example the project's virtual environment)
+when Blender's own Python has none. One JSON object per line, UTF-8.
+
+Worker -> client, once at start::
+
+    {"type": "ready", "pid": 123, "torch": "2.13.0", "model_core": "0.1.0", "path": "<model_core folder>"}
+    {"type": "fatal", "message": "..."}          (then exit code 3: torch / numpy missing)
+
+Client -> worker::
+
+    {"id": 1, "op": "generate", "model": MODEL, "args": {"prompt": "...", "frames": null, "n": 1, "seed": 0,
+                                                          "cfg": [4.0, 3.0]}, "out_dir": "/tmp/x"}
+    {"id": 2, "op": "edit", "model": MODEL, "args": {"source": "/tmp/x/src.npy", "frames": [40, 80],
+                                                      "prompt": null, "seed": 0, "n": 1}, "out_dir": "/tmp/x"}
+    {"id": 3, "op": "extend", "model": MODEL, "args": {"source": "...", "before_s": 0, "after_s": 2.0,
+                                                        "prompt": null, "seed": 0, "n": 1}, "out_dir": "..."}
+    {"op": "cancel", "id": 2}
+    {"op": "shutdown"}
+
+``MODEL`` is ``{"weights": DIR, "text_encoder": null | "minilm" | "clip:/path", "device": "auto" | "cpu" |
+"cuda" | "mps"}`` or ``{"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}`` (untrained, for
+tests). The loaded model is kept for the next request with the same ``MODEL``.
+
+Worker -> client, per request::
+
+    {"id": 1, "type": "progress", "stage": "tokens", "fraction": 0.4}
+    {"id": 1, "type": "result", "joints": ["/tmp/x/1-0.npy", ...], "prompts": ["...", ...]}
+    {"id": 1, "type": "error", "error": "ValueError", "message": "..."}
+    {"id": 1, "type": "cancelled"}
+
+Arrays travel as ``.npy`` files: the client writes a source into a folder it owns and passes its path; the
+worker writes each result ``(T, 22, 3)`` float32 into ``out_dir`` as ``<id>-<k>.npy``; the client reads and
+deletes them. Requests run one at a time in order; a cancel takes effect at the next progress step.
+Anything printed by libraries goes to stderr, which the client keeps as a log. torch uses half the CPU cores
+(unless ``OMP_NUM_THREADS`` is set) so Blender stays responsive while the worker generates.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+from pathlib import Path
+
+OPS = ("generate", "edit", "extend")
+
+
+class Cancelled(Exception):
+    """Raised from the progress callback to stop a request."""
+
+
+def resolve_device(name: str | None) -> str:
+    import torch
+
+    if name in (None, "", "auto"):
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    if name not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"device must be auto, cpu, cuda or mps, got {name!r}")
+    return name
+
+
+def load_model(spec: dict):
+    """A ``BAMM`` from a MODEL spec (see the module docstring)."""
+    from .generate import BAMM
+
+    if not isinstance(spec, dict):
+        raise ValueError(f"model spec must be an object, got {spec!r}")
+    if "random" in spec:
+        options = dict(spec["random"])
+        return BAMM.random(device=resolve_device(options.pop("device", "cpu")), **options)
+    weights = Path(str(spec.get("weights") or ""))
+    if not (weights / "bamm.json").is_file():
+        raise FileNotFoundError(f"no BAMM weights in '{weights}' (bamm.json not found)")
+    return BAMM.from_pretrained(weights, text_encoder=spec.get("text_encoder"),
+                                device=resolve_device(spec.get("device")))
+
+
+class ModelCache:
+    """Keeps the last loaded model, keyed by its spec."""
+
+    def __init__(self):
+        self.key, self.model = None, None
+
+    def get(self, spec: dict):
+        key = json.dumps(spec, sort_keys=True)
+        if key != self.key:
+            self.key, self.model = None, None  # free the old model before loading the next
+            self.model, self.key = load_model(spec), key
+        return self.model
+
+
+def _source(value):
+    import numpy as np
+
+    return np.load(value) if isinstance(value, (str, Path)) else np.asarray(value, dtype=np.float32)
+
+
+def run(model, op: str, args: dict, progress=None) -> list:
+    """One request on a loaded model -> list of ``Motion``. ``args`` as in the module docstring; a
+    ``source`` may be a .npy path or an array. ``n`` variations use seeds ``seed, seed + 1, ...`` for edits."""
+    args = dict(args)
+    n, seed = int(args.pop("n", 1)), int(args.pop("seed", 0))
+    cfg = tuple(args.pop("cfg", (4.0, 3.0)))
+    if op == "generate":
+        return model.generate(args["prompt"], frames=args.get("frames"), n=n, seed=seed, cfg=cfg,
+                              progress=progress)
+    if op not in OPS:
+        raise ValueError(f"unknown op {op!r}: expected one of {OPS}")
+    source = _source(args["source"])
+    motions = []
+    for k in range(n):
+        step = None if progress is None else (lambda s, f, k=k: progress(s, (k + f) / n))
+        if op == "edit":
+            motions.append(model.edit(source, tuple(int(v) for v in args["frames"]), args.get("prompt"),
+                                      seed=seed + k, cfg=cfg, progress=step))
+        else:
+            motions.append(model.extend(source, before_s=float(args.get("before_s", 0.0)),
+                                        after_s=float(args.get("after_s", 0.0)), prompt=args.get("prompt"),
+                                        seed=seed + k, cfg=cfg, progress=step))
+    return motions
+
+
+class Worker:
+    """Reads requests on one thread, runs them on another, writes replies under a lock."""
+
+    def __init__(self, out):
+        self.out, self.lock = out, threading.Lock()
+        self.requests: queue.Queue = queue.Queue()
+        self.cancelled: set = set()
+        self.models = ModelCache()
+
+    def send(self, **message) -> None:
+        with self.lock:
+            self.out.write(json.dumps(message) + "\n")
+            self.out.flush()
+
+    def serve(self, stdin) -> None:
+        runner = threading.Thread(target=self._run_loop, daemon=True)
+        runner.start()
+        for line in stdin:
+            if not line.strip():
+                continue
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError as e:
+                self.send(type="error", id=None, error="JSONDecodeError", message=f"bad request line: {e}")
+                continue
+            if message.get("op") == "cancel":
+                self.cancelled.add(message.get("id"))
+            elif message.get("op") == "shutdown":
+                break
+            else:
+                self.requests.put(message)
+        self.requests.put(None)
+        runner.join()
+
+    def _run_loop(self) -> None:
+        import numpy as np
+
+        while (message := self.requests.get()) is not None:
+            rid = message.get("id")
+
+            def progress(stage, fraction, rid=rid):
+                if rid in self.cancelled:
+                    raise Cancelled()
+                self.send(id=rid, type="progress", stage=stage, fraction=float(fraction))
+
+            try:
+                if rid in self.cancelled:
+                    raise Cancelled()
+                model = self.models.get(message.get("model"))
+                motions = run(model, message.get("op"), message.get("args") or {}, progress)
+                out_dir = Path(message.get("out_dir") or ".")
+                paths = []
+                for k, motion in enumerate(motions):
+                    path = out_dir / f"{rid}-{k}.npy"
+                    np.save(path, np.asarray(motion.joints, dtype=np.float32))
+                    paths.append(str(path))
+                self.send(id=rid, type="result", joints=paths, prompts=[m.prompt for m in motions])
+            except Cancelled:
+                self.send(id=rid, type="cancelled")
+            except Exception as e:  # reported to the client, the worker keeps serving
+                self.send(id=rid, type="error", error=type(e).__name__, message=str(e))
+            finally:
+                self.cancelled.discard(rid)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Keep stdout for the protocol: anything else printed (libraries, C code) goes to stderr.
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    try:
+        import numpy  # noqa: F401
+        import torch
+    except ImportError as e:
+        message = (f"the worker Python '{sys.executable}' cannot import {e.name or 'torch'}: install the BAMM "
+                   f"requirements (torch, numpy, scipy, safetensors) for it, or pick another interpreter")
+        protocol.write(json.dumps({"type": "fatal", "message": message}) + "\n")
+        protocol.flush()
+        return 3
+    from . import __version__
+
+    if "OMP_NUM_THREADS" not in os.environ:  # half the cores: Blender's UI keeps the rest while generating
+        torch.set_num_threads(max(1, (os.cpu_count() or 2) // 2))
+    worker = Worker(protocol)
+    worker.send(type="ready", pid=os.getpid(), torch=torch.__version__, model_core=__version__,
+                path=str(Path(__file__).resolve().parent))
+    worker.serve(sys.stdin)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""The extension zip: validated and built by Blender's own tool (``bamm build-extension``), installed headless
+into an isolated user folder, enabled, and used for a generation through the worker process."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("bpy")  # only for blender_ext.py: this process never imports bpy here
+
+from model_core import cli_blender  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+INSTALL_AND_GENERATE = textwrap.dedent('''
+    import json, os, sys
+    import bpy  # BLENDER_USER_RESOURCES is set by the parent: everything lands in its temporary folder
+
+    zip_path, weights, out = sys.argv[1:4]
+    result = bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
+                                                      enable_on_install=True)
+    module = "bl_ext.user_default.bamm"
+    report = {"install": sorted(result), "enabled": module in bpy.context.preferences.addons}
+    prefs = bpy.context.preferences.addons[module].preferences
+    prefs.weights_dir, prefs.backend, prefs.python_path = weights, "WORKER", sys.executable
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.bamm.prompt, scene.bamm.length_mode, scene.bamm.seconds = "a person walks", "SECONDS", 2.0
+    report["generate"] = sorted(bpy.ops.bamm.generate())
+    obj = scene.bamm.target
+    report["armature"] = obj.name
+    report["action"] = obj.animation_data.action.name
+    report["keys"] = len(obj.animation_data.action.layers[0].strips[0].channelbags[0].fcurves[0].keyframe_points)
+    backend = sys.modules[module + ".bamm_blender.backend"]
+    worker = next(iter(backend._BACKENDS.values()))
+    report["worker_model_core"] = worker.ready.get("path")
+    report["extension_dir"] = str(backend.EXTENSION_ROOT)
+    report["exchange"] = str(worker.exchange)
+    report["user_extensions"] = bpy.utils.user_resource("EXTENSIONS")
+    bpy.ops.preferences.addon_disable(module=module)
+    report["disabled"] = module not in bpy.context.preferences.addons
+    report["worker_stopped"] = worker.process is None
+    with open(out, "w") as f:
+        json.dump(report, f)
+''')
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    assert cli_blender.main("build-extension", ["--out", str(out)]) == 0
+    (zip_path,) = out.glob("*.zip")
+    return zip_path
+
+
+def test_manifest_validates(capsys):
+    assert cli_blender.main("build-extension", ["--validate-only"]) == 0
+    assert "valid" in capsys.readouterr().out
+
+
+def test_bad_manifest_is_reported(tmp_path, capsys):
+    (tmp_path / "blender_manifest.toml").write_text('schema_version = "1.0.0"\nid = "bad__id"\n')
+    assert cli_blender.main("build-extension", ["--validate-only", "--source", str(tmp_path)]) == 1
+    assert "not valid" in capsys.readouterr().err
+
+
+def test_export_is_not_available_yet(capsys):
+    assert cli_blender.main("export", []) == 1
+    assert "not available yet" in capsys.readouterr().err
+
+
+def test_zip_holds_the_extension_and_nothing_else(built):
+    names = zipfile.ZipFile(built).namelist()
+    for needed in ("blender_manifest.toml", "__init__.py", "bamm_blender/__init__.py", "bamm_blender/bake.py",
+                   "model_core/__init__.py", "model_core/worker.py", "model_core/motion/ik.py"):
+        assert needed in names, needed
+    for name in names:
+        top = name.split("/")[0]
+        assert top not in ("tests", "bench", "docs", ".venv", ".git", "dist", "pyproject.toml"), name
+        assert "__pycache__" not in name and not name.endswith((".pyc", ".npy")), name
+
+
+def test_shipped_weights_go_in_and_junk_stays_out(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    shutil.copy(ROOT / "blender_manifest.toml", source)
+    shutil.copy(ROOT / "__init__.py", source)
+    ignore = shutil.ignore_patterns("__pycache__")
+    for package in ("bamm_blender", "model_core"):
+        shutil.copytree(ROOT / package, source / package, ignore=ignore)
+    junk = ["weights/runs/t2m/last.pt", "weights/optimizer.ckpt", "weights/train.log", "tests/test_x.py",
+            "bench/b.py", "docs/d.md", ".venv/bin/python", "data/x.npy", "model_core/__pycache__/x.pyc",
+            ".pytest_cache/v", "dist/old.zip", "pyproject.toml"]
+    shipped = ["weights/bamm.json", "weights/vq.safetensors", "weights/vq.json", "weights/stats.safetensors"]
+    for name in junk + shipped:
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / name).write_text("x")
+    assert cli_blender.main("build-extension", ["--source", str(source), "--out", str(tmp_path / "out")]) == 0
+    (zip_path,) = (tmp_path / "out").glob("*.zip")
+    names = set(zipfile.ZipFile(zip_path).namelist())
+    assert set(shipped) <= names
+    assert not names & set(junk)
+
+
+def test_install_enable_generate_disable(built, tmp_path):
+    from model_core.generate import BAMM
+
+    weights = tmp_path / "weights"
+    BAMM.random(preset="tiny", text_encoder="minilm", seed=0).save_pretrained(weights, text_encoder_spec="minilm")
+    script, out = tmp_path / "install.py", tmp_path / "report.json"
+    script.write_text(INSTALL_AND_GENERATE)
+    env = dict(os.environ, BLENDER_USER_RESOURCES=str(tmp_path / "user"))
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run([sys.executable, str(script), str(built), str(weights), str(out)], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["install"] == ["FINISHED"] and report["enabled"]
+    assert report["generate"] == ["FINISHED"]
+    assert report["armature"] == "BAMM Skeleton" and report["action"].startswith("BAMM generate")
+    assert report["keys"] == int(39 * 24 / 20) + 1  # 2 s at 20 fps, baked at the scene's 24 fps
+    user = Path(report["user_extensions"])
+    assert user.is_relative_to(tmp_path / "user")
+    installed = Path(report["extension_dir"])
+    assert installed == user / "user_default" / "bamm"
+    assert Path(report["worker_model_core"]) == installed / "model_core"  # PYTHONPATH = the extension folder
+    assert Path(report["exchange"]).is_relative_to(tmp_path / "user")  # extension_path_user
+    assert report["disabled"] and report["worker_stopped"]

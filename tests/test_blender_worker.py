@@ -1,0 +1,135 @@
+"""The worker process end to end: ``python -m model_core.worker`` started with this test's interpreter,
+talking JSON lines; a killed worker; a worker Python without torch; the Blender side through the worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+
+from bamm_blender import backend  # noqa: E402
+from bamm_blender.errors import BammBackendError  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = {"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    runner = backend.WorkerBackend(sys.executable, exchange_dir=str(tmp_path_factory.mktemp("exchange")))
+    yield runner
+    runner.shutdown()
+
+
+def wait_for_progress(job, timeout=120.0):
+    end = time.monotonic() + timeout
+    while job.stage == "starting" and job.state == "running":
+        assert time.monotonic() < end, "no progress from the worker"
+        time.sleep(0.005)
+
+
+def test_generate_edit_extend(worker):
+    job = worker.submit(backend.Request("generate", TINY, {"prompt": "a person waves", "n": 2, "seed": 0}))
+    motions = job.wait(180)
+    assert len(motions) == 2 and job.stage in ("decode", "residual") and job.fraction == 1.0
+    joints, prompt = motions[0]
+    assert joints.dtype == np.float32 and joints.ndim == 3 and joints.shape[1:] == (22, 3)
+    assert prompt == "a person waves"
+    (edited, _), = worker.submit(backend.Request("edit", TINY, {"source": joints, "frames": [8, 24]})).wait(60)
+    assert edited.shape == joints.shape
+    np.testing.assert_array_equal(edited[:8], joints[:8])  # outside the range: the source's own joints
+    (longer, _), = worker.submit(backend.Request("extend", TINY, {"source": joints, "after_s": 1.0})).wait(60)
+    assert len(longer) == len(joints) + 20
+    assert not list(Path(worker.exchange).glob("*.npy"))  # exchanged files are cleaned up
+
+
+def test_model_errors_are_reported_and_the_worker_keeps_serving(worker):
+    job = worker.submit(backend.Request("generate", TINY, {"prompt": "walk", "frames": 4000}))
+    with pytest.raises(BammBackendError, match="frames must be in"):
+        job.wait(60)
+    missing = {"weights": str(ROOT / "no-such-weights"), "text_encoder": None, "device": "cpu"}
+    with pytest.raises(BammBackendError, match="no BAMM weights"):
+        worker.submit(backend.Request("generate", missing, {"prompt": "walk"})).wait(60)
+    assert worker.alive()
+    assert len(worker.submit(backend.Request("generate", TINY, {"prompt": "walk", "frames": 16})).wait(60)) == 1
+
+
+def test_killed_worker_is_reported_then_restarted(worker):
+    job = worker.submit(backend.Request("generate", TINY, {"prompt": "a person runs", "seed": 3}))
+    wait_for_progress(job)
+    pid = worker.process.pid
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(BammBackendError, match="worker process was killed by signal 9.*restarted"):
+        job.wait(60)
+    assert not worker.alive()
+    again = worker.submit(backend.Request("generate", TINY, {"prompt": "a person runs", "seed": 3}))
+    assert len(again.wait(180)) == 1
+    assert worker.process.pid != pid
+
+
+def test_cancel(worker):
+    job = worker.submit(backend.Request("generate", TINY, {"prompt": "a person jumps", "n": 4}))
+    job.cancel()
+    assert job.poll() == "cancelled"
+    # the worker drops the request and serves the next one
+    assert len(worker.submit(backend.Request("generate", TINY, {"prompt": "jump", "frames": 8})).wait(60)) == 1
+
+
+def test_worker_python_without_torch(tmp_path):
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    runner = backend.WorkerBackend(str(python), exchange_dir=str(tmp_path / "exchange"))
+    job = runner.submit(backend.Request("generate", TINY, {"prompt": "walk"}))
+    with pytest.raises(BammBackendError, match=r"cannot import (numpy|torch).*install"):
+        job.wait(60)
+    runner.shutdown()
+
+
+def test_missing_interpreter(tmp_path):
+    runner = backend.WorkerBackend(str(tmp_path / "no-python"))
+    with pytest.raises(BammBackendError, match="not found"):
+        runner.submit(backend.Request("generate", TINY, {"prompt": "walk"}))
+
+
+def test_protocol_by_hand(tmp_path):
+    """The documented JSON lines, spoken directly to ``python -m model_core.worker``."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    process = subprocess.Popen([sys.executable, "-m", "model_core.worker"], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    request = {"id": 7, "op": "generate", "model": TINY, "args": {"prompt": "walk", "frames": 8},
+               "out_dir": str(tmp_path)}
+    out, _ = process.communicate(json.dumps(request) + "\n" + json.dumps({"op": "shutdown"}) + "\n", timeout=180)
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert lines[0]["type"] == "ready" and lines[0]["torch"]
+    assert {m["type"] for m in lines[1:-1]} == {"progress"}
+    assert lines[-1]["type"] == "result" and lines[-1]["id"] == 7
+    assert np.load(lines[-1]["joints"][0]).shape == (8, 22, 3)
+    assert process.returncode == 0
+
+
+def test_blender_side_through_the_worker(worker):
+    bpy = pytest.importorskip("bpy")
+    import bamm_blender
+    from bamm_blender import bake, headless
+
+    bamm_blender.register()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        headless.configure(backend_instance=worker, model_spec=TINY)
+        (action,) = headless.generate(bpy.context, prompt="a person walks", seconds=2.0, timeout=180)
+        obj = bpy.context.scene.bamm.target
+        first, last = bake.key_range(obj, action)
+        assert last - first + 1 == int(np.floor(39 * bake.scene_fps(bpy.context.scene) / 20 + 1e-6)) + 1
+    finally:
+        headless.configure()
+        bamm_blender.unregister()
