@@ -72,9 +72,17 @@ def test_bad_manifest_is_reported(tmp_path, capsys):
     assert "not valid" in capsys.readouterr().err
 
 
-def test_export_is_not_available_yet(capsys):
-    assert cli_blender.main("export", []) == 1
-    assert "not available yet" in capsys.readouterr().err
+def test_bamm_export_writes_fbx_and_rejects_bad_input(hml_dir, tmp_path, capfd):
+    import numpy as np
+
+    joints = tmp_path / "clip.npy"
+    np.save(joints, np.load(hml_dir / "new_joints" / "M010968.npy"))
+    assert cli_blender.main("export", [str(joints), "--format", "fbx", "--out", str(tmp_path / "c.fbx")]) == 0
+    assert (tmp_path / "c.fbx").stat().st_size > 10_000
+    assert cli_blender.main("export", [str(tmp_path / "missing.npy"), "--format", "fbx",
+                                       "--out", str(tmp_path / "m.fbx")]) == 2
+    assert "does not exist" in capfd.readouterr().err
+    assert not (tmp_path / "m.fbx").exists()
 
 
 def test_zip_holds_the_extension_and_nothing_else(built):
