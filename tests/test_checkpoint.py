@@ -12,15 +12,6 @@ from model_core.models.checkpoint import load_model, load_tensors, save_model, s
 from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from model_core.models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run faster on one thread (no synchronisation between threads on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 MODELS = {
     "vq": (RVQVAE, RVQVAEConfig, VQ_PRESETS["tiny"]),
     "res": (ResidualTransformer, ResidualConfig, RES_PRESETS["tiny"]),

@@ -12,15 +12,6 @@ from model_core.generate import BAMM, Motion, refine_keep
 PROMPTS = ["a person walks forward", "someone jumps twice", "a man sits down slowly"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids waiting on a busy second core for every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def bamm() -> BAMM:
     return BAMM.random(preset="tiny", seed=0)

@@ -14,15 +14,6 @@ TINY = RES_PRESETS["tiny"]
 B, N = 8, 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train faster on one thread (no synchronisation between threads on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def make(**changes) -> ResidualTransformer:
     torch.manual_seed(0)
     return ResidualTransformer(dataclasses.replace(TINY, **changes))

@@ -15,15 +15,6 @@ L = 5  # short sequence: every subset U of its positions is checked
 SUBSETS = [frozenset(s) for r in range(L + 1) for s in itertools.combinations(range(L), r)]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models: one thread avoids waiting on a busy second core for every small op."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def config(**kw) -> BAMMConfig:
     return dataclasses.replace(T2M_PRESETS["tiny"], text_dim=8, **kw)
 

@@ -14,15 +14,6 @@ from model_core.models.vq import VQ_PRESETS, EMACodebook, RVQVAE, RVQVAEConfig
 TINY = VQ_PRESETS["tiny"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models train faster on one thread (no synchronisation between threads on a busy machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def real(hml_dir):
     """Four real clips cut to 32 frames, normalised, plus the dataset Mean/Std."""
