@@ -2,7 +2,12 @@
 
   bamm eval train-evaluator --data <dataset> --out <folder> [--steps N]
   bamm eval --data <dataset> --weights <weights> [--split test] [--repeats 3] [--rounds 2]
-            [--length gt|predicted] [--ablations] [--evaluator <folder>]
+            [--length gt|predicted] [--ablations] [--evaluator <folder>] [--official <folder>]
+
+``--official`` uses HumanML3D's official evaluator (files supplied by the user, layout in
+``model_core/eval/official.py``): <folder>/text_mot_match/model/finest.tar, <folder>/Comp_v6_KLD01/meta/
+{mean,std}.npy, <folder>/glove/our_vab_{data,words}.npy. Published tables use --repeats 20
+--mm-prompts 100 --mm-samples 30.
 """
 
 from __future__ import annotations
@@ -30,7 +35,10 @@ def _eval_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bamm eval", description="evaluate weights on a dataset split")
     p.add_argument("--data", required=True, help="dataset folder")
     p.add_argument("--weights", required=True, help="weights folder (bamm.json, vq/t2m/res safetensors)")
-    p.add_argument("--evaluator", help="evaluator folder (default: <weights>/evaluator)")
+    p.add_argument("--evaluator", help="evaluator folder (default: <weights>/evaluator); with --official it "
+                                       "only supplies the action/style classifier, and is optional")
+    p.add_argument("--official", help="folder of HumanML3D's official evaluator: text_mot_match/model/"
+                                      "finest.tar, Comp_v6_KLD01/meta/{mean,std}.npy, glove/our_vab_{data,words}.npy")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="decoding rounds: 1 = AR only, 2 = cascaded")
@@ -38,6 +46,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablations", action="store_true",
                    help="also run rounds 1/2/3 and predicted-vs-ground-truth length")
     p.add_argument("--mm-prompts", type=int, default=32, help="prompts for multimodality (0 = skip)")
+    p.add_argument("--mm-samples", type=int, default=10, help="motions generated per multimodality prompt")
     p.add_argument("--json", help="also write all per-repeat values to this JSON file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
@@ -64,7 +73,16 @@ def main(command_name: str, argv: list[str]) -> int:
     data = _check_dir(args.data, "dataset")
     weights = _check_dir(args.weights, "weights")
     evaluator = Path(args.evaluator) if args.evaluator else weights / "evaluator"
-    if not (evaluator / "evaluator.json").exists():
+    official = None
+    if args.official:
+        from .official import OfficialEvaluator, OfficialEvaluatorError
+        try:
+            official = OfficialEvaluator.load(_check_dir(args.official, "official evaluator"), device=args.device)
+        except OfficialEvaluatorError as exc:
+            raise SystemExit(f"bamm eval: {exc}") from None
+        if args.evaluator and not (evaluator / "classifier.json").exists():
+            raise SystemExit(f"bamm eval: no classifier in {evaluator}")
+    elif not (evaluator / "evaluator.json").exists():
         raise SystemExit(f"bamm eval: no evaluator in {evaluator}; train one with "
                          f"'bamm eval train-evaluator --data {data} --out {evaluator}'")
     from ..generate import BAMM
@@ -77,10 +95,11 @@ def main(command_name: str, argv: list[str]) -> int:
                 ("3 rounds, gt length", 3, "gt"), ("cascaded (2 rounds), predicted length", 2, "predicted")]
     everything = {}
     for title, rounds, length in runs:
-        results = evaluate(bamm, data, evaluator, split=args.split, repeats=args.repeats, rounds=rounds,
-                           length=length, seed=args.seed, mm_prompts=args.mm_prompts,
-                           log=lambda m: print(m, file=sys.stderr))
-        print(format_table(results, title=f"\n== {title} ({args.split} split, {args.repeats} repeats)"))
+        results = evaluate(bamm, data, evaluator, official=official, split=args.split, repeats=args.repeats,
+                           rounds=rounds, length=length, seed=args.seed, mm_prompts=args.mm_prompts,
+                           mm_samples=args.mm_samples, log=lambda m: print(m, file=sys.stderr))
+        judge = "official evaluator, " if official is not None else ""
+        print(format_table(results, title=f"\n== {title} ({judge}{args.split} split, {args.repeats} repeats)"))
         everything[title] = results
     if args.json:
         Path(args.json).write_text(json.dumps(everything, indent=2))

@@ -3,12 +3,17 @@
 For each repeat, every test clip gets one caption written with phrasings never used in training
 (``captions.evaluation_captions``); the model generates a motion for it (at the clip's length, or at
 the length it predicts itself), and the evaluator embeds real and generated motions and the caption.
+
+With HumanML3D's official evaluator (``evaluate(..., official=<folder>)``) the official protocol is followed
+instead: the dataset's own captions, the official test items and crops, and the official embeddings, so the
+numbers compare with published tables.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -16,7 +21,10 @@ import torch
 from ..data.captions import evaluation_captions
 from ..data.humanml3d import load_split, load_stats
 from . import metrics
+from .official import OfficialEvaluator, crop_for_eval, official_samples
 from .train_evaluator import clip_labels, load_evaluator, pad_batch
+
+R_PRECISION_BATCH = 32  # pairs per R-precision batch (metrics.r_precision's default)
 
 
 @dataclass
@@ -91,14 +99,59 @@ def pick_captions(clips: list[TestClip], repeat: int) -> list[str]:
     return caps
 
 
-def evaluate(bamm, data_root, evaluator_dir, *, split: str = "test", repeats: int = 3, rounds: int = 2,
-             length: str = "gt", seed: int = 0, mm_prompts: int = 32, mm_samples: int = 10,
+def _matching_metrics(results: dict, text: np.ndarray, real: np.ndarray, gen: np.ndarray, *, seed: int) -> None:
+    """Append FID, R-precision, MM-Dist and diversity (generated and real) for row-aligned embeddings."""
+    half = len(real) // 2
+    results["FID"].append(metrics.fid(real, gen))
+    results["FID real-vs-real (halves)"].append(metrics.fid(real[:half], real[half:]))
+    for k, v in enumerate(metrics.r_precision(text, gen)):
+        results[f"R-precision top-{k + 1}"].append(v)
+    for k, v in enumerate(metrics.r_precision(text, real)):
+        results[f"R-precision top-{k + 1} (real)"].append(v)
+    results["MM-Dist"].append(metrics.matching_score(text, gen))
+    results["MM-Dist (real)"].append(metrics.matching_score(text, real))
+    results["Diversity"].append(metrics.diversity(gen, seed=seed))
+    results["Diversity (real)"].append(metrics.diversity(real, seed=seed))
+
+
+def _accuracies(results: dict, classifier, gen: list[np.ndarray], real_pred, c_true, s_true) -> None:
+    c_gen, s_gen = classify(classifier, gen)
+    results["Action accuracy"].append(metrics.accuracy(c_gen, c_true))
+    results["Action accuracy (real)"].append(metrics.accuracy(real_pred[0], c_true))
+    results["Style accuracy"].append(metrics.accuracy(s_gen, s_true))
+    results["Style accuracy (real)"].append(metrics.accuracy(real_pred[1], s_true))
+
+
+def _multimodality(bamm, captions: list[str], frames, embed, *, n_prompts: int, n_samples: int, rounds: int,
+                   gen_seed: int, seed: int, rng) -> float:
+    """Mean distance between motions generated for the same caption; ``embed``: list of Motion -> (n, D)."""
+    groups = []
+    for i in rng.choice(len(captions), size=min(n_prompts, len(captions)), replace=False):
+        samples = bamm.generate([captions[i]], n=n_samples, seed=gen_seed + int(i),
+                                frames=None if frames is None else frames[i] // 4 * 4, rounds=rounds)
+        groups.append(embed(samples))
+    return metrics.multimodality(np.stack(groups), seed=seed)
+
+
+def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str = "test", repeats: int = 3,
+             rounds: int = 2, length: str = "gt", seed: int = 0, mm_prompts: int = 32, mm_samples: int = 10,
              text_encoder=None, log=print) -> dict[str, list[float]]:
-    """Per-repeat values of every metric (real references included). ``length``: "gt" or "predicted"."""
+    """Per-repeat values of every metric (real references included). ``length``: "gt" or "predicted".
+
+    ``official``: a folder with HumanML3D's official evaluator (layout in ``official.py``) or a loaded
+    ``OfficialEvaluator``; the run then follows the official protocol (``evaluate_official``) and
+    ``evaluator_dir`` (optional) only supplies the action/style classifier.
+    """
     if length not in ("gt", "predicted"):
         raise ValueError(f"length must be 'gt' or 'predicted', got {length!r}")
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
+    if official is not None:
+        return evaluate_official(bamm, data_root, official, evaluator_dir, split=split, repeats=repeats,
+                                 rounds=rounds, length=length, seed=seed, mm_prompts=mm_prompts,
+                                 mm_samples=mm_samples, log=log)
+    if evaluator_dir is None:
+        raise ValueError("evaluate needs evaluator_dir (our trained evaluator) or official (the official one)")
     matcher, classifier, labels = load_evaluator(evaluator_dir)
     mean, std = load_stats(data_root)
     clips = load_test_clips(data_root, split, mean, std)
@@ -107,33 +160,17 @@ def evaluate(bamm, data_root, evaluator_dir, *, split: str = "test", repeats: in
     real_emb = embed_motions(matcher, real)
     c_true = np.array([labels["contents"].index(c.content) if c.content in labels["contents"] else -1 for c in clips])
     s_true = np.array([labels["styles"].index(c.style) if c.style in labels["styles"] else -1 for c in clips])
-    c_real, s_real = classify(classifier, real)
+    real_pred = classify(classifier, real)
     results: dict[str, list[float]] = defaultdict(list)
     rng = np.random.default_rng(seed)
     for r in range(repeats):
         caps = pick_captions(clips, r)
         text_emb = embed_texts(matcher, text_encoder, caps)
         perm = rng.permutation(len(clips))
-        real_p, text_p = real_emb[perm], text_emb[perm]
         frames = None if length == "predicted" else [len(c.features) for c in clips]
         gen = generate_features(bamm, caps, frames, seed=seed + 1000 * r, rounds=rounds, mean=mean, std=std)
-        gen_emb = embed_motions(matcher, gen)[perm]
-        half = len(clips) // 2
-        results["FID"].append(metrics.fid(real_p, gen_emb))
-        results["FID real-vs-real (halves)"].append(metrics.fid(real_p[:half], real_p[half:]))
-        for k, v in enumerate(metrics.r_precision(text_p, gen_emb)):
-            results[f"R-precision top-{k + 1}"].append(v)
-        for k, v in enumerate(metrics.r_precision(text_p, real_p)):
-            results[f"R-precision top-{k + 1} (real)"].append(v)
-        results["MM-Dist"].append(metrics.matching_score(text_p, gen_emb))
-        results["MM-Dist (real)"].append(metrics.matching_score(text_p, real_p))
-        results["Diversity"].append(metrics.diversity(gen_emb, seed=seed + r))
-        results["Diversity (real)"].append(metrics.diversity(real_p, seed=seed + r))
-        c_gen, s_gen = classify(classifier, gen)
-        results["Action accuracy"].append(metrics.accuracy(c_gen, c_true))
-        results["Action accuracy (real)"].append(metrics.accuracy(c_real, c_true))
-        results["Style accuracy"].append(metrics.accuracy(s_gen, s_true))
-        results["Style accuracy (real)"].append(metrics.accuracy(s_real, s_true))
+        _matching_metrics(results, text_emb[perm], real_emb[perm], embed_motions(matcher, gen)[perm], seed=seed + r)
+        _accuracies(results, classifier, gen, real_pred, c_true, s_true)
         if length == "predicted":
             gen_len = np.array([len(g) for g in gen])
             real_len = np.array([len(c.features) for c in clips])
@@ -142,16 +179,77 @@ def evaluate(bamm, data_root, evaluator_dir, *, split: str = "test", repeats: in
                 sel = np.array([c.content == content for c in clips])
                 results[f"Length MAE {content} (frames)"].append(float(np.abs(gen_len - real_len)[sel].mean()))
         if mm_prompts and mm_samples >= 2:
-            sub = rng.choice(len(clips), size=min(mm_prompts, len(clips)), replace=False)
-            groups = []
-            for i in sub:
-                samples = bamm.generate([caps[i]], n=mm_samples, seed=seed + 7 * r + int(i),
-                                        frames=None if frames is None else frames[i] // 4 * 4, rounds=rounds)
-                groups.append(embed_motions(matcher, [((m.features - mean) / std).astype(np.float32)
-                                                      for m in samples]))
-            results["Multimodality"].append(metrics.multimodality(np.stack(groups), seed=seed + r))
+            def embed(ms):
+                return embed_motions(matcher, [((m.features - mean) / std).astype(np.float32) for m in ms])
+            results["Multimodality"].append(_multimodality(
+                bamm, caps, frames, embed, n_prompts=mm_prompts, n_samples=mm_samples, rounds=rounds,
+                gen_seed=seed + 7 * r, seed=seed + r, rng=rng))
         log(f"repeat {r + 1}/{repeats}: FID {results['FID'][-1]:.3f}, "
             f"top-1 {results['R-precision top-1'][-1]:.3f}, action acc {results['Action accuracy'][-1]:.3f}")
+    return dict(results)
+
+
+def _optional_classifier(evaluator_dir, samples, log):
+    """(classifier, (content ids, style ids)) when our evaluator folder exists and every clip is labelled."""
+    if evaluator_dir is None or not (Path(evaluator_dir) / "classifier.json").is_file():
+        log("action/style accuracy skipped: no evaluator folder with a classifier")
+        return None, None
+    if not all("content" in s.meta and "style" in s.meta for s in samples):
+        log("action/style accuracy skipped: the dataset has no content/style labels")
+        return None, None
+    _, classifier, labels = load_evaluator(evaluator_dir)
+
+    def ids(names, key):
+        return np.array([names.index(s.meta[key]) if s.meta[key] in names else -1 for s in samples])
+    return classifier, (ids(labels["contents"], "content"), ids(labels["styles"], "style"))
+
+
+def evaluate_official(bamm, data_root, official, evaluator_dir=None, *, split: str = "test", repeats: int = 3,
+                      rounds: int = 2, length: str = "gt", seed: int = 0, mm_prompts: int = 32,
+                      mm_samples: int = 10, log=print) -> dict[str, list[float]]:
+    """The official HumanML3D protocol with the official evaluator.
+
+    Test items are built like the official loader (``official.official_samples``: clips of 40–199 frames,
+    captioned sub-ranges as items of their own). Each repeat draws one of the item's own captions, a random
+    window of a multiple of 4 frames of the real motion (``official.crop_for_eval``) and generates at that
+    length; items are shuffled and cut to full batches of 32 (R-precision batches), like the official
+    loader's ``drop_last``. Published tables use 20 repeats and multimodality over 100 captions × 30 samples.
+    """
+    judge = official if isinstance(official, OfficialEvaluator) else OfficialEvaluator.load(official)
+    mean, std = load_stats(data_root)
+    if mean.shape != judge.mean.shape:
+        raise ValueError(f"{data_root} has {mean.shape[0]}-d features; the official evaluator expects "
+                         f"{judge.dim_pose}-d")
+    samples = official_samples(load_split(data_root, split, skip_missing=True))
+    if len(samples) < R_PRECISION_BATCH:
+        raise ValueError(f"the {split} split of {data_root} has {len(samples)} captioned motions of 40-199 "
+                         f"frames; R-precision needs at least {R_PRECISION_BATCH}")
+    classifier, truth = _optional_classifier(evaluator_dir, samples, log)
+    results: dict[str, list[float]] = defaultdict(list)
+    rng = np.random.default_rng(seed)
+    for r in range(repeats):
+        keep = rng.permutation(len(samples))[: len(samples) // R_PRECISION_BATCH * R_PRECISION_BATCH]
+        caps = [samples[i].captions[rng.integers(len(samples[i].captions))] for i in keep]
+        real = [crop_for_eval(samples[i].features, rng) for i in keep]
+        frames = None if length == "predicted" else [len(m) for m in real]
+        texts = [c.text for c in caps]
+        gen = generate_features(bamm, texts, frames, seed=seed + 1000 * r, rounds=rounds, mean=mean, std=std)
+        real_emb = judge.embed_motion(real)
+        gen_emb = judge.embed_motion([g * std + mean for g in gen])
+        _matching_metrics(results, judge.embed_text(caps), real_emb, gen_emb, seed=seed + r)
+        if classifier is not None:
+            c_true, s_true = truth[0][keep], truth[1][keep]
+            real_pred = classify(classifier, [((m - mean) / std).astype(np.float32) for m in real])
+            _accuracies(results, classifier, gen, real_pred, c_true, s_true)
+        if length == "predicted":
+            gen_len, real_len = np.array([len(g) for g in gen]), np.array([len(m) for m in real])
+            results["Length MAE (frames)"].append(float(np.abs(gen_len - real_len).mean()))
+        if mm_prompts and mm_samples >= 2:
+            results["Multimodality"].append(_multimodality(
+                bamm, texts, frames, lambda ms: judge.embed_motion([m.features for m in ms]), n_prompts=mm_prompts,
+                n_samples=mm_samples, rounds=rounds, gen_seed=seed + 7 * r, seed=seed + r, rng=rng))
+        log(f"repeat {r + 1}/{repeats} (official evaluator): FID {results['FID'][-1]:.3f}, "
+            f"top-1 {results['R-precision top-1'][-1]:.3f}, MM-Dist {results['MM-Dist'][-1]:.3f}")
     return dict(results)
 
 
