@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .models.checkpoint import load_model, load_tensors, save_model, save_tensors
+from .models.checkpoint import load_model, load_tensors, read_json_object, save_model, save_tensors
 from .models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from .models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer
 from .models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
@@ -158,13 +158,8 @@ class BAMM:
 
         root = Path(weights_dir)
         meta_path = root / "bamm.json"
-        if not meta_path.is_file():
-            raise FileNotFoundError(f"weights folder {root} has no bamm.json")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{meta_path}: not valid JSON ({e})") from e
-        if not isinstance(meta, dict) or not isinstance(meta.get("text_encoder"), str):
+        meta = read_json_object(meta_path, what=f"weights folder {root}: bamm.json")
+        if not isinstance(meta.get("text_encoder"), str):
             raise ValueError(f"{meta_path}: expected an object with a 'text_encoder' string")
         if text_encoder is None or isinstance(text_encoder, str):
             text_encoder = load_text_encoder(text_encoder or meta["text_encoder"], device=device)

@@ -55,16 +55,24 @@ def save_model(module: torch.nn.Module, config, directory, name: str) -> Path:
     return json_path
 
 
-def load_config(config_cls, path):
-    """Read and validate a config written by `save_model`."""
+def read_json_object(path, *, what: str = "file") -> dict:
+    """A JSON file that must hold an object: clear errors for a missing, corrupt or wrong-shaped file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model config not found: {path}")
+        raise FileNotFoundError(f"{what} not found: {path}")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
-    if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict):
+    if not isinstance(meta, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    return meta
+
+
+def load_config(config_cls, path):
+    """Read and validate a config written by `save_model`."""
+    meta = read_json_object(path, what="model config")
+    if not isinstance(meta.get("config"), dict):
         raise ValueError(f"{path}: expected an object with a 'config' object")
     if meta.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{path}: format_version {meta.get('format_version')!r} is not {FORMAT_VERSION}")
