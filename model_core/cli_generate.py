@@ -27,7 +27,9 @@ class CLIError(Exception):
 
 def slugify(text: str, *, limit: int = 48) -> str:
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    return slug[:limit].rstrip("_") or "motion"
+    if len(slug) > limit:  # cut at a word boundary
+        slug = slug[:limit + 1].rsplit("_", 1)[0] if "_" in slug[:limit + 1] else slug[:limit]
+    return slug or "motion"
 
 
 def parse_range(text: str, total_frames: int) -> tuple[int, int]:

@@ -93,3 +93,14 @@ def test_parse_range_seconds_and_frames():
     assert parse_range("4:40", 100) == (4, 40)
     with pytest.raises(CLIError):
         parse_range("2s:1s", 100)
+
+
+@pytest.mark.parametrize("prompt, stem", [
+    ("A person walks forward!", "a_person_walks_forward"),
+    ("an elderly person walks forward and waves with the right hand", "an_elderly_person_walks_forward_and_waves_with"),
+    ("???", "motion"),
+])
+def test_output_names_follow_the_prompt_and_end_on_a_word(prompt, stem):
+    from model_core.cli_generate import slugify
+
+    assert slugify(prompt) == stem
