@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import tarfile
 
 import numpy as np
 import pytest
@@ -11,6 +10,7 @@ from scipy.spatial.transform import Rotation
 
 from model_core.motion import bvh
 from model_core.motion.skeleton import JOINT_NAMES, PARENTS, TARGET_OFFSETS
+from support.bandai import first_bvh_texts
 
 BANDAI_JOINTS = [
     "joint_Root", "Hips", "Spine", "Chest", "Neck", "Head", "Shoulder_L", "UpperArm_L", "LowerArm_L", "Hand_L",
@@ -21,15 +21,8 @@ BANDAI_JOINTS = [
 
 @pytest.fixture(scope="module")
 def bandai_texts(bandai_dir) -> dict[str, str]:
-    """The first three BVH files of dataset-1, read in one pass over the xz archive."""
-    texts = {}
-    with tarfile.open(bandai_dir / "dataset-1.tar.xz", "r:xz") as archive:
-        for member in archive:
-            if member.name.endswith(".bvh"):
-                texts[member.name] = archive.extractfile(member).read().decode("utf-8")
-                if len(texts) == 3:
-                    break
-    return texts
+    """The first three BVH files of dataset-1."""
+    return first_bvh_texts(bandai_dir, 3)
 
 
 def test_bandai_clips_parse(bandai_texts):

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import tarfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +16,7 @@ from model_core.data.build_bandai import build_bandai
 from model_core.data.build_bvh import build_bvh_folder, read_captions_csv
 from model_core.data.humanml3d import DatasetError, load_split, load_stats, parse_text_file
 from model_core.motion.features import recover_from_ric
+from support.bandai import first_bvh_texts
 
 pytestmark = pytest.mark.data
 LIMIT = 45  # dataset-1 in archive order: 14 bow, 14 bye, 14 byebye, call, dance-short (1901 frames), dash
@@ -51,14 +51,7 @@ def small_build(bandai_dir, tmp_path_factory):
 @pytest.fixture(scope="module")
 def bvh_texts(bandai_dir) -> dict[str, str]:
     """The first few BVH files of dataset-1 (all 'bow' clips, 2 to 5 s long)."""
-    texts = {}
-    with tarfile.open(bandai_dir / "dataset-1.tar.xz", "r:xz") as tar:
-        for member in tar:
-            if member.name.endswith(".bvh"):
-                texts[PurePosixPath(member.name).name] = tar.extractfile(member).read().decode()
-                if len(texts) == 4:
-                    return texts
-    raise AssertionError("dataset-1 has fewer than 4 BVH files")
+    return first_bvh_texts(bandai_dir, 4)
 
 
 def test_bandai_layout_shapes_captions_and_windows(bandai_build):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tarfile
 
 import numpy as np
 import pytest
@@ -10,21 +9,15 @@ from scipy.spatial.transform import Rotation
 
 from model_core.motion import bvh, rig_map
 from model_core.motion.skeleton import JOINT_INDEX, JOINT_NAMES, PARENTS, TARGET_OFFSETS, bone_lengths
+from support.bandai import first_bvh_texts
 
 FEET = [JOINT_INDEX[j] for j in ("l_ankle", "r_ankle", "l_foot", "r_foot")]
 
 
 @pytest.fixture(scope="module")
 def bandai_clips(bandai_dir) -> list[bvh.BvhClip]:
-    """The first three clips of dataset-1 (standing bows), read in one pass over the xz archive."""
-    clips = []
-    with tarfile.open(bandai_dir / "dataset-1.tar.xz", "r:xz") as archive:
-        for member in archive:
-            if member.name.endswith(".bvh"):
-                clips.append(bvh.parse_bvh(archive.extractfile(member).read().decode("utf-8"), member.name))
-                if len(clips) == 3:
-                    break
-    return clips
+    """The first three clips of dataset-1 (standing bows)."""
+    return [bvh.parse_bvh(text, name) for name, text in first_bvh_texts(bandai_dir, 3).items()]
 
 
 BANDAI_MAPPING = {
