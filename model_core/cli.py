@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 import sys
 
+class CLIError(Exception):
+    """A user-facing error of a sub-command: printed as one line, without a traceback."""
+
+
 # name -> (module relative to this package, one-line help)
 COMMANDS = {
     "data": (".data.cli", "build training data (bandai, bvh folder) or inspect a dataset"),

@@ -17,11 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .cli import CLIError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]  # holds blender_manifest.toml in a source checkout
-
-
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback."""
 
 
 def find_blender_ext() -> Path:

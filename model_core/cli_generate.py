@@ -17,12 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import CLIError
+
 FPS = 20.0
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-
-
-class CLIError(Exception):
-    """A user-facing error: printed without a traceback."""
 
 
 def slugify(text: str, *, limit: int = 48) -> str:
