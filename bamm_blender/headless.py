@@ -44,7 +44,8 @@ def model_spec(context=None) -> dict:
     encoder = {"MINILM": "minilm", "WEIGHTS": None}.get(prefs.text_encoder)
     if prefs.text_encoder == "CLIP":
         encoder = f"clip:{bpy.path.abspath(prefs.clip_path)}" if prefs.clip_path else "clip"
-    return {"weights": str(weights), "text_encoder": encoder, "device": prefs.device.lower()}
+    return {"weights": str(weights), "text_encoder": encoder, "device": prefs.device.lower(),
+            "int8": bool(prefs.int8)}
 
 
 def get_backend(context=None):

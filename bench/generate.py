@@ -7,6 +7,7 @@ pass with guidance until 49 tokens, one bidirectional refinement of every other 
 tokenizer decode, joints) are timed, each in its own process so that its peak memory (max RSS) is its own:
 
 - ``cache``: ``BAMM.generate``'s decoding, incremental with a KV cache (cond + uncond in one batch);
+- ``cache-int8``: the same with int8 token transformers (``BAMM.quantize_int8``, CPU);
 - ``no-cache``: the same decoding recomputing the whole prefix / sequence at every step;
 - ``reference``: the official code's loop: the whole 50-token sequence recomputed at every one of 49 steps
   of both passes, cond and uncond concatenated into one doubled batch.
@@ -80,6 +81,8 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
     model = BAMM.random(preset=preset, device=device, seed=0)
     # 196 frames from the unidirectional pass: with random weights END is rare; ban it to be sure
     model.t2m.head.bias.data[model.t2m.config.end_id] = -1e4
+    if mode == "cache-int8":
+        model.quantize_int8()
     loaded = rss_mib()
     t_text, t_gen, n_tokens = [], [], 0
     for r in range(repeat + 1):  # the first run warms up
@@ -93,7 +96,7 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
             else:
                 base, lengths = model.sample_base(text_emb, None, batch=1, cfg=(4.0, 3.0), refine="every_other",
                                                   rounds=2, temperature=1.0, top_k=None, generator=gen,
-                                                  progress=Progress(None, {}), use_cache=mode == "cache")
+                                                  progress=Progress(None, {}), use_cache=mode != "no-cache")
             codes = model.residual(base, lengths, text_emb, cfg_scale=4.0, temperature=1.0, top_k=None,
                                    generator=gen)
             feats, joints = model.decode(codes[0, :int(lengths[0])])
@@ -110,7 +113,7 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["paper", "small"])
-    p.add_argument("--modes", nargs="+", default=["reference", "cache", "no-cache"])
+    p.add_argument("--modes", nargs="+", default=["reference", "cache", "cache-int8", "no-cache"])
     p.add_argument("--threads", nargs="+", type=int, default=[1])
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--device", default="cpu")
@@ -140,7 +143,7 @@ def main() -> None:
                 print(f"{preset:<7} {threads:>3} {mode:<10} {r['frames']:>6} {r['text_s']:>7.3f} {r['gen_s']:>10.3f} "
                       f"{ratio:>7} {r['rss_loaded_mib']:>8.0f}Mi {r['rss_peak_mib']:>7.0f}Mi", flush=True)
             if "reference" in results:
-                for mode in ("cache", "no-cache"):
+                for mode in ("cache", "cache-int8", "no-cache"):
                     if mode in results:
                         print(f"{'':<7} {'':>3} speed-up of {mode} over the reference loop: "
                               f"{results['reference']['gen_s'] / results[mode]['gen_s']:.1f}x")

@@ -96,6 +96,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=2, help="1 = AR only, 2 = cascaded (paper), 3 = one more")
     p.add_argument("--text-encoder", default=None, help="override the weights' text encoder (minilm, clip:<file>)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 token transformers on the CPU (about 1.8x faster for paper-size weights)")
     p.add_argument("--no-fbx", action="store_true", help="skip the FBX (needs bpy)")
     p.add_argument("--no-preview", action="store_true", help="skip the GIF and filmstrip")
 
@@ -106,7 +108,9 @@ def _load(args):
     weights = Path(args.weights)
     if not (weights / "bamm.json").exists():
         raise CLIError(f"no weights in {weights} (bamm.json missing): pass --weights <folder>")
-    return BAMM.from_pretrained(weights, text_encoder=args.text_encoder, device=args.device)
+    if args.int8 and args.device != "cpu":
+        raise CLIError(f"--int8 runs on the CPU only, not --device {args.device}")
+    return BAMM.from_pretrained(weights, text_encoder=args.text_encoder, device=args.device, int8=args.int8)
 
 
 def cmd_generate(argv: list[str]) -> int:

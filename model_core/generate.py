@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .models.checkpoint import load_model, load_tensors, read_json_object, save_model, save_tensors
+from .models.int8 import quantize_int8
 from .models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from .models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer
 from .models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
@@ -124,6 +125,7 @@ class BAMM:
         self.mean = torch.as_tensor(np.asarray(mean), dtype=torch.float32, device=self.device)
         self.std = torch.as_tensor(np.asarray(std), dtype=torch.float32, device=self.device)
         self.fps = float(fps)
+        self.int8 = False
         q = vq.config.num_quantizers
         for what, got, want in [("BAMM transformer code_num", t2m.config.code_num, vq.config.code_num),
                                 ("residual code_num", res.config.code_num, vq.config.code_num),
@@ -149,11 +151,26 @@ class BAMM:
     def max_frames(self) -> int:
         return self.max_tokens * self.vq.config.frames_per_token
 
+    def quantize_int8(self) -> "BAMM":
+        """Switch both token transformers to int8 linear layers (CPU only, in place; see models/int8.py).
+
+        Decoding of the paper-size model gets about 1.8x faster on a CPU; tokens then differ from float32 ones
+        as with any change of arithmetic (same seed -> same output still holds). Not reversible: load again
+        for float32."""
+        if self.device.type != "cpu":
+            raise ValueError(f"int8 decoding runs on the CPU only, these models are on {self.device}")
+        if not self.int8:
+            quantize_int8(self.t2m)
+            quantize_int8(self.res)
+            self.int8 = True
+        return self
+
     @classmethod
-    def from_pretrained(cls, weights_dir, *, text_encoder=None, device: str = "cpu") -> "BAMM":
+    def from_pretrained(cls, weights_dir, *, text_encoder=None, device: str = "cpu", int8: bool = False) -> "BAMM":
         """Load a weights folder: bamm.json, vq/t2m/res .safetensors + .json, stats.safetensors.
 
-        text_encoder: None = the spec in bamm.json, a spec string ("minilm", "clip:/path"), or an encoder."""
+        text_encoder: None = the spec in bamm.json, a spec string ("minilm", "clip:/path"), or an encoder.
+        int8: decode with int8 token transformers (CPU; `quantize_int8`)."""
         from .models.text import load_text_encoder
 
         root = Path(weights_dir)
@@ -166,13 +183,16 @@ class BAMM:
         stats = load_tensors(root / "stats.safetensors")
         if set(stats) != {"mean", "std"}:
             raise ValueError(f"{root / 'stats.safetensors'}: expected tensors 'mean' and 'std', got {sorted(stats)}")
-        return cls(text_encoder=text_encoder, vq=load_model(RVQVAE, RVQVAEConfig, root, "vq"),
-                   t2m=load_model(BAMMTransformer, BAMMConfig, root, "t2m"),
-                   res=load_model(ResidualTransformer, ResidualConfig, root, "res"),
-                   mean=stats["mean"], std=stats["std"], fps=float(meta.get("fps", 20.0)), device=device)
+        model = cls(text_encoder=text_encoder, vq=load_model(RVQVAE, RVQVAEConfig, root, "vq"),
+                    t2m=load_model(BAMMTransformer, BAMMConfig, root, "t2m"),
+                    res=load_model(ResidualTransformer, ResidualConfig, root, "res"),
+                    mean=stats["mean"], std=stats["std"], fps=float(meta.get("fps", 20.0)), device=device)
+        return model.quantize_int8() if int8 else model
 
     def save_pretrained(self, weights_dir, *, text_encoder_spec: str | None = None) -> Path:
         """Write the weights folder read by `from_pretrained`. Returns its bamm.json path."""
+        if self.int8:
+            raise ValueError("int8 models are inference-only copies; save the float32 model instead")
         root = Path(weights_dir)
         root.mkdir(parents=True, exist_ok=True)
         for name, model in (("vq", self.vq), ("t2m", self.t2m), ("res", self.res)):

@@ -20,7 +20,7 @@ Client -> worker::
     {"op": "shutdown"}
 
 ``MODEL`` is ``{"weights": DIR, "text_encoder": null | "minilm" | "clip:/path", "device": "auto" | "cpu" |
-"cuda" | "mps"}`` or ``{"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}`` (untrained, for
+"cuda" | "mps", "int8": false}`` (int8: int8 token transformers when the device is the CPU) or ``{"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}`` (untrained, for
 tests). The loaded model is kept for the next request with the same ``MODEL``.
 
 Worker -> client, per request::
@@ -78,8 +78,9 @@ def load_model(spec: dict):
     weights = Path(str(spec.get("weights") or ""))
     if not (weights / "bamm.json").is_file():
         raise FileNotFoundError(f"no BAMM weights in '{weights}' (bamm.json not found)")
-    return BAMM.from_pretrained(weights, text_encoder=spec.get("text_encoder"),
-                                device=resolve_device(spec.get("device")))
+    device = resolve_device(spec.get("device"))
+    return BAMM.from_pretrained(weights, text_encoder=spec.get("text_encoder"), device=device,
+                                int8=bool(spec.get("int8")) and device == "cpu")
 
 
 class ModelCache:

@@ -69,6 +69,7 @@ def test_edit_keeps_frames_outside_the_range(weights, tmp_path):
     (["generate", "walk", "--frames", "2"], "at least 4 frames"),
     (["generate", "walk", "--frames", "4000"], "frames"),
     (["generate", "walk", "--weights", "/nonexistent/weights"], "no weights"),
+    (["generate", "walk", "--int8", "--device", "cuda"], "--int8 runs on the CPU only"),
 ])
 def test_generate_bad_input_is_a_clear_error(weights, tmp_path, capsys, argv, message):
     if "--weights" not in argv:

@@ -90,3 +90,42 @@ def test_mean_ci():
 def test_bad_embeddings_raise(bad):
     with pytest.raises(ValueError):
         metrics.matching_score(bad, bad)
+
+
+class _ShiftingTokenizer:
+    """A stand-in tokenizer whose round trip adds `shift` to chosen feature channels (hand-computable MPJPE)."""
+
+    def __init__(self, channel: int | None, shift: float):
+        from types import SimpleNamespace
+
+        self.config, self.channel, self.shift = SimpleNamespace(frames_per_token=4), channel, shift
+
+    def eval(self):
+        return self
+
+    def encode(self, x):
+        return x
+
+    def decode(self, x):
+        x = x.clone()
+        if self.channel is not None:
+            x[..., self.channel] += self.shift
+        return x
+
+
+@pytest.mark.parametrize("channel, shift, global_mm, aligned_mm", [
+    (None, 0.0, 0.0, 0.0),  # perfect round trip
+    (4, 0.05, 50 / 22, 50 / 22),  # one joint (ric x of joint 1) 5 cm off; the pelvis stays
+    (3, 0.05, 50 / 22, 21 * 50 / 22),  # pelvis height 5 cm off: after aligning, the other 21 joints are off
+])
+def test_tokenizer_mpjpe_global_and_pelvis_aligned(tmp_path, channel, shift, global_mm, aligned_mm):
+    from support.tiny_dataset import write_tiny_dataset
+
+    from model_core.eval.reconstruction import tokenizer_mpjpe
+
+    root = write_tiny_dataset(tmp_path / "data", n_train=2, n_val=1, n_test=3)
+    mean, std = np.zeros(263, np.float32), np.ones(263, np.float32)
+    out = tokenizer_mpjpe(_ShiftingTokenizer(channel, shift), mean, std, root, split="test")
+    assert out["clips"] == 3
+    assert out["mpjpe_mm"] == pytest.approx(global_mm, abs=1e-3)
+    assert out["aligned_mpjpe_mm"] == pytest.approx(aligned_mm, abs=1e-3)

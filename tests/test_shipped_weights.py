@@ -11,11 +11,11 @@ WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 PROMPTS = ["a person walks forward", "someone waves with the right hand", "an elderly person runs"]
 
 
-@pytest.fixture(scope="module")
-def bamm():
+@pytest.fixture(scope="module", params=["float32", "int8"])
+def bamm(request):
     from model_core.generate import BAMM
 
-    return BAMM.from_pretrained(WEIGHTS)
+    return BAMM.from_pretrained(WEIGHTS, int8=request.param == "int8")
 
 
 @pytest.fixture(scope="module")

@@ -49,6 +49,7 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--mm-samples", type=int, default=10, help="motions generated per multimodality prompt")
     p.add_argument("--json", help="also write all per-repeat values to this JSON file")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--int8", action="store_true", help="decode with int8 token transformers (CPU)")
     p.add_argument("--seed", type=int, default=0)
     return p
 
@@ -88,12 +89,17 @@ def main(command_name: str, argv: list[str]) -> int:
     from ..generate import BAMM
     from .protocol import evaluate, format_table
 
-    bamm = BAMM.from_pretrained(weights, device=args.device)
+    from .reconstruction import tokenizer_mpjpe
+
+    bamm = BAMM.from_pretrained(weights, device=args.device, int8=args.int8)
+    rec = tokenizer_mpjpe(bamm.vq, bamm.mean.cpu(), bamm.std.cpu(), data, split=args.split)
+    print(f"tokenizer reconstruction ({rec['clips']} {args.split} clips): MPJPE {rec['aligned_mpjpe_mm']:.1f} mm "
+          f"pelvis-aligned (MoMask protocol), {rec['mpjpe_mm']:.1f} mm with the global trajectory")
     runs = [(f"rounds={args.rounds}, length={args.length}", args.rounds, args.length)]
     if args.ablations:
         runs = [("AR only (1 round), gt length", 1, "gt"), ("cascaded (2 rounds), gt length", 2, "gt"),
                 ("3 rounds, gt length", 3, "gt"), ("cascaded (2 rounds), predicted length", 2, "predicted")]
-    everything = {}
+    everything = {"tokenizer": rec}
     for title, rounds, length in runs:
         results = evaluate(bamm, data, evaluator, official=official, split=args.split, repeats=args.repeats,
                            rounds=rounds, length=length, seed=args.seed, mm_prompts=args.mm_prompts,

@@ -87,20 +87,13 @@ def load_config(config_cls, path):
     return config_cls(**values)
 
 
-def load_model(cls, config_cls, directory, name: str, *, device: str = "cpu") -> torch.nn.Module:
-    """Build `cls(config)` from `<directory>/<name>.json` and load `<name>.safetensors` into it (eval mode).
-
-    Missing files raise FileNotFoundError; a config or tensor that does not match raises ValueError naming it.
-    """
-    directory = Path(directory)
-    config = load_config(config_cls, directory / f"{name}.json")
-    weights_path = directory / f"{name}.safetensors"
+def load_weights_into(module: torch.nn.Module, weights_path) -> torch.nn.Module:
+    """Load `weights_path` into `module` after checking every tensor's name, shape and dtype against it."""
     tensors = load_tensors(weights_path)
-    module = cls(config)
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{weights_path}: tensors do not match {cls.__name__}: missing {missing}, "
+        raise ValueError(f"{weights_path}: tensors do not match {type(module).__name__}: missing {missing}, "
                          f"unexpected {unexpected}")
     for key, want in expected.items():
         got = tensors[key]
@@ -108,4 +101,16 @@ def load_model(cls, config_cls, directory, name: str, *, device: str = "cpu") ->
             raise ValueError(f"{weights_path}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
                              f"the model expects {tuple(want.shape)} {want.dtype}")
     module.load_state_dict(tensors, strict=True)
+    return module
+
+
+def load_model(cls, config_cls, directory, name: str, *, device: str = "cpu") -> torch.nn.Module:
+    """Build `cls(config)` from `<directory>/<name>.json` and load `<name>.safetensors` into it (eval mode).
+
+    Missing files raise FileNotFoundError; a config or tensor that does not match raises ValueError naming it.
+    """
+    directory = Path(directory)
+    config = load_config(config_cls, directory / f"{name}.json")
+    module = cls(config)
+    load_weights_into(module, directory / f"{name}.safetensors")
     return module.to(device).eval()

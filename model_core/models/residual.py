@@ -4,7 +4,8 @@ To predict layer j, every token's input is the sum of the embeddings of its code
 sequence seen by a bidirectional transformer encoder is `[text token, layer-j token, motion tokens...]`; the
 output for each motion token is scored against the embedding table of layer j (input and output embeddings
 are shared, MoMask's `share_weight`). The text token is swapped for a learned null token with probability
-`cond_drop_prob` during training, which enables classifier-free guidance at generation.
+`cond_drop_prob` during training, which enables classifier-free guidance at generation. The layers are the
+pre-norm blocks of the BAMM transformer (`transformer.Block`), here without a causal mask.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .layers import PositionalEncoding, cfg_logits, init_weights, lengths_to_mask, sample_tokens, top_k_filter
+from .transformer import Block
 
 
 @dataclass(kw_only=True)
@@ -65,9 +67,8 @@ class ResidualTransformer(nn.Module):
         self.cond_proj = nn.Linear(c.text_dim, c.latent_dim)
         self.null_cond = nn.Parameter(torch.randn(c.latent_dim) * 0.02)
         self.pos_enc = PositionalEncoding(c.latent_dim, max_len=c.max_tokens, dropout=c.dropout)
-        block = nn.TransformerEncoderLayer(c.latent_dim, c.n_heads, c.ff_dim, c.dropout, activation="gelu",
-                                           batch_first=True)
-        self.encoder = nn.TransformerEncoder(block, c.n_layers, enable_nested_tensor=False)
+        self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
+        self.ln_f = nn.LayerNorm(c.latent_dim)
         self.head = nn.Sequential(nn.Linear(c.latent_dim, c.latent_dim), nn.GELU(), nn.LayerNorm(c.latent_dim))
         self.apply(init_weights)
 
@@ -96,8 +97,12 @@ class ResidualTransformer(nn.Module):
         """x (B, N, D) summed lower-layer embeddings, layer (B,) target layer, cond (B, D) condition token,
         valid (B, N) -> logits (B, N, code_num) for layer `layer`."""
         seq = torch.cat([cond[:, None], self.layer_emb(layer)[:, None], self.pos_enc(x)], dim=1)
-        pad = torch.cat([torch.zeros_like(valid[:, :2]), ~valid], dim=1)
-        h = self.head(self.encoder(seq, src_key_padding_mask=pad)[:, 2:])
+        keys = torch.cat([torch.ones_like(valid[:, :2]), valid], dim=1)  # padding is never attended to
+        mask = torch.zeros(keys.shape, dtype=seq.dtype, device=seq.device).masked_fill(~keys, float("-inf"))
+        mask = mask[:, None].expand(-1, seq.shape[1], -1)
+        for block in self.blocks:
+            seq = block(seq, mask)
+        h = self.head(self.ln_f(seq)[:, 2:])
         return torch.einsum("bnd,bkd->bnk", h, self.token_emb[layer]) + self.out_bias[layer][:, None]
 
     def _cond(self, text_emb: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,8 @@ a weights folder (export).
     bamm train res --data data_cache/bandai --preset small --vq runs/vq --out runs/res
     bamm train export --vq runs/vq --t2m runs/t2m --res runs/res --out weights
 
-Add --resume to continue a killed run from its last checkpoint. Several GPUs or nodes: launch the same
+Add --resume to continue a killed run from its last checkpoint, --init <folder> to start a new run (a longer
+schedule, other data) from trained weights. Several GPUs or nodes: launch the same
 command with torchrun (e.g. `torchrun --nproc_per_node 4 -m model_core.cli train t2m ... --device cuda`);
 --batch-size stays the global batch.
 """
@@ -35,6 +36,8 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
     p.add_argument("--stop-after", type=int, help="stop (with a checkpoint) after this many steps; "
                    "continue later with --resume")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--init", help="start from the weights of this run or weights folder (same preset; "
+                   "fresh optimiser and schedule)")
     if needs_vq:
         p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
         p.add_argument("--text-encoder", help="sentence encoder (default minilm)")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> None:
         torch.set_num_threads(args.threads)
     common = dict(preset=args.preset, steps=args.steps, batch_size=args.batch_size, resume=args.resume,
                   device=args.device, stop_after=args.stop_after, workers=args.workers,
-                  progress=not args.no_progress)
+                  progress=not args.no_progress, init=args.init)
     if args.stage == "vq":
         from .vq import train_vq
         train_vq(args.data, args.out, **common)

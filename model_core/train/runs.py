@@ -19,7 +19,7 @@ from pathlib import Path
 
 from .checkpoints import CHECKPOINTS, LATEST, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier
-from ..models.checkpoint import save_model
+from ..models.checkpoint import load_weights_into, save_model
 
 RUN_FILE = "run.json"
 
@@ -115,3 +115,16 @@ def save_best(run: Path, name: str, model, config) -> None:
     for suffix in (".safetensors", ".json"):
         os.replace(tmp / f"{name}{suffix}", Path(run) / f"{name}{suffix}")
     shutil.rmtree(tmp, ignore_errors=True)
+
+
+def warm_start(model, folder, name: str) -> None:
+    """Start a new run from the weights in `<folder>/<name>.safetensors` (a run folder or a weights folder);
+    the optimiser and schedule start afresh."""
+    path = Path(folder) / f"{name}.safetensors"
+    if not path.exists():
+        raise TrainError(f"--init {folder}: no {name}.safetensors there (pass a '{name}' run folder or a "
+                         "weights folder)")
+    try:
+        load_weights_into(model, path)
+    except ValueError as e:
+        raise TrainError(f"--init: {e} (the preset of this run must match the one it starts from)") from e

@@ -30,7 +30,7 @@ from .checkpoints import atomic_save_tensors, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
 from .datasets import MAX_FRAMES, Segment, TextTokens, caption_segments, collate_text_tokens, segment_key
 from .loop import Stage, fit
-from .runs import RUN_FILE, open_run, save_best
+from .runs import RUN_FILE, open_run, save_best, warm_start
 
 DEFAULT_TEXT_ENCODER = "minilm"
 
@@ -219,7 +219,7 @@ def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *,
 def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str | None = None, cache_dir=None,
                       preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
                       resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
-                      progress: bool = True) -> torch.nn.Module:
+                      progress: bool = True, init=None) -> torch.nn.Module:
     """Train (or resume) a "t2m" or "res" run in `out`; returns the model as trained."""
     if stage not in STAGES:
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
@@ -229,7 +229,8 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     d = setup_distributed(device)
     out = Path(out)
     extra = {"vq_run": str(Path(vq_run).resolve()) if vq_run is not None else None,
-             "text_encoder": text_encoder if text_encoder or resume else DEFAULT_TEXT_ENCODER}
+             "text_encoder": text_encoder if text_encoder or resume else DEFAULT_TEXT_ENCODER,
+             "init": str(Path(init).resolve()) if init is not None else None}
     settings = open_run(out, stage=stage, resume=resume, d=d, presets=spec.train_presets, preset=preset,
                         model_presets=spec.model_presets, data=data, steps=steps, batch_size=batch_size,
                         extra=extra)
@@ -241,6 +242,8 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
         raise TrainError(f"--resume: the tokenizer in {settings.extra['vq_run']} changed since this run started "
                          f"(weights {pairs.fingerprint}, the run's tokens come from {started_with})")
     stage_ = transformer_stage(stage, settings.model, pairs, out, seed=settings.train.seed)
+    if init is not None and not resume:
+        warm_start(stage_.model, init, stage)
     if d.main:  # record the model actually trained and the tokenizer its tokens come from
         stored = json.loads((out / RUN_FILE).read_text())
         update = {"model": dataclasses.asdict(stage_.model.config), "vq_fingerprint": pairs.fingerprint}

@@ -17,7 +17,7 @@ from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 from .common import TrainConfig, TrainError, setup_distributed
 from .datasets import MotionCrops
 from .loop import Stage, fit
-from .runs import open_run, save_best
+from .runs import open_run, save_best, warm_start
 
 WINDOW = 64  # frames per training crop (MoMask's window)
 
@@ -62,13 +62,16 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
 
 def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
              resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
-             progress: bool = True) -> RVQVAE:
+             progress: bool = True, init=None) -> RVQVAE:
     """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk)."""
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
-                        model_presets=VQ_PRESETS, data=data, steps=steps, batch_size=batch_size)
+                        model_presets=VQ_PRESETS, data=data, steps=steps, batch_size=batch_size,
+                        extra={"init": str(Path(init).resolve()) if init is not None else None})
     stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed)
+    if init is not None and not resume:
+        warm_start(stage.model, init, "vq")
     if d.main:
         save_tensors(out / "stats.safetensors", dict(zip(("mean", "std"), load_stats(settings.data))))
     fit(stage, settings.train, out, d, resume=resume, stop_after=stop_after, workers=workers, progress=progress)
