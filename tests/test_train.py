@@ -248,3 +248,27 @@ def test_resume_refuses_changed_settings_and_fresh_start_refuses_old_run(data_di
     assert "pass --resume" in capsys.readouterr().err
     assert train("vq", data_dir, out, None, None, "--resume", "--steps", "8") == 2
     assert "started with --steps 4, not 8" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("stage", ["vq", "t2m", "res"])
+def test_init_starts_from_trained_weights(stage, data_dir, vq_run, cache_dir, tmp_path):
+    """--init: a new run's first steps start where the given run ended (lower loss than a fresh start)."""
+    first, fresh, warm = tmp_path / "first", tmp_path / "fresh", tmp_path / "warm"
+    assert train(stage, data_dir, first, vq_run, cache_dir, "--steps", "30") == 0
+    assert train(stage, data_dir, fresh, vq_run, cache_dir, "--steps", "5") == 0
+    assert train(stage, data_dir, warm, vq_run, cache_dir, "--steps", "5", "--init", str(first)) == 0
+    assert json.loads((warm / "run.json").read_text())["init"] == str(first.resolve())
+    loss = lambda run: float(read_log(run)[0]["loss"])  # noqa: E731  mean of steps 1..5
+    assert loss(warm) < loss(fresh), (loss(warm), loss(fresh))
+    assert float(read_log(warm)[0]["val_loss"]) < float(read_log(fresh)[0]["val_loss"])
+
+
+def test_init_refuses_weights_of_another_size_or_stage(data_dir, vq_run, cache_dir, tmp_path, capsys):
+    assert train("t2m", data_dir, tmp_path / "a", vq_run, cache_dir, "--init", str(vq_run)) == 2
+    assert "no t2m.safetensors there" in capsys.readouterr().err
+    small = tmp_path / "small"
+    assert main("train", ["vq", "--data", str(data_dir), "--out", str(small), "--preset", "small", "--steps", "1",
+                          "--batch-size", "2", "--no-progress"]) == 0
+    assert train("vq", data_dir, tmp_path / "b", vq_run, cache_dir, "--init", str(small)) == 2
+    assert "the preset of this run must match" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "checkpoints").exists()
