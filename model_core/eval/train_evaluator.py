@@ -115,7 +115,7 @@ def train_evaluator(data_root: str | Path, out_dir: str | Path, *, text_encoder:
         optim.step()
         sched.step()
         if step % log_every == 0 or step == steps - 1:
-            logs = {"step": step, "nce": float(l_match), "ce": float(l_cls)}
+            logs = {"step": step, "nce": l_match.item(), "ce": l_cls.item()}
             tqdm.write(json.dumps(logs))
     _save(matcher, config, out_dir, "evaluator")
     _save(classifier, config, out_dir, "classifier")
