@@ -10,7 +10,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import bamm_blender  # noqa: E402
-from bamm_blender import operators, panel, preferences, props  # noqa: E402
+from bamm_blender import headless, operators, panel, preferences, props  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "apply_result", "clear_results")
@@ -55,8 +55,9 @@ def test_preferences_defaults_without_enabling():
         prefs = preferences.get(bpy.context)  # registered by hand, not enabled: the defaults
         assert prefs is preferences.DEFAULTS
         assert (prefs.text_encoder, prefs.device, prefs.backend, prefs.weights_dir) == ("MINILM", "AUTO", "AUTO", "")
+        assert headless.model_spec(bpy.context)["int8"] is False
         rna = preferences.BAMM_Preferences.bl_rna.properties
-        for name in ("weights_dir", "text_encoder", "clip_path", "device", "backend", "python_path"):
+        for name in ("weights_dir", "text_encoder", "clip_path", "device", "int8", "backend", "python_path"):
             assert name in rna
         assert props.BAMM_Settings.bl_rna.properties["results"].fixed_type.identifier == "BAMM_Result"
     finally:

@@ -109,6 +109,7 @@ def test_corrupt_weights_are_a_value_error(tmp_path, corrupt):
     (lambda t: t.update(extra=torch.zeros(2)), r"unexpected \['extra'\]"),
     (lambda t: t.update(out_bias=torch.zeros(3, 33)), r"'out_bias' has shape \(3, 33\).*expects \(3, 32\)"),
     (lambda t: t.update(out_bias=torch.zeros(3, 32, dtype=torch.float64)), r"'out_bias'.*float64"),
+    (lambda t: [t.pop(k) for k in sorted(t) if k.startswith("blocks.")], r"missing \['blocks\.0\..*and \d+ more"),
 ])
 def test_tensor_mismatch_is_a_value_error(tmp_path, change, match):
     saved(tmp_path, "res")

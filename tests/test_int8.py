@@ -104,3 +104,13 @@ def test_shipped_transformer_predicts_the_same_distribution_in_int8():
         got = quantize_int8(t2m)(ids, text, mask).log_softmax(-1)
     kl = (want.exp() * (want - got)).sum(-1)
     assert kl.mean() < 0.02 and kl.max() < 0.1, f"KL mean {kl.mean():.4f}, max {kl.max():.4f}"
+
+
+def test_worker_model_spec_turns_int8_on_for_the_cpu():
+    from pathlib import Path
+
+    from model_core.worker import load_model
+
+    weights = str(Path(__file__).resolve().parents[1] / "weights")
+    assert load_model({"weights": weights, "device": "cpu", "int8": True}).int8
+    assert not load_model({"weights": weights, "device": "cpu"}).int8

@@ -87,14 +87,19 @@ def load_config(config_cls, path):
     return config_cls(**values)
 
 
+def _some(names: list[str], shown: int = 6) -> str:
+    """A list of names for an error message: all of a short list, else the first few and how many more."""
+    return str(names) if len(names) <= shown else f"{names[:shown]} and {len(names) - shown} more"
+
+
 def load_weights_into(module: torch.nn.Module, weights_path) -> torch.nn.Module:
     """Load `weights_path` into `module` after checking every tensor's name, shape and dtype against it."""
     tensors = load_tensors(weights_path)
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{weights_path}: tensors do not match {type(module).__name__}: missing {missing}, "
-                         f"unexpected {unexpected}")
+        raise ValueError(f"{weights_path}: tensors do not match {type(module).__name__} (weights of another "
+                         f"version or model?): missing {_some(missing)}, unexpected {_some(unexpected)}")
     for key, want in expected.items():
         got = tensors[key]
         if got.shape != want.shape or got.dtype != want.dtype:
