@@ -79,6 +79,18 @@ def test_generate_shapes_base_layer_and_padding():
     assert model.training  # mode restored
 
 
+@pytest.mark.parametrize("n, lengths", [(1, [1, 1]), (2, [1, 2])])
+def test_generate_handles_one_token_motions(n, lengths):
+    """The shortest motions (one token, as a model-chosen length can be) go through every layer."""
+    model = make().eval()
+    base = torch.randint(0, TINY.code_num, (2, n))
+    out = model.generate(base, torch.randn(2, TINY.text_dim), torch.tensor(lengths), cfg_scale=4.0)
+    assert out.shape == (2, n, TINY.num_quantizers)
+    assert torch.equal(out[0, 0, 0], base[0, 0]) and (out[0, 1:] == 0).all()
+    loss, _ = model.loss(out, torch.randn(2, TINY.text_dim), torch.tensor(lengths))
+    assert torch.isfinite(loss)
+
+
 @pytest.mark.parametrize("cfg_scale", [0.0, 5.0])
 def test_keep_mask_keeps_every_layer_bit_identical(cfg_scale):
     model = make()

@@ -97,7 +97,7 @@ class ResidualTransformer(nn.Module):
         """x (B, N, D) summed lower-layer embeddings, layer (B,) target layer, cond (B, D) condition token,
         valid (B, N) -> logits (B, N, code_num) for layer `layer`."""
         seq = torch.cat([cond[:, None], self.layer_emb(layer)[:, None], self.pos_enc(x)], dim=1)
-        keys = torch.cat([torch.ones_like(valid[:, :2]), valid], dim=1)  # padding is never attended to
+        keys = torch.cat([valid.new_ones(len(valid), 2), valid], dim=1)  # padding is never attended to
         mask = torch.zeros(keys.shape, dtype=seq.dtype, device=seq.device).masked_fill(~keys, float("-inf"))
         mask = mask[:, None].expand(-1, seq.shape[1], -1)
         for block in self.blocks:
