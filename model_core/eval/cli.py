@@ -92,7 +92,7 @@ def main(command_name: str, argv: list[str]) -> int:
     from .reconstruction import tokenizer_mpjpe
 
     bamm = BAMM.from_pretrained(weights, device=args.device, int8=args.int8)
-    rec = tokenizer_mpjpe(bamm.vq, bamm.mean.cpu(), bamm.std.cpu(), data, split=args.split)
+    rec = tokenizer_mpjpe(bamm.vq, bamm.mean, bamm.std, data, split=args.split)
     print(f"tokenizer reconstruction ({rec['clips']} {args.split} clips): MPJPE {rec['aligned_mpjpe_mm']:.1f} mm "
           f"pelvis-aligned (MoMask protocol), {rec['mpjpe_mm']:.1f} mm with the global trajectory")
     runs = [(f"rounds={args.rounds}, length={args.length}", args.rounds, args.length)]

@@ -18,6 +18,7 @@ def tokenizer_mpjpe(vq, mean, std, data_root, *, split: str = "test", layers: in
     Two conventions: ``mpjpe_mm`` compares joints with their global trajectory (drift of the integrated root
     counts); ``aligned_mpjpe_mm`` first moves each frame's pelvis to the origin in both, as the MoMask / BAMM
     tokenizer evaluation does (``calculate_mpjpe``), so it compares with their published figures.
+    Clips go to the device of ``mean`` (pass the model's statistics tensors for a GPU model).
     ``layers``: use only the first ``layers`` RVQ layers (None = all). Also returns the median and
     95th-percentile clip of the global figure.
     """
@@ -29,7 +30,7 @@ def tokenizer_mpjpe(vq, mean, std, data_root, *, split: str = "test", layers: in
         n = len(clip.features) // f * f
         if n == 0:
             continue
-        x = torch.from_numpy(np.asarray(clip.features[:n], dtype=np.float32))
+        x = torch.from_numpy(np.asarray(clip.features[:n], dtype=np.float32)).to(mean_t.device)
         codes = vq.encode(normalize(x, mean_t, std_t)[None])
         if layers is not None:
             codes = codes[..., :layers]
