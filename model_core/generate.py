@@ -157,8 +157,6 @@ class BAMM:
         Decoding of the paper-size model gets about 1.8x faster on a CPU; tokens then differ from float32 ones
         as with any change of arithmetic (same seed -> same output still holds). Not reversible: load again
         for float32."""
-        if self.device.type != "cpu":
-            raise ValueError(f"int8 decoding runs on the CPU only, these models are on {self.device}")
         if not self.int8:
             quantize_int8(self.t2m)
             quantize_int8(self.res)
