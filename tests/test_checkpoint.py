@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -10,6 +11,7 @@ import torch
 
 from model_core.models.checkpoint import load_model, load_tensors, save_model, save_tensors
 from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
+from model_core.models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer
 from model_core.models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 
 MODELS = {
@@ -129,3 +131,22 @@ def test_save_and_load_tensors(tmp_path):
     assert torch.equal(loaded["std"], stats["std"])
     with pytest.raises(FileNotFoundError, match="nope.safetensors"):
         load_tensors(tmp_path / "nope.safetensors")
+
+
+@pytest.mark.parametrize("cls, config_cls, config", [
+    (ResidualTransformer, ResidualConfig, RES_PRESETS["tiny"]),
+    (BAMMTransformer, BAMMConfig, T2M_PRESETS["tiny"]),
+])
+def test_configs_written_before_text_noise_still_load(tmp_path, cls, config_cls, config):
+    """text_noise (training only) came later: files without it load with noise 0; other keys stay required."""
+    torch.manual_seed(0)
+    model = cls(dataclasses.replace(config, text_noise=1.5))
+    save_model(model, model.config, tmp_path, "m")
+    assert load_model(cls, config_cls, tmp_path, "m").config.text_noise == 1.5
+    edit_json(tmp_path / "m.json", lambda m: m["config"].pop("text_noise"))
+    loaded = load_model(cls, config_cls, tmp_path, "m")
+    assert loaded.config.text_noise == 0.0
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), loaded.state_dict().values()))
+    edit_json(tmp_path / "m.json", lambda m: m["config"].pop("dropout"))
+    with pytest.raises(ValueError, match=r"missing \['dropout'\]"):
+        load_model(cls, config_cls, tmp_path, "m")

@@ -272,3 +272,17 @@ def test_init_refuses_weights_of_another_size_or_stage(data_dir, vq_run, cache_d
     assert train("vq", data_dir, tmp_path / "b", vq_run, cache_dir, "--init", str(small)) == 2
     assert "the preset of this run must match" in capsys.readouterr().err
     assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+@pytest.mark.parametrize("stage", ["t2m", "res"])
+def test_text_noise_is_recorded_kept_on_resume_and_checked(stage, data_dir, vq_run, cache_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train(stage, data_dir, out, vq_run, cache_dir, "--steps", "4", "--stop-after", "2",
+                 "--text-noise", "0.75") == 0
+    assert json.loads((out / "run.json").read_text())["model"]["text_noise"] == 0.75
+    assert train(stage, data_dir, out, vq_run, cache_dir, "--resume", "--text-noise", "1.5") == 2
+    assert "started with --text-noise 0.75, not 1.5" in capsys.readouterr().err
+    assert train(stage, data_dir, out, vq_run, cache_dir, "--resume") == 0
+    assert json.loads((out / f"{stage}.json").read_text())["config"]["text_noise"] == 0.75
+    assert train(stage, data_dir, tmp_path / "neg", vq_run, cache_dir, "--text-noise", "-1") == 2
+    assert "--text-noise must be >= 0" in capsys.readouterr().err

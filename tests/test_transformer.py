@@ -8,7 +8,8 @@ import itertools
 import pytest
 import torch
 
-from model_core.models.layers import cfg_logits
+from model_core.models.layers import cfg_logits, noisy_text
+from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from model_core.models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer, KVCache, hybrid_attention_mask
 
 L = 5  # short sequence: every subset U of its positions is checked
@@ -220,3 +221,48 @@ def test_tiny_model_memorises_sequences_including_end():
     refilled, _ = model.generate_masked(torch.zeros_like(codes).where(~keep, codes), lengths, keep, text,
                                         cfg_scale=0.0, temperature=0.0)
     assert torch.equal(refilled, codes)
+
+
+def test_noisy_text_adds_noise_relative_to_each_embeddings_rms():
+    g = torch.Generator().manual_seed(0)
+    text = torch.randn(2048, 384, generator=g)
+    text = text / text.norm(dim=-1, keepdim=True) * torch.tensor([[1.0], [10.0]]).repeat(1024, 1)
+    assert noisy_text(text, 0.0) is text
+    torch.manual_seed(0)
+    noise = noisy_text(text, 2.0) - text
+    rms = text.pow(2).mean(-1).sqrt()
+    ratio = noise.std(-1) / rms
+    assert ratio[0::2].mean().item() == pytest.approx(2.0, rel=0.02)
+    assert ratio[1::2].mean().item() == pytest.approx(2.0, rel=0.02)  # ten times larger rows, ten times the noise
+
+
+@pytest.mark.parametrize("name", ["t2m", "res"])
+def test_text_noise_acts_in_training_mode_only(name):
+    if name == "t2m":
+        make = lambda **kw: BAMMTransformer(config(**kw))  # noqa: E731
+        codes, lengths, text = batch(b=16)
+        loss = lambda m: m.loss(codes, lengths, text)[0].item()  # noqa: E731
+    else:
+        make = lambda **kw: ResidualTransformer(dataclasses.replace(RES_PRESETS["tiny"], **kw))  # noqa: E731
+        g = torch.Generator().manual_seed(0)
+        codes3 = torch.randint(0, 32, (16, 8, 3), generator=g)
+        lengths3, text3 = torch.randint(1, 9, (16,), generator=g), torch.randn(16, 8, generator=g)
+        loss = lambda m: m.loss(codes3, text3, lengths3)[0].item()  # noqa: E731
+    torch.manual_seed(0)
+    quiet = make(cond_drop_prob=0.0)
+    noisy = make(cond_drop_prob=0.0, text_noise=1.0)
+    noisy.load_state_dict(quiet.state_dict())
+
+    def seeded(model):
+        torch.manual_seed(3)
+        return loss(model)
+    assert seeded(quiet.eval()) == seeded(noisy.eval())
+    assert seeded(quiet.train()) != seeded(noisy.train())
+    assert seeded(noisy.train()) == seeded(noisy.train())
+
+
+def test_config_rejects_negative_text_noise():
+    with pytest.raises(ValueError, match="text_noise"):
+        BAMMConfig(text_noise=-1.0)
+    with pytest.raises(ValueError, match="text_noise"):
+        ResidualConfig(text_noise=-0.5)

@@ -80,7 +80,8 @@ def load_config(config_cls, path):
         raise ValueError(f"{path}: config_class {meta.get('config_class')!r} is not {config_cls.__name__!r}")
     fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
     values = meta["config"]
-    unknown, missing = sorted(set(values) - fields), sorted(fields - set(values))
+    optional = set(getattr(config_cls, "OPTIONAL_KEYS", ()))  # added later; older files may lack them
+    unknown, missing = sorted(set(values) - fields), sorted(fields - set(values) - optional)
     if unknown or missing:
         raise ValueError(f"{path}: config keys do not match {config_cls.__name__}: "
                          f"unknown {unknown}, missing {missing}")

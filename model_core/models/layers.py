@@ -53,6 +53,19 @@ def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.
     return (1.0 + scale) * cond - scale * uncond
 
 
+def noisy_text(text_emb: torch.Tensor, scale: float) -> torch.Tensor:
+    """Sentence embeddings (B, D) plus Gaussian noise of ``scale`` times each row's RMS (training augmentation).
+
+    Captions written from templates sit on a few points of the encoder's space; noise makes the model read
+    the directions that carry the content (left/right, walk/run) instead of memorising those points, so
+    phrasings it never saw still work. scale 0 returns the input.
+    """
+    if scale == 0:
+        return text_emb
+    rms = text_emb.pow(2).mean(-1, keepdim=True).sqrt()
+    return text_emb + scale * rms * torch.randn_like(text_emb)
+
+
 def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
     """Keep the `k` largest logits on the last axis, set the rest to -inf. `None` keeps everything."""
     if k is None or k >= logits.shape[-1]:

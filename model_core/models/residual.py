@@ -11,12 +11,14 @@ pre-norm blocks of the BAMM transformer (`transformer.Block`), here without a ca
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import PositionalEncoding, cfg_logits, init_weights, lengths_to_mask, sample_tokens, top_k_filter
+from .layers import (PositionalEncoding, cfg_logits, init_weights, lengths_to_mask, noisy_text, sample_tokens,
+                     top_k_filter)
 from .transformer import Block
 
 
@@ -32,6 +34,9 @@ class ResidualConfig:
     dropout: float = 0.2  # transformer dropout
     cond_drop_prob: float = 0.2  # chance a training sample sees the null condition (for CFG)
     max_tokens: int = 56  # longest token sequence (196 frames / 4 = 49, rounded up)
+    text_noise: float = 0.0  # training: Gaussian noise of this many times the embedding's RMS (layers.noisy_text)
+
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("text_noise",)  # training-only, absent from older config files
 
     def __post_init__(self):
         for name in ("code_num", "text_dim", "latent_dim", "n_layers", "n_heads", "ff_dim", "max_tokens"):
@@ -44,6 +49,8 @@ class ResidualConfig:
         for name in ("dropout", "cond_drop_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"ResidualConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.text_noise >= 0.0:
+            raise ValueError(f"ResidualConfig.text_noise must be >= 0, got {self.text_noise}")
 
 
 RES_PRESETS = {
@@ -125,6 +132,7 @@ class ResidualTransformer(nn.Module):
         below = (torch.arange(q, device=codes.device)[None] < layer[:, None]).to(emb.dtype)  # (B, Q)
         x = (emb * below[:, None, :, None]).sum(2)
         drop = torch.rand(b, device=codes.device) < (c.cond_drop_prob if self.training else 0.0)
+        text_emb = noisy_text(text_emb, c.text_noise if self.training else 0.0)
         logits = self._logits(x, layer, self._cond(text_emb, drop), valid)
         target = codes.gather(2, layer[:, None, None].expand(b, n, 1))[..., 0].masked_fill(~valid, -100)
         loss = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100)

@@ -23,12 +23,14 @@ input id would make the masked tokens independent of each other, so there is non
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import PositionalEncoding, cfg_logits, init_weights, lengths_to_mask, sample_tokens, top_k_filter
+from .layers import (PositionalEncoding, cfg_logits, init_weights, lengths_to_mask, noisy_text, sample_tokens,
+                     top_k_filter)
 
 
 @dataclass(kw_only=True)
@@ -45,6 +47,9 @@ class BAMMConfig:
     bidir_prob: float = 0.5  # chance a training sample uses the bidirectional causal mask
     min_mask_ratio: float = 0.5  # bidirectional samples hide a uniform 50..100 % of their motion tokens
     token_noise: float = 0.5  # inputs replaced by random codes at a rate ~ U(0, token_noise) (official code)
+    text_noise: float = 0.0  # training: Gaussian noise of this many times the embedding's RMS (layers.noisy_text)
+
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("text_noise",)  # training-only, absent from older config files
 
     def __post_init__(self):
         for name in ("code_num", "text_dim", "latent_dim", "n_layers", "n_heads", "ff_dim"):
@@ -58,6 +63,8 @@ class BAMMConfig:
         for name in ("dropout", "cond_drop_prob", "bidir_prob", "min_mask_ratio", "token_noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"BAMMConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not self.text_noise >= 0.0:
+            raise ValueError(f"BAMMConfig.text_noise must be >= 0, got {self.text_noise}")
 
     @property
     def end_id(self) -> int:
@@ -208,8 +215,8 @@ class BAMMTransformer(nn.Module):
 
         Per sample: unidirectional mask (targets: every motion token and END) or, with `bidir_prob`, the
         bidirectional mask with a uniform 50..100 % of motion tokens hidden (targets: the hidden ones; visible
-        ones would be copied). Text dropping and input noise apply in training mode only; the masks are drawn
-        in both modes. Returns (loss, logs)."""
+        ones would be copied). Text dropping, text noise and input noise apply in training mode only; the masks
+        are drawn in both modes. Returns (loss, logs)."""
         c = self.config
         b, n = self._check_codes(codes, lengths, text_emb)
         device = codes.device
@@ -230,6 +237,7 @@ class BAMMTransformer(nn.Module):
         mask = hybrid_attention_mask(unmasked, ~bidir)
 
         drop = torch.rand(b, device=device) < (c.cond_drop_prob if self.training else 0.0)
+        text_emb = noisy_text(text_emb, c.text_noise if self.training else 0.0)
         logits = self(inputs, self.text_token(text_emb, drop), mask)[:, :-1]  # rows 0..N predict ids[:, 0..N]
         counted = torch.where(bidir[:, None], hidden, valid | is_end)
         target = ids.masked_fill(~counted, -100)

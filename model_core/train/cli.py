@@ -42,6 +42,8 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
         p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
         p.add_argument("--text-encoder", help="sentence encoder (default minilm)")
         p.add_argument("--cache-dir", help="where token and text-embedding caches go (default <out>/cache)")
+        p.add_argument("--text-noise", type=float, help="Gaussian noise on text embeddings in training, in units "
+                       "of the embedding's RMS (default: the preset's); helps unseen caption phrasings")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -79,7 +81,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,
-                          cache_dir=args.cache_dir, **common)
+                          cache_dir=args.cache_dir, text_noise=args.text_noise, **common)
 
 
 def main(command_name: str = "train", argv: list[str] | None = None) -> int:

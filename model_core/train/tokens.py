@@ -219,10 +219,15 @@ def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *,
 def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str | None = None, cache_dir=None,
                       preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
                       resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
-                      progress: bool = True, init=None) -> torch.nn.Module:
-    """Train (or resume) a "t2m" or "res" run in `out`; returns the model as trained."""
+                      progress: bool = True, init=None, text_noise: float | None = None) -> torch.nn.Module:
+    """Train (or resume) a "t2m" or "res" run in `out`; returns the model as trained.
+
+    ``text_noise`` overrides the preset's training noise on text embeddings (``layers.noisy_text``).
+    """
     if stage not in STAGES:
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
+    if text_noise is not None and not text_noise >= 0:
+        raise TrainError(f"--text-noise must be >= 0, got {text_noise}")
     if vq_run is None and not resume:
         raise TrainError(f"--vq is required: the tokenizer run folder the {stage} model learns the tokens of")
     spec = STAGES[stage]
@@ -234,6 +239,11 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     settings = open_run(out, stage=stage, resume=resume, d=d, presets=spec.train_presets, preset=preset,
                         model_presets=spec.model_presets, data=data, steps=steps, batch_size=batch_size,
                         extra=extra)
+    if text_noise is not None:
+        stored_noise = settings.model.get("text_noise", 0.0)
+        if resume and stored_noise != text_noise:
+            raise TrainError(f"--resume: the run was started with --text-noise {stored_noise}, not {text_noise}")
+        settings.model["text_noise"] = text_noise
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     pairs = text_token_pairs(settings.data, Path(settings.extra["vq_run"]), settings.extra["text_encoder"],
                              cache, d)
