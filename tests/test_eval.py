@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from model_core.eval.cli import main as eval_main
-from model_core.eval.protocol import evaluate, format_table
+from model_core.data.captions import evaluation_captions, training_caption_pool
+from model_core.eval import protocol
+from model_core.eval.protocol import PHRASINGS, evaluate, format_table, pick_captions
 from model_core.eval.train_evaluator import load_evaluator, train_evaluator
 from support.tiny_dataset import write_tiny_dataset
 
@@ -74,6 +76,26 @@ def test_protocol_predicted_length_reports_length_error(labelled_data, evaluator
                        mm_prompts=0, log=lambda m: None)
     assert results["Length MAE (frames)"][0] >= 0
     assert any(k.startswith("Length MAE walk") for k in results)
+
+
+@pytest.mark.parametrize("phrasings", PHRASINGS)
+def test_captions_come_from_the_asked_wording(phrasings):
+    clips = [protocol.TestClip(f"c{k}", np.zeros((8, 263), np.float32), CONTENTS[k % 4], STYLES[k % 2]) for k in range(12)]
+    for repeat in range(3):
+        caps = pick_captions(clips, repeat, phrasings)
+        for clip, cap in zip(clips, caps):
+            held_out = cap in evaluation_captions(clip.content, clip.style)
+            seen = cap in training_caption_pool(clip.content, clip.style)
+            assert (held_out, seen) == ((True, False) if phrasings == "held-out" else (False, True)), cap
+    assert pick_captions(clips, 0, phrasings) != pick_captions(clips, 1, phrasings)
+
+
+def test_protocol_with_training_phrasings_and_bad_phrasings(labelled_data, evaluator_dir, minilm_bamm):
+    results = evaluate(minilm_bamm, labelled_data, evaluator_dir, repeats=1, mm_prompts=0, phrasings="training",
+                       log=lambda m: None)
+    assert 0.0 <= results["Action accuracy"][0] <= 1.0
+    with pytest.raises(ValueError, match="phrasings must be one of"):
+        evaluate(minilm_bamm, labelled_data, evaluator_dir, repeats=1, phrasings="seen")
 
 
 def test_eval_cli_errors_are_clear(tmp_path, capsys):

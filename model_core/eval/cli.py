@@ -2,7 +2,8 @@
 
   bamm eval train-evaluator --data <dataset> --out <folder> [--steps N]
   bamm eval --data <dataset> --weights <weights> [--split test] [--repeats 3] [--rounds 2]
-            [--length gt|predicted] [--ablations] [--evaluator <folder>] [--official <folder>]
+            [--length gt|predicted] [--ablations] [--phrasings held-out|training] [--evaluator <folder>]
+            [--official <folder>]
 
 ``--official`` uses HumanML3D's official evaluator (files supplied by the user, layout in
 ``model_core/eval/official.py``): <folder>/text_mot_match/model/finest.tar, <folder>/Comp_v6_KLD01/meta/
@@ -45,6 +46,9 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--length", default="gt", choices=["gt", "predicted"])
     p.add_argument("--ablations", action="store_true",
                    help="also run rounds 1/2/3 and predicted-vs-ground-truth length")
+    p.add_argument("--phrasings", default="held-out", choices=["held-out", "training"],
+                   help="caption wording of the test clips: held-out (the protocol) or the training captions' "
+                        "(a diagnostic of how much of a gap is reading unseen wording)")
     p.add_argument("--mm-prompts", type=int, default=32, help="prompts for multimodality (0 = skip)")
     p.add_argument("--mm-samples", type=int, default=10, help="motions generated per multimodality prompt")
     p.add_argument("--json", help="also write all per-repeat values to this JSON file")
@@ -81,6 +85,8 @@ def main(command_name: str, argv: list[str]) -> int:
             official = OfficialEvaluator.load(_check_dir(args.official, "official evaluator"), device=args.device)
         except OfficialEvaluatorError as exc:
             raise SystemExit(f"bamm eval: {exc}") from None
+        if args.phrasings != "held-out":
+            raise SystemExit("bamm eval: --phrasings applies to our protocol; --official uses the dataset's captions")
         if args.evaluator and not (evaluator / "classifier.json").exists():
             raise SystemExit(f"bamm eval: no classifier in {evaluator}")
     elif not (evaluator / "evaluator.json").exists():
@@ -103,8 +109,9 @@ def main(command_name: str, argv: list[str]) -> int:
     for title, rounds, length in runs:
         results = evaluate(bamm, data, evaluator, official=official, split=args.split, repeats=args.repeats,
                            rounds=rounds, length=length, seed=args.seed, mm_prompts=args.mm_prompts,
-                           mm_samples=args.mm_samples, log=lambda m: print(m, file=sys.stderr))
-        judge = "official evaluator, " if official is not None else ""
+                           mm_samples=args.mm_samples, phrasings=args.phrasings,
+                           log=lambda m: print(m, file=sys.stderr))
+        judge = "official evaluator, " if official is not None else f"{args.phrasings} phrasings, "
         print(format_table(results, title=f"\n== {title} ({judge}{args.split} split, {args.repeats} repeats)"))
         everything[title] = results
     if args.json:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data.captions import evaluation_captions
+from ..data.captions import evaluation_captions, training_caption_pool
 from ..data.humanml3d import load_split, load_stats
 from . import metrics
 from .official import OfficialEvaluator, crop_for_eval, official_samples
@@ -91,10 +91,20 @@ def generate_features(bamm, captions: list[str], frames: list[int] | None, *, se
     return out
 
 
-def pick_captions(clips: list[TestClip], repeat: int) -> list[str]:
+PHRASINGS = ("held-out", "training")
+
+
+def pick_captions(clips: list[TestClip], repeat: int, phrasings: str = "held-out") -> list[str]:
+    """One caption per clip: a held-out phrasing (the protocol), or with ``phrasings="training"`` a sentence
+    of the training captions' pool (a diagnostic: unseen clips, seen wording)."""
+    if phrasings not in PHRASINGS:
+        raise ValueError(f"phrasings must be one of {PHRASINGS}, got {phrasings!r}")
     caps = []
     for k, c in enumerate(clips):
-        options = evaluation_captions(c.content, c.style)
+        if phrasings == "held-out":
+            options = evaluation_captions(c.content, c.style)
+        else:
+            options = training_caption_pool(c.content, c.style)
         caps.append(options[(k + repeat) % len(options)])
     return caps
 
@@ -135,8 +145,9 @@ def _multimodality(bamm, captions: list[str], frames, embed, *, n_prompts: int, 
 
 def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str = "test", repeats: int = 3,
              rounds: int = 2, length: str = "gt", seed: int = 0, mm_prompts: int = 32, mm_samples: int = 10,
-             text_encoder=None, log=print) -> dict[str, list[float]]:
-    """Per-repeat values of every metric (real references included). ``length``: "gt" or "predicted".
+             phrasings: str = "held-out", text_encoder=None, log=print) -> dict[str, list[float]]:
+    """Per-repeat values of every metric (real references included). ``length``: "gt" or "predicted";
+    ``phrasings``: captions of held-out wording (the protocol) or of the training wording (``pick_captions``).
 
     ``official``: a folder with HumanML3D's official evaluator (layout in ``official.py``) or a loaded
     ``OfficialEvaluator``; the run then follows the official protocol (``evaluate_official``) and
@@ -146,7 +157,11 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
         raise ValueError(f"length must be 'gt' or 'predicted', got {length!r}")
     if repeats < 1:
         raise ValueError("repeats must be >= 1")
+    if phrasings not in PHRASINGS:
+        raise ValueError(f"phrasings must be one of {PHRASINGS}, got {phrasings!r}")
     if official is not None:
+        if phrasings != "held-out":
+            raise ValueError("the official protocol uses the dataset's own captions; phrasings does not apply")
         return evaluate_official(bamm, data_root, official, evaluator_dir, split=split, repeats=repeats,
                                  rounds=rounds, length=length, seed=seed, mm_prompts=mm_prompts,
                                  mm_samples=mm_samples, log=log)
@@ -164,7 +179,7 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
     results: dict[str, list[float]] = defaultdict(list)
     rng = np.random.default_rng(seed)
     for r in range(repeats):
-        caps = pick_captions(clips, r)
+        caps = pick_captions(clips, r, phrasings)
         text_emb = embed_texts(matcher, text_encoder, caps)
         perm = rng.permutation(len(clips))
         frames = None if length == "predicted" else [len(c.features) for c in clips]
