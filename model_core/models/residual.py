@@ -57,7 +57,8 @@ RES_PRESETS = {
     # MoMask's released residual transformer used by BAMM: tres_nlayer8_ld384_ff1024_rvq6ns_cdp0.2_sw.
     "paper": ResidualConfig(),
     # CPU-trainable, for the all-MiniLM-L6-v2 text encoder.
-    "small": ResidualConfig(text_dim=384, latent_dim=256, n_layers=4, n_heads=4, ff_dim=512, dropout=0.1),
+    "small": ResidualConfig(text_dim=384, latent_dim=256, n_layers=4, n_heads=4, ff_dim=512, dropout=0.1,
+                            text_noise=2.0),
     # Unit tests only.
     "tiny": ResidualConfig(code_num=32, num_quantizers=3, text_dim=8, latent_dim=32, n_layers=2, n_heads=2,
                            ff_dim=64, dropout=0.0, cond_drop_prob=0.1, max_tokens=16),
