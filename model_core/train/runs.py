@@ -52,12 +52,14 @@ def check_data_dir(data) -> Path:
 
 def open_run(out, *, stage: str, resume: bool, d: Dist, presets: dict[str, TrainConfig], preset: str | None,
              model_presets: dict, data=None, steps: int | None = None, batch_size: int | None = None,
-             extra: dict | None = None) -> RunSettings:
+             extra: dict | None = None, model_overrides: dict | None = None) -> RunSettings:
     """Settings of a new run (written to run.json) or of the run being resumed (read from it).
 
-    `presets` are the training settings and `model_presets` the model config dataclasses, by preset name.
+    `presets` are the training settings and `model_presets` the model config dataclasses, by preset name;
+    `model_overrides` (None values ignored) replace fields of the preset's model config, e.g. text_noise.
     On --resume, options given again must agree with the stored ones (a schedule cannot change mid-run).
     """
+    model_overrides = {k: v for k, v in (model_overrides or {}).items() if v is not None}
     out = Path(out)
     run_file = out / RUN_FILE
     if out.exists() and not out.is_dir():
@@ -78,6 +80,9 @@ def open_run(out, *, stage: str, resume: bool, d: Dist, presets: dict[str, Train
         for key, value in (extra or {}).items():
             if value is not None and key in stored:
                 given[{"vq_run": "vq"}.get(key, key.replace("_", "-"))] = (value, stored[key])
+        defaults = {f.name: f.default for f in dataclasses.fields(model_presets[stored["preset"]])}
+        for key, value in model_overrides.items():  # runs started before a field existed used its default
+            given[key.replace("_", "-")] = (value, stored["model"].get(key, defaults[key]))
         for name, (new, old) in given.items():
             if new is not None and new != old:
                 raise TrainError(f"--resume: the run was started with --{name} {old}, not {new}")
@@ -96,7 +101,7 @@ def open_run(out, *, stage: str, resume: bool, d: Dist, presets: dict[str, Train
         train = train.with_steps(steps)
     if batch_size is not None:
         train = dataclasses.replace(train, batch_size=batch_size)
-    model = dataclasses.asdict(model_presets[preset])
+    model = {**dataclasses.asdict(model_presets[preset]), **model_overrides}
     settings = RunSettings(stage, preset, data, train, model, dict(extra or {}))
     if d.main:
         out.mkdir(parents=True, exist_ok=True)

@@ -238,12 +238,7 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
              "init": str(Path(init).resolve()) if init is not None else None}
     settings = open_run(out, stage=stage, resume=resume, d=d, presets=spec.train_presets, preset=preset,
                         model_presets=spec.model_presets, data=data, steps=steps, batch_size=batch_size,
-                        extra=extra)
-    if text_noise is not None:
-        stored_noise = settings.model.get("text_noise", 0.0)
-        if resume and stored_noise != text_noise:
-            raise TrainError(f"--resume: the run was started with --text-noise {stored_noise}, not {text_noise}")
-        settings.model["text_noise"] = text_noise
+                        extra=extra, model_overrides={"text_noise": text_noise})
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     pairs = text_token_pairs(settings.data, Path(settings.extra["vq_run"]), settings.extra["text_encoder"],
                              cache, d)
