@@ -21,7 +21,8 @@ Client -> worker::
 
 ``MODEL`` is ``{"weights": DIR, "text_encoder": null | "minilm" | "clip:/path", "device": "auto" | "cpu" |
 "cuda" | "mps", "int8": false}`` (int8: int8 token transformers when the device is the CPU) or
-``{"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}`` (untrained, for tests). The loaded model is kept for the next request with the same ``MODEL``.
+``{"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}`` (untrained, for tests). The loaded
+model is kept for the next request with the same ``MODEL``.
 
 Worker -> client, per request::
 

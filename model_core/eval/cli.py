@@ -80,13 +80,13 @@ def main(command_name: str, argv: list[str]) -> int:
     evaluator = Path(args.evaluator) if args.evaluator else weights / "evaluator"
     official = None
     if args.official:
+        if args.phrasings != "held-out":
+            raise SystemExit("bamm eval: --phrasings applies to our protocol; --official uses the dataset's captions")
         from .official import OfficialEvaluator, OfficialEvaluatorError
         try:
             official = OfficialEvaluator.load(_check_dir(args.official, "official evaluator"), device=args.device)
         except OfficialEvaluatorError as exc:
             raise SystemExit(f"bamm eval: {exc}") from None
-        if args.phrasings != "held-out":
-            raise SystemExit("bamm eval: --phrasings applies to our protocol; --official uses the dataset's captions")
         if args.evaluator and not (evaluator / "classifier.json").exists():
             raise SystemExit(f"bamm eval: no classifier in {evaluator}")
     elif not (evaluator / "evaluator.json").exists():
