@@ -118,6 +118,25 @@ def test_evaluation_phrasings_are_disjoint_from_training_phrasings():
         assert not any(action.format(their="their") in s for s in every_training), action
 
 
+def _runs(phrase: str, n: int) -> set[tuple[str, ...]]:
+    words = phrase.replace(",", "").split()
+    return {tuple(words[i:i + n]) for i in range(max(1, len(words) - n + 1))}
+
+
+def test_no_held_out_action_wording_shares_four_words_in_a_row_with_a_training_phrasing():
+    """Held out means more than "not the same string": no run of four words (the whole phrasing when shorter)."""
+    fills = ("his", "her", "their")
+    train_runs: dict[int, set] = {n: set() for n in range(1, 5)}
+    for phrase in (a.format(their=t) for phrases in C.ACTIONS.values() for a in phrases for t in fills):
+        for n in train_runs:
+            train_runs[n] |= _runs(phrase, n)
+    for content, phrases in C.EVAL_ACTIONS.items():
+        for phrase in (a.format(their=t) for a in phrases for t in fills):
+            n = min(4, len(phrase.split()))
+            shared = _runs(phrase, n) & train_runs[n]
+            assert not shared, (content, phrase, shared)
+
+
 @pytest.mark.parametrize("content,style", [("fly", "normal"), ("walk", "sleepy"), ("dataset-1_walk", "old")])
 def test_unknown_labels_are_clear_errors(content, style):
     with pytest.raises(C.CaptionError, match="unknown (content|style) label"):

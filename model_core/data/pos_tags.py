@@ -23,21 +23,22 @@ _CLOSED = {
     "NUM": "zero one two three four five six seven eight nine ten once twice",
     "ADV": "forward forwards backward backwards back ahead away again then still very too also just there here "
            "sideways together straight fast high low around upward upwards downward skyward leftward rightward "
-           "mid-stride forth",
+           "mid-stride forth partway",
     "ADJ": "left right poised big small heavy old young elderly tired exhausted worn-out happy sad angry proud shy timid "
            "insecure confident macho tough manly graceful elegant childish little active energetic lively "
            "theatrical musical showy huge lumbering giant cocky unhappy furious cheerful normal ordinary relaxed "
            "possible full several few long short open imaginary broad dainty ladylike childlike youthful "
            "downcast forceful masculine feminine male strong soft delicate plain everyday average joyful "
            "sorrowful miserable enraged arrogant pleased unsure self-conscious burly frail weary spirited "
-           "enormous wannabe drained exaggerated complete steady top quick slow large small-time upper outstretched hunched big",
+           "enormous wannabe drained exaggerated complete steady top quick slow large small-time upper outstretched hunched big closer even moderate other polite",
 }
 _VERBS = (
     "walk run dash step move take bow bend wave raise lift put throw punch kick slash swing make cut dance "
     "perform do turn sprint jog burst stride lean call beckon gesture point guide extend say answer respond look "
     "hang puff hold drag come go jump sit stand stroll pace head retreat back race rush box strike deliver show "
     "direct summon bust act change lower carry drift hold reply greet spin squat crouch climb fall kneel "
-    "stretch shake push pull give pick place hop skip march sway rotate circle clap stumble limp"
+    "stretch shake push pull give pick place hop skip march sway rotate circle clap stumble limp bid break hack lead "
+    "shout trot veer signal"
 )
 _IRREGULAR = {
     "ran": "run", "running": "run", "took": "take", "taken": "take", "threw": "throw", "thrown": "throw",
@@ -46,6 +47,7 @@ _IRREGULAR = {
     "cutting": "cut", "putting": "put", "stepping": "step", "hopping": "hop", "skipping": "skip",
     "jogging": "jog", "getting": "get", "swimming": "swim", "fell": "fall", "knelt": "kneel", "spun": "spin",
     "spinning": "spin", "dragging": "drag", "busting": "bust", "boxing": "box", "drifting": "drift",
+    "goes": "go", "broke": "break", "led": "lead",
 }
 _NOUNS = (
     "person people man men woman women child children kid guy lady human individual figure character body "
@@ -54,7 +56,8 @@ _NOUNS = (
     "stage limb street lot thug punk hoodlum teenager adult senior performer actor dancer boy girl brute gangster "
     "motion routine speed pace confidence rage swagger gait bearing gesture farewell goodbye hello vigour "
     "pep show broadway movement sprint bow kick punch wave dance turn gesture spirits age stiffness wannabe "
-    "something somewhere ground floor chair ball door wall table stair move answer response"
+    "something somewhere ground floor chair ball door wall table stair move answer response bye jab cross music "
+    "reverse sweep diagonal slant enemy"
 )
 
 _TAGS: dict[str, tuple[str, str]] = {}  # word -> (lemma, POS)
