@@ -71,6 +71,14 @@ def test_style_shows_in_every_caption(style):
     assert len(carrying) == len(chosen)
 
 
+def test_action_phrasings_carry_no_style_adverb():
+    """"steps back slowly" would tell every walk-back clip it is elderly, whatever its style label."""
+    style_adverbs = {a for words in C.STYLES.values() for a in words.adverbs}
+    for content, phrases in C.ACTIONS.items():
+        for phrase in phrases:
+            assert not set(phrase.split()) & style_adverbs, (content, phrase)
+
+
 def test_choice_is_deterministic_per_clip_and_varies_between_clips():
     first = C.training_captions("walk", "old", "dataset-1_walk_old_001")
     assert first == C.training_captions("walk", "old", "dataset-1_walk_old_001")

@@ -53,7 +53,7 @@ ACTIONS: dict[str, tuple[str, ...]] = {
              "dashes straight ahead very fast"),
     "walk-back": ("walks backwards", "steps backward several times", "walks backward a few steps",
                   "moves backwards one step at a time", "walks in reverse", "takes a few steps back",
-                  "walks back without turning around", "steps back slowly and carefully"),
+                  "walks back without turning around", "moves back a few paces"),
     "walk-left": ("walks diagonally forward to the left", "walks forward while drifting to {their} left",
                   "walks ahead at an angle to the left", "walks forward and veers left",
                   "walks on a diagonal towards {their} left side", "walks forward on a slant to the left",

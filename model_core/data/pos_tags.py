@@ -30,7 +30,8 @@ _CLOSED = {
            "possible full several few long short open imaginary broad dainty ladylike childlike youthful "
            "downcast forceful masculine feminine male strong soft delicate plain everyday average joyful "
            "sorrowful miserable enraged arrogant pleased unsure self-conscious burly frail weary spirited "
-           "enormous wannabe drained exaggerated complete steady top quick slow large small-time upper outstretched hunched big closer even moderate other polite",
+           "enormous wannabe drained exaggerated complete steady top quick slow large small-time upper outstretched hunched "
+           "big closer even moderate other polite",
 }
 _VERBS = (
     "walk run dash step move take bow bend wave raise lift put throw punch kick slash swing make cut dance "
