@@ -26,11 +26,7 @@ from model_core.data.humanml3d import load_split, load_stats  # noqa: E402
 from model_core.eval.protocol import load_test_clips, pick_captions  # noqa: E402
 from model_core.eval.train_evaluator import clip_labels  # noqa: E402
 from model_core.models.layers import noisy_text  # noqa: E402
-from model_core.models.text import load_text_encoder  # noqa: E402
-
-
-def embed(encoder, texts: list[str]) -> torch.Tensor:
-    return torch.cat([encoder.encode(texts[i:i + 512]).float().cpu() for i in range(0, len(texts), 512)])
+from model_core.models.text import encode_all, load_text_encoder  # noqa: E402
 
 
 def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, *, noise: float, steps: int = 300,
@@ -65,12 +61,12 @@ def main() -> None:
     mean, std = load_stats(args.data)
     clips = load_test_clips(args.data, "test", mean, std)
     contents = sorted(set(train_labels) | {c.content for c in clips})
-    x, y = embed(encoder, train_texts), torch.tensor([contents.index(c) for c in train_labels])
+    x, y = encode_all(encoder, train_texts), torch.tensor([contents.index(c) for c in train_labels])
     truth = torch.tensor([contents.index(c.content) for c in clips] * args.repeats)
     tests = {}
     for phrasings in ("held-out", "training"):
         texts = [t for r in range(args.repeats) for t in pick_captions(clips, r, phrasings)]
-        tests[phrasings] = (texts, embed(encoder, texts))
+        tests[phrasings] = (texts, encode_all(encoder, texts))
     print(f"{len(train_texts)} training captions, {len(clips)} test clips x {args.repeats} captions, "
           f"encoder {args.encoder}")
     for noise in args.noise:

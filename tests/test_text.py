@@ -17,7 +17,8 @@ import pytest
 import torch
 
 from model_core.models import clip_text
-from model_core.models.text import MiniLMEncoder, TextEncoder, clear_text_encoder_cache, load_text_encoder
+from model_core.models.text import (MiniLMEncoder, TextEncoder, clear_text_encoder_cache, encode_all,
+                                    load_text_encoder)
 
 ROOT = Path(__file__).resolve().parents[1]
 SUPPORT = Path(__file__).resolve().parent / "support"
@@ -270,6 +271,14 @@ def test_minilm_single_prompts_equal_batch(minilm):
 def test_minilm_similar_prompts_are_closer(minilm, anchor, similar, unrelated):
     a, s, u = minilm.encode([anchor, similar, unrelated])
     assert torch.dot(a, s) > torch.dot(a, u) + 0.1  # unit vectors: dot = cosine
+
+
+@pytest.mark.slow
+def test_encode_all_batches_to_cpu_float32_without_gradients(minilm):
+    emb = encode_all(minilm, PROMPTS[:7], batch=3)
+    assert emb.dtype == torch.float32 and emb.device.type == "cpu" and not emb.requires_grad
+    torch.testing.assert_close(emb, minilm.encode(PROMPTS[:7]).cpu(), atol=1e-5, rtol=1e-5)
+    assert encode_all(minilm, []).shape == (0, 384)
 
 
 @pytest.mark.slow

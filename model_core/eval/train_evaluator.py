@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from ..data.humanml3d import load_split, load_stats
 from ..models.checkpoint import load_tensors, save_tensors
-from ..models.text import load_text_encoder
+from ..models.text import encode_all, load_text_encoder
 from .evaluator import EvaluatorConfig, MatchingEvaluator, MotionClassifier
 
 
@@ -88,8 +88,7 @@ def train_evaluator(data_root: str | Path, out_dir: str | Path, *, text_encoder:
     encoder = load_text_encoder(text_encoder, device=device)
     captions = [[caption_text(t) for t in c.captions] for c in clips]
     unique = sorted({t for cs in captions for t in cs})
-    with torch.no_grad():
-        table = torch.cat([encoder.encode(unique[i:i + 256]).float().cpu() for i in range(0, len(unique), 256)])
+    table = encode_all(encoder, unique)
     index = {t: i for i, t in enumerate(unique)}
 
     config = EvaluatorConfig(dim_pose=features[0].shape[1], text_dim=encoder.dim,

@@ -73,6 +73,15 @@ def clear_text_encoder_cache() -> None:
     _LOADED.clear()
 
 
+def encode_all(encoder: TextEncoder, texts: list[str], *, batch: int = 256) -> "torch.Tensor":
+    """Embeddings (N, D) of `texts` as float32 on the CPU, encoded `batch` at a time without gradients."""
+    import torch
+
+    with torch.no_grad():
+        parts = [encoder.encode(texts[i:i + batch]).float().cpu() for i in range(0, len(texts), batch)]
+    return torch.cat(parts) if parts else torch.zeros(0, encoder.dim)
+
+
 def check_texts(texts) -> None:
     """Raises TypeError unless `texts` is a list (or tuple) of strings."""
     if isinstance(texts, str) or not isinstance(texts, (list, tuple)):

@@ -23,7 +23,7 @@ from safetensors import safe_open
 from ..data.humanml3d import load_split
 from ..models.checkpoint import load_model, load_tensors, save_tensors
 from ..models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
-from ..models.text import load_text_encoder
+from ..models.text import encode_all, load_text_encoder
 from ..models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer
 from ..models.vq import RVQVAE, RVQVAEConfig
 from .checkpoints import atomic_save_tensors, atomic_write_text
@@ -147,7 +147,7 @@ def build_text_cache(path: Path, captions: list[str], spec: str, device) -> None
         encoder = load_text_encoder(spec, device=str(device))
     except (ValueError, FileNotFoundError, ModuleNotFoundError) as e:
         raise TrainError(f"--text-encoder {spec}: {e}") from e
-    new = torch.cat([encoder.encode(missing[i:i + 256]).float().cpu() for i in range(0, len(missing), 256)])
+    new = encode_all(encoder, missing)
     emb = new if emb is None else torch.cat([emb, new])
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_save_tensors(path, {"emb": emb}, metadata={"captions": json.dumps(old + missing), "encoder": spec})
