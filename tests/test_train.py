@@ -263,6 +263,20 @@ def test_init_starts_from_trained_weights(stage, data_dir, vq_run, cache_dir, tm
     assert float(read_log(warm)[0]["val_loss"]) < float(read_log(fresh)[0]["val_loss"])
 
 
+@pytest.mark.parametrize("stage", ["t2m", "res"])
+def test_init_carries_over_to_a_text_encoder_that_extends_the_old_one(stage, data_dir, vq_run, cache_dir, tmp_path):
+    """minilm-lexical keeps minilm's 384 dimensions first: a run on it starts from a minilm run (new text inputs
+    at zero weight) and begins where that run ended, lower than a fresh start on the same encoder."""
+    first, fresh, warm = tmp_path / "first", tmp_path / "fresh", tmp_path / "warm"
+    lexical = ("--text-encoder", "minilm-lexical")
+    assert train(stage, data_dir, first, vq_run, cache_dir, "--steps", "30") == 0
+    assert train(stage, data_dir, fresh, vq_run, cache_dir, "--steps", "5", *lexical) == 0
+    assert train(stage, data_dir, warm, vq_run, cache_dir, "--steps", "5", "--init", str(first), *lexical) == 0
+    assert json.loads((warm / "run.json").read_text())["model"]["text_dim"] == 768
+    loss = lambda run: float(read_log(run)[0]["loss"])  # noqa: E731  mean of steps 1..5
+    assert loss(warm) < loss(fresh), (loss(warm), loss(fresh))
+
+
 def test_init_refuses_weights_of_another_size_or_stage(data_dir, vq_run, cache_dir, tmp_path, capsys):
     assert train("t2m", data_dir, tmp_path / "a", vq_run, cache_dir, "--init", str(vq_run)) == 2
     assert "no t2m.safetensors there" in capsys.readouterr().err

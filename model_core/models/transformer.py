@@ -157,6 +157,8 @@ class Block(nn.Module):
 
 
 class BAMMTransformer(nn.Module):
+    text_input = "text_proj.weight"  # the layer reading the text embedding (widened by --init, see warm_start)
+
     def __init__(self, config: BAMMConfig):
         super().__init__()
         c = self.config = config

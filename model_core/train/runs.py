@@ -124,12 +124,14 @@ def save_best(run: Path, name: str, model, config) -> None:
 
 def warm_start(model, folder, name: str) -> None:
     """Start a new run from the weights in `<folder>/<name>.safetensors` (a run folder or a weights folder);
-    the optimiser and schedule start afresh."""
+    the optimiser and schedule start afresh. A model whose text embedding grew (e.g. minilm -> minilm-lexical,
+    which keeps minilm's dimensions first) starts with zero weights on the new dimensions."""
     path = Path(folder) / f"{name}.safetensors"
     if not path.exists():
         raise TrainError(f"--init {folder}: no {name}.safetensors there (pass a '{name}' run folder or a "
                          "weights folder)")
+    text_input = getattr(model, "text_input", None)
     try:
-        load_weights_into(model, path)
+        load_weights_into(model, path, widen=(text_input,) if text_input else ())
     except ValueError as e:
         raise TrainError(f"--init: {e} (the preset of this run must match the one it starts from)") from e
