@@ -9,7 +9,7 @@ from bpy.props import BoolProperty, EnumProperty, StringProperty
 
 ADDON_ID = __package__.rpartition(".")[0] or __package__  # the extension (or this package when top level)
 
-DEFAULTS = SimpleNamespace(weights_dir="", text_encoder="MINILM", clip_path="", device="AUTO", int8=False,
+DEFAULTS = SimpleNamespace(weights_dir="", text_encoder="WEIGHTS", clip_path="", device="AUTO", int8=False,
                            backend="AUTO", python_path="")
 
 
@@ -23,12 +23,13 @@ class BAMM_Preferences(bpy.types.AddonPreferences):
     )
     text_encoder: EnumProperty(
         name="Text Encoder",
-        items=[
-            ("MINILM", "MiniLM", "all-MiniLM-L6-v2 sentence embeddings (the shipped weights use it)"),
-            ("CLIP", "CLIP File", "OpenAI CLIP ViT-B/32 from the file below (for weights trained with CLIP)"),
-            ("WEIGHTS", "As Trained", "The encoder named in the weights' bamm.json"),
+        items=[  # numbered: preferences saved by earlier versions keep meaning the same item
+            ("WEIGHTS", "As Trained", "The encoder named in the weights' bamm.json (the shipped weights: MiniLM "
+             "with word-piece features)", 2),
+            ("MINILM", "MiniLM", "all-MiniLM-L6-v2 sentence embeddings (for weights trained with 'minilm')", 0),
+            ("CLIP", "CLIP File", "OpenAI CLIP ViT-B/32 from the file below (for weights trained with CLIP)", 1),
         ],
-        default="MINILM",
+        default="WEIGHTS",
     )
     clip_path: StringProperty(name="CLIP File", subtype="FILE_PATH", default="",
                               description="ViT-B-32.pt (empty: $BAMM_CLIP_PATH or ~/.cache/clip/ViT-B-32.pt)")

@@ -167,7 +167,8 @@ class BAMM:
     def from_pretrained(cls, weights_dir, *, text_encoder=None, device: str = "cpu", int8: bool = False) -> "BAMM":
         """Load a weights folder: bamm.json, vq/t2m/res .safetensors + .json, stats.safetensors.
 
-        text_encoder: None = the spec in bamm.json, a spec string ("minilm", "clip:/path"), or an encoder.
+        text_encoder: None = the spec in bamm.json, a spec string ("minilm", "minilm-lexical", "clip:/path"), or
+        an encoder giving embeddings of the size the weights were trained on.
         int8: decode with int8 token transformers (CPU; `quantize_int8`)."""
         from .models.text import load_text_encoder
 
@@ -181,8 +182,12 @@ class BAMM:
         stats = load_tensors(root / "stats.safetensors")
         if set(stats) != {"mean", "std"}:
             raise ValueError(f"{root / 'stats.safetensors'}: expected tensors 'mean' and 'std', got {sorted(stats)}")
-        model = cls(text_encoder=text_encoder, vq=load_model(RVQVAE, RVQVAEConfig, root, "vq"),
-                    t2m=load_model(BAMMTransformer, BAMMConfig, root, "t2m"),
+        t2m = load_model(BAMMTransformer, BAMMConfig, root, "t2m")
+        if t2m.config.text_dim != text_encoder.dim:
+            raise ValueError(f"{root} was trained with the text encoder '{meta['text_encoder']}' "
+                             f"({t2m.config.text_dim}-d); '{text_encoder.name}' gives {text_encoder.dim}-d "
+                             "embeddings: leave the text encoder override empty to use the weights' own")
+        model = cls(text_encoder=text_encoder, vq=load_model(RVQVAE, RVQVAEConfig, root, "vq"), t2m=t2m,
                     res=load_model(ResidualTransformer, ResidualConfig, root, "res"),
                     mean=stats["mean"], std=stats["std"], fps=float(meta.get("fps", 20.0)), device=device)
         return model.quantize_int8() if int8 else model

@@ -54,11 +54,15 @@ def test_preferences_defaults_without_enabling():
     try:
         prefs = preferences.get(bpy.context)  # registered by hand, not enabled: the defaults
         assert prefs is preferences.DEFAULTS
-        assert (prefs.text_encoder, prefs.device, prefs.backend, prefs.weights_dir) == ("MINILM", "AUTO", "AUTO", "")
+        assert (prefs.text_encoder, prefs.device, prefs.backend, prefs.weights_dir) == ("WEIGHTS", "AUTO", "AUTO", "")
         assert headless.model_spec(bpy.context)["int8"] is False
         rna = preferences.BAMM_Preferences.bl_rna.properties
         for name in ("weights_dir", "text_encoder", "clip_path", "device", "int8", "backend", "python_path"):
             assert name in rna
+        encoders = rna["text_encoder"]
+        assert encoders.default == "WEIGHTS"  # the weights name their encoder; an override is a choice
+        # preferences store the item's number: saved ones keep meaning what they meant before the reorder
+        assert {e.identifier: e.value for e in encoders.enum_items} == {"MINILM": 0, "CLIP": 1, "WEIGHTS": 2}
         assert props.BAMM_Settings.bl_rna.properties["results"].fixed_type.identifier == "BAMM_Result"
     finally:
         bamm_blender.unregister()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -125,6 +127,14 @@ def test_weights_folder_round_trip(bamm, tmp_path):
     again = BAMM.from_pretrained(tmp_path / "w", text_encoder=bamm.text_encoder)
     a, b = bamm.generate(PROMPTS[0], seed=4)[0], again.generate(PROMPTS[0], seed=4)[0]
     assert np.array_equal(a.tokens, b.tokens) and np.array_equal(a.joints, b.joints)
+
+
+def test_text_encoder_override_of_another_size_is_refused_by_name(bamm, tmp_path):
+    bamm.save_pretrained(tmp_path / "w")
+    assert json.loads((tmp_path / "w" / "bamm.json").read_text())["text_encoder"] == "minilm"
+    with pytest.raises(ValueError, match=r"trained with the text encoder 'minilm' \(384-d\); 'minilm-lexical' "
+                                         r"gives 768-d embeddings: leave the text encoder override empty"):
+        BAMM.from_pretrained(tmp_path / "w", text_encoder="minilm-lexical")
 
 
 def test_from_pretrained_errors(tmp_path):
