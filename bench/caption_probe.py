@@ -2,11 +2,12 @@
 and has not seen: the ceiling any model conditioned on that embedding works under.
 
     python bench/caption_probe.py [--data data_cache/bandai] [--encoder minilm] [--noise 0 1 2] [--repeats 4]
+                                  [--split test]
 
 A linear classifier (softmax regression, Adam, full batch) learns the content label (walk, wave-left-hand ...)
 from the embeddings of the training split's captions, with Gaussian noise of s times each embedding's RMS
 added in training (``models.layers.noisy_text``, the transformers' ``--text-noise``). It is then scored on
-the test clips' captions as ``bamm eval`` picks them: held-out wording (the protocol) and training wording.
+the test (or validation) clips' captions as ``bamm eval`` picks them: held-out wording (the protocol) and training wording.
 Prints the accuracies and, for held-out wording, the most frequent confusions.
 """
 
@@ -48,6 +49,7 @@ def main() -> None:
     p.add_argument("--encoder", default="minilm")
     p.add_argument("--noise", type=float, nargs="+", default=[0.0, 1.0, 2.0])
     p.add_argument("--repeats", type=int, default=4, help="caption picks per test clip (as bamm eval's repeats)")
+    p.add_argument("--split", default="test", choices=["val", "test"], help="the clips to read captions of")
     args = p.parse_args()
     if not (Path(args.data) / "meta.jsonl").is_file():
         raise SystemExit(f"no labelled dataset in {args.data}: run 'make data' first (or pass --data)")
@@ -59,7 +61,7 @@ def main() -> None:
         train_texts += [c.text for c in clip.captions]
         train_labels += [content] * len(clip.captions)
     mean, std = load_stats(args.data)
-    clips = load_test_clips(args.data, "test", mean, std)
+    clips = load_test_clips(args.data, args.split, mean, std)
     contents = sorted(set(train_labels) | {c.content for c in clips})
     x, y = encode_all(encoder, train_texts), torch.tensor([contents.index(c) for c in train_labels])
     truth = torch.tensor([contents.index(c.content) for c in clips] * args.repeats)
@@ -67,7 +69,7 @@ def main() -> None:
     for phrasings in ("held-out", "training"):
         texts = [t for r in range(args.repeats) for t in pick_captions(clips, r, phrasings)]
         tests[phrasings] = (texts, encode_all(encoder, texts))
-    print(f"{len(train_texts)} training captions, {len(clips)} test clips x {args.repeats} captions, "
+    print(f"{len(train_texts)} training captions, {len(clips)} {args.split} clips x {args.repeats} captions, "
           f"encoder {args.encoder}")
     for noise in args.noise:
         probe = fit_probe(x, y, len(contents), noise=noise)
