@@ -269,7 +269,8 @@ def test_init_carries_over_to_a_text_encoder_that_extends_the_old_one(stage, dat
     at zero weight) and begins where that run ended, lower than a fresh start on the same encoder."""
     first, fresh, warm = tmp_path / "first", tmp_path / "fresh", tmp_path / "warm"
     lexical = ("--text-encoder", "minilm-lexical")
-    assert train(stage, data_dir, first, vq_run, cache_dir, "--steps", "30") == 0
+    assert train(stage, data_dir, first, vq_run, cache_dir, "--steps", "30", "--text-encoder", "minilm") == 0
+    assert json.loads((first / "run.json").read_text())["model"]["text_dim"] == 384
     assert train(stage, data_dir, fresh, vq_run, cache_dir, "--steps", "5", *lexical) == 0
     assert train(stage, data_dir, warm, vq_run, cache_dir, "--steps", "5", "--init", str(first), *lexical) == 0
     assert json.loads((warm / "run.json").read_text())["model"]["text_dim"] == 768

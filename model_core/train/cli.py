@@ -40,7 +40,7 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
                    "fresh optimiser and schedule)")
     if needs_vq:
         p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
-        p.add_argument("--text-encoder", help="sentence encoder (default minilm)")
+        p.add_argument("--text-encoder", help="text encoder: minilm-lexical (default), minilm or clip:<file>")
         p.add_argument("--cache-dir", help="where token and text-embedding caches go (default <out>/cache)")
         p.add_argument("--text-noise", type=float, help="Gaussian noise on text embeddings in training, in units "
                        "of the embedding's RMS (default: the preset's); helps unseen caption phrasings")

@@ -32,7 +32,7 @@ from .datasets import MAX_FRAMES, Segment, TextTokens, caption_segments, collate
 from .loop import Stage, fit
 from .runs import RUN_FILE, open_run, save_best, warm_start
 
-DEFAULT_TEXT_ENCODER = "minilm"
+DEFAULT_TEXT_ENCODER = "minilm-lexical"  # what the shipped weights read (models/text.py)
 
 
 def _presets(paper: TrainConfig, small: TrainConfig) -> dict[str, TrainConfig]:
