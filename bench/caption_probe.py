@@ -7,7 +7,8 @@ and has not seen: the ceiling any model conditioned on that embedding works unde
 A linear classifier (softmax regression, Adam, full batch) learns the content label (walk, wave-left-hand ...)
 from the embeddings of the training split's captions, with Gaussian noise of s times each embedding's RMS
 added in training (``models.layers.noisy_text``, the transformers' ``--text-noise``). It is then scored on
-the test (or validation) clips' captions as ``bamm eval`` picks them: held-out wording (the protocol) and training wording.
+the test (or validation) clips' captions as ``bamm eval`` picks them: held-out wording (the protocol) and
+training wording.
 Prints the accuracies and, for held-out wording, the most frequent confusions.
 """
 

@@ -94,7 +94,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg", type=float, nargs=2, default=(4.0, 3.0), metavar=("AR", "REFINE"),
                    help="classifier-free guidance scales of the AR and refinement passes")
     p.add_argument("--rounds", type=int, default=2, help="1 = AR only, 2 = cascaded (paper), 3 = one more")
-    p.add_argument("--text-encoder", default=None, help="override the weights' text encoder (minilm, minilm-lexical, clip:<file>)")
+    p.add_argument("--text-encoder", default=None,
+                   help="override the weights' text encoder (minilm, minilm-lexical, clip:<file>)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or mps")
     p.add_argument("--int8", action="store_true",
                    help="int8 token transformers on the CPU (about 1.8x faster for paper-size weights)")

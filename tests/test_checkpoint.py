@@ -152,7 +152,8 @@ def test_configs_written_before_text_noise_still_load(tmp_path, cls, config_cls,
         load_model(cls, config_cls, tmp_path, "m")
 
 
-@pytest.mark.parametrize("cls, config", [(BAMMTransformer, T2M_PRESETS["tiny"]), (ResidualTransformer, RES_PRESETS["tiny"])])
+@pytest.mark.parametrize("cls, config", [(BAMMTransformer, T2M_PRESETS["tiny"]),
+                                         (ResidualTransformer, RES_PRESETS["tiny"])])
 def test_widened_text_input_starts_as_the_stored_model(tmp_path, cls, config):
     """``widen``: stored weights for a smaller text embedding load into a model with a wider one; the new inputs
     start at zero weight, so outputs equal the stored model's whatever the extra dimensions hold."""

