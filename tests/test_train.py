@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 
 from model_core.train.cli import main
@@ -217,6 +217,17 @@ def test_export_writes_a_weights_folder_that_generates(data_dir, vq_run, cache_d
     assert torch.equal(model.vq.codebook(0), load_file(vq_run / "vq.safetensors")["quantizer.layers.0.embed"])
     motion = model.generate("a person walks slowly", seed=0)[0]
     assert motion.joints.shape[1:] == (22, 3) and np.isfinite(motion.joints).all()
+
+    # --last: the runs' final checkpoints rather than their best-validation models (made to differ here)
+    for stage in ("t2m", "res"):
+        best = tmp_path / stage / f"{stage}.safetensors"
+        save_file({k: torch.zeros_like(v) for k, v in load_file(best).items()}, best)
+    assert main("train", ["export", "--vq", str(vq_run), "--t2m", str(tmp_path / "t2m"), "--res",
+                          str(tmp_path / "res"), "--out", str(tmp_path / "last"), "--last"]) == 0
+    for stage in ("t2m", "res"):
+        final = load_file(tmp_path / stage / "checkpoints" / "step_00000004" / "model.safetensors")
+        exported = load_file(tmp_path / "last" / f"{stage}.safetensors")
+        assert final.keys() == exported.keys() and all(torch.equal(v, exported[k]) for k, v in final.items())
 
     other_vq = tmp_path / "other_vq"  # a t2m run on another tokenizer's tokens does not fit
     assert train("vq", data_dir, other_vq, None, None, "--steps", "2") == 0

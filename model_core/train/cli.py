@@ -59,13 +59,16 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--t2m", required=True, help="BAMM transformer run folder")
     e.add_argument("--res", required=True, help="residual transformer run folder")
     e.add_argument("--out", required=True, help="weights folder to write")
+    e.add_argument("--last", action="store_true", help="take the t2m and res runs' last checkpoints instead of "
+                   "their best-validation models (validation uses the training wording; a run for unseen "
+                   "wording, e.g. more --text-noise, can be better at its end)")
     return p
 
 
 def run(args: argparse.Namespace) -> None:
     if args.stage == "export":
         from .export import export_weights
-        path = export_weights(vq_run=args.vq, t2m_run=args.t2m, res_run=args.res, out=args.out)
+        path = export_weights(vq_run=args.vq, t2m_run=args.t2m, res_run=args.res, out=args.out, last=args.last)
         print(f"weights written to {path}")
         return
     if args.threads is not None:

@@ -1,4 +1,5 @@
-"""Assemble a weights folder (read by `BAMM.from_pretrained`) from the best models of three runs."""
+"""Assemble a weights folder (read by `BAMM.from_pretrained`) from the best models of three runs (or, with
+``last``, the transformer runs' last checkpoints)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import json
 from pathlib import Path
 
 from ..generate import BAMM
-from ..models.checkpoint import load_model, load_tensors
+from ..models.checkpoint import load_model, load_tensors, load_weights_into
 from ..models.residual import ResidualConfig, ResidualTransformer
 from ..models.text import load_text_encoder
 from ..models.transformer import BAMMConfig, BAMMTransformer
 from ..models.vq import RVQVAE, RVQVAEConfig
+from .checkpoints import latest_checkpoint
 from .common import TrainError
 from .runs import RUN_FILE
 
@@ -30,8 +32,20 @@ def _run(folder, stage: str) -> tuple[Path, dict]:
     return folder, settings
 
 
-def export_weights(*, vq_run, t2m_run, res_run, out, device: str = "cpu") -> Path:
-    """Check that the runs belong together (same tokenizer, same text encoder) and write `out`."""
+def _transformer(cls, config_cls, folder, stage: str, last: bool):
+    model = load_model(cls, config_cls, folder, stage)
+    if last:
+        checkpoint = latest_checkpoint(Path(folder))
+        if checkpoint is None:
+            raise TrainError(f"--{stage} {folder}: no checkpoint to take with --last")
+        load_weights_into(model, checkpoint / "model.safetensors")
+    return model
+
+
+def export_weights(*, vq_run, t2m_run, res_run, out, device: str = "cpu", last: bool = False) -> Path:
+    """Check that the runs belong together (same tokenizer, same text encoder) and write `out`.
+
+    last: take the t2m and res runs' last checkpoints instead of their best-validation models."""
     vq_dir, _ = _run(vq_run, "vq")
     fingerprint = hashlib.sha256((vq_dir / "vq.safetensors").read_bytes()).hexdigest()[:16]
     encoders = set()
@@ -47,8 +61,8 @@ def export_weights(*, vq_run, t2m_run, res_run, out, device: str = "cpu") -> Pat
     stats = load_tensors(vq_dir / "stats.safetensors")
     model = BAMM(text_encoder=load_text_encoder(encoder, device=device),
                  vq=load_model(RVQVAE, RVQVAEConfig, vq_dir, "vq"),
-                 t2m=load_model(BAMMTransformer, BAMMConfig, t2m_run, "t2m"),
-                 res=load_model(ResidualTransformer, ResidualConfig, res_run, "res"),
+                 t2m=_transformer(BAMMTransformer, BAMMConfig, t2m_run, "t2m", last),
+                 res=_transformer(ResidualTransformer, ResidualConfig, res_run, "res", last),
                  mean=stats["mean"], std=stats["std"], device=device)
     model.save_pretrained(out, text_encoder_spec=encoder)
     return Path(out)
