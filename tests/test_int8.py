@@ -105,7 +105,6 @@ def test_shipped_transformer_predicts_the_same_distribution_in_int8():
         want = t2m(ids, text, mask).log_softmax(-1)
         got = quantize_int8(t2m)(ids, text, mask).log_softmax(-1)
     kl = (want.exp() * (want - got)).sum(-1)
-    print(f"KL mean {kl.mean():.4f}, max {kl.max():.4f}")
     assert kl.mean() < 0.02 and kl.max() < 0.1, f"KL mean {kl.mean():.4f}, max {kl.max():.4f}"
 
 

@@ -163,21 +163,22 @@ class MiniLMEncoder:
         check_texts(texts)
         if not texts:
             return torch.zeros(0, self.dim, device=self.device)
-        if self.lexical:
-            return torch.cat([self._pooled(texts[i:i + 64]) for i in range(0, len(texts), 64)])
         emb = self.model.encode(list(texts), batch_size=64, convert_to_tensor=True, show_progress_bar=False,
-                                device=str(self.device))
-        return emb.float().clone()  # a normal tensor (encode runs in inference mode), usable in autograd
+                                device=str(self.device)).float()
+        if self.lexical:
+            words = torch.cat([self._word_piece_mean(texts[i:i + 64]) for i in range(0, len(texts), 64)])
+            emb = torch.cat([emb, words], dim=1)
+        return emb.clone()  # a normal tensor (encode runs in inference mode), usable in autograd
 
-    def _pooled(self, texts: list[str]) -> "torch.Tensor":
-        """[sentence embedding, word-piece mean] for one batch: both masked means of one forward pass (the
-        last layer's and the input layer's token states), each scaled to unit length."""
+    def _word_piece_mean(self, texts: list[str]) -> "torch.Tensor":
+        """(B, 384) unit-length masked mean of the input word-piece embeddings (the model's embedding layer:
+        token + position + segment, normalised), tokenised as the sentence embedding tokenises."""
         import torch
 
         features = self.model.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt",
                                         max_length=self.model.max_seq_length).to(self.device)
         with torch.inference_mode():
-            states = self.model[0].auto_model(**features, output_hidden_states=True).hidden_states
+            states = self.model[0].auto_model.embeddings(input_ids=features["input_ids"],
+                                                         token_type_ids=features["token_type_ids"])
         mask = features["attention_mask"].unsqueeze(-1).float()
-        means = [(states[k].float() * mask).sum(1) / mask.sum(1).clamp(min=1.0) for k in (-1, 0)]
-        return torch.cat([torch.nn.functional.normalize(m, dim=-1) for m in means], dim=1).clone()
+        return torch.nn.functional.normalize((states.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0), dim=-1)
