@@ -6,7 +6,7 @@ Conventions (the common reading of the Biovision format, also Blender's):
 - A joint's local translation is its OFFSET, except that each position channel present *replaces* the matching
   OFFSET component (root translation, and rigs such as Bandai-Namco's that key every joint's position).
 - Rotation channels are Euler angles in degrees, applied as intrinsic rotations in the order they are listed:
-  ``Zrotation Xrotation Yrotation`` means ``R = Rz @ Rx @ Ry`` (scipy ``from_euler("ZXY", ...)``).
+  ``Zrotation Xrotation Yrotation`` means ``R = Rz @ Rx @ Ry`` (``rotations.quat_from_euler("ZXY", ...)``).
 - World transform of a joint = parent world transform @ translate(local translation) @ rotate(R).
 """
 
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial.transform import Rotation
+
+from .rotations import quat_apply, quat_from_euler, quat_identity, quat_multiply, quat_to_euler
 
 POSITION_CHANNELS = ("Xposition", "Yposition", "Zposition")
 ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
@@ -254,11 +254,11 @@ def read_bvh(path: str | Path) -> BvhClip:
 
 
 
-def global_transforms(clip: BvhClip) -> tuple[list[Rotation], np.ndarray]:
-    """World rotations (J Rotations of F each) and world joint positions ``(F, J, 3)`` in file units."""
+def global_transforms(clip: BvhClip) -> tuple[np.ndarray, np.ndarray]:
+    """World rotations ``(F, J, 4)`` (quaternions, x y z w) and world joint positions ``(F, J, 3)`` in file units."""
     skeleton, motion = clip.skeleton, clip.motion
     local_pos = np.repeat(skeleton.offsets[None], len(motion), axis=0)
-    world_rot: list[Rotation] = []
+    world_rot = np.empty(local_pos.shape[:2] + (4,))
     positions = np.zeros_like(local_pos)
     for j, (joint, start) in enumerate(zip(skeleton.joints, skeleton.channel_starts)):
         axes, columns = "", []
@@ -267,14 +267,13 @@ def global_transforms(clip: BvhClip) -> tuple[list[Rotation], np.ndarray]:
                 local_pos[:, j, POSITION_CHANNELS.index(channel)] = motion[:, start + k]
             else:
                 axes, columns = axes + channel[0], columns + [start + k]
-        rot = Rotation.from_euler(axes, motion[:, columns], degrees=True) if axes and len(motion) else None
-        rot = Rotation.identity(len(motion)) if rot is None else rot
+        rot = quat_from_euler(axes, motion[:, columns], degrees=True) if axes else quat_identity(len(motion))
         if joint.parent < 0:
-            world_rot.append(rot)
+            world_rot[:, j] = rot
             positions[:, j] = local_pos[:, j]
             continue
-        world_rot.append(world_rot[joint.parent] * rot)
-        positions[:, j] = positions[:, joint.parent] + world_rot[joint.parent].apply(local_pos[:, j])
+        world_rot[:, j] = quat_multiply(world_rot[:, joint.parent], rot)
+        positions[:, j] = positions[:, joint.parent] + quat_apply(world_rot[:, joint.parent], local_pos[:, j])
     return world_rot, positions
 
 
@@ -283,13 +282,13 @@ def forward_kinematics(clip: BvhClip) -> np.ndarray:
     return global_transforms(clip)[1]
 
 
-def end_site_positions(clip: BvhClip, transforms: tuple[list[Rotation], np.ndarray] | None = None) -> np.ndarray:
+def end_site_positions(clip: BvhClip, transforms: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """World End Site positions ``(F, J, 3)``: row ``j`` is the End Site of joint ``j``, NaN where it has none."""
     world_rot, positions = global_transforms(clip) if transforms is None else transforms
     ends = np.full_like(positions, np.nan)
     for j, end in enumerate(clip.skeleton.end_sites):
         if end is not None and len(positions):
-            ends[:, j] = positions[:, j] + world_rot[j].apply(end)
+            ends[:, j] = positions[:, j] + quat_apply(world_rot[:, j], end)
     return ends
 
 
@@ -351,7 +350,7 @@ def clip_from_rotations(
     parents: list[int] | np.ndarray,
     offsets: np.ndarray,
     root_positions: np.ndarray,
-    local_rotations: Rotation | np.ndarray,
+    local_rotations,
     fps: float,
     order: str = "ZYX",
     *,
@@ -360,14 +359,16 @@ def clip_from_rotations(
     """Build a clip from per-joint local rotations and the root translation.
 
     names, parents, offsets (J, 3): the rig (parents[root] = -1, any joint order).
-    root_positions (F, 3): root translation per frame. local_rotations: (F, J, 4) xyzw quaternions, or a
-    Rotation of shape (F, J) or of F*J rotations (frame-major). order: Euler order of the rotation channels
-    (a permutation of "XYZ"). end_sites: optional End Site offset per joint index.
+    root_positions (F, 3): root translation per frame. local_rotations: (F, J, 4) xyzw quaternions, or any
+    object with ``as_quat()`` giving them (e.g. a scipy Rotation of F*J rotations, frame-major).
+    order: Euler order of the rotation channels (a permutation of "XYZ"). end_sites: optional End Site offset
+    per joint index.
     The root gets 6 channels (position, then rotation), the other joints 3. Joints are stored depth-first,
     so ``clip.skeleton.names`` may list them in another order than ``names``.
     """
     parents, offsets = np.asarray(parents, dtype=np.int64), np.asarray(offsets, dtype=np.float64)
-    quats = local_rotations.as_quat() if isinstance(local_rotations, Rotation) else np.asarray(local_rotations)
+    quats = np.asarray(local_rotations.as_quat() if hasattr(local_rotations, "as_quat") else local_rotations,
+                       dtype=np.float64)
     root_positions = np.asarray(root_positions, dtype=np.float64)
     n_frames, n_joints = len(root_positions), len(names)
     if (parents.shape != (n_joints,) or offsets.shape != (n_joints, 3) or root_positions.shape != (n_frames, 3)
@@ -385,9 +386,7 @@ def clip_from_rotations(
     new_index = {old: new for new, old in enumerate(_depth_first(parents))}
     joints, columns = [], []
     for old in new_index:
-        with warnings.catch_warnings():  # angles at gimbal lock are still a valid decomposition
-            warnings.filterwarnings("ignore", message="Gimbal lock")
-            euler = Rotation.from_quat(quats[:, old]).as_euler(order, degrees=True)
+        euler = quat_to_euler(quats[:, old], order, degrees=True)  # at gimbal lock the third angle is 0
         is_root = parents[old] < 0
         channels = (POSITION_CHANNELS if is_root else ()) + tuple(f"{axis}rotation" for axis in order)
         columns += [root_positions, euler] if is_root else [euler]

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import numpy as np
 
-try:  # torch is needed for recovery only; extraction and contacts also run in a Python without it
+try:  # optional: torch inputs get differentiable torch outputs; numpy inputs never need it
     import torch
 except ImportError:  # pragma: no cover - exercised inside Blender's own Python
     torch = None
-from scipy.ndimage import gaussian_filter1d
-from scipy.spatial.transform import Rotation
 
+from .rotations import gaussian_filter1d, quat_between, quat_from_rotvec, quat_to_matrix
 from .skeleton import (
     FACE_JOINT_INDX, FID_L, FID_R, JOINT_NAMES, KINEMATIC_CHAIN, LEG_SCALE_JOINTS, NUM_JOINTS, PARENTS,
     RAW_OFFSETS, TARGET_OFFSETS,
@@ -102,23 +101,9 @@ def _facing_yaw(joints: np.ndarray, *, ik_variant: bool) -> np.ndarray:
     across = across / np.linalg.norm(across, axis=-1, keepdims=True)
     forward_x, forward_z = across[:, 2], -across[:, 0]  # cross(+Y, across)
     if ik_variant:
-        forward_x = gaussian_filter1d(forward_x, FACING_SIGMA, mode="nearest")
-        forward_z = gaussian_filter1d(forward_z, FACING_SIGMA, mode="nearest")
+        forward_x = gaussian_filter1d(forward_x, FACING_SIGMA)  # scipy's mode="nearest"
+        forward_z = gaussian_filter1d(forward_z, FACING_SIGMA)
     return -np.arctan2(forward_x, forward_z)
-
-
-def _shortest_arc(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``(..., 3, 3)`` taking unit vectors ``u`` onto unit vectors ``v`` by the shortest arc."""
-    u, v = np.broadcast_arrays(u, v)
-    quat = np.concatenate([np.cross(u, v), 1.0 + np.sum(u * v, axis=-1, keepdims=True)], axis=-1)
-    opposite = quat[..., 3] < 1e-9  # half turn: use any axis perpendicular to u
-    if opposite.any():
-        axis = np.cross(u[opposite], [1.0, 0.0, 0.0])
-        parallel = np.linalg.norm(axis, axis=-1) < 1e-6
-        axis[parallel] = np.cross(u[opposite][parallel], [0.0, 1.0, 0.0])
-        quat[opposite] = np.concatenate([axis, np.zeros_like(axis[:, :1])], axis=-1)
-    mats = Rotation.from_quat(quat.reshape(-1, 4)).as_matrix()  # scipy: scalar-last, normalises
-    return mats.reshape(quat.shape[:-1] + (3, 3))
 
 
 def _frame_joints() -> np.ndarray:
@@ -140,8 +125,8 @@ def local_cont6d(joints: np.ndarray, root_yaw: np.ndarray) -> np.ndarray:
     t = len(joints)
     dirs = _unit_bones(joints)
     glob = np.empty((t, NUM_JOINTS, 3, 3))
-    glob[:, 0] = Rotation.from_rotvec(np.stack([np.zeros(t), root_yaw, np.zeros(t)], -1)).as_matrix()
-    glob[:, 1:] = _shortest_arc(RAW_OFFSETS[1:].astype(np.float64), dirs[:, 1:])
+    glob[:, 0] = quat_to_matrix(quat_from_rotvec(np.stack([np.zeros(t), root_yaw, np.zeros(t)], -1)))
+    glob[:, 1:] = quat_to_matrix(quat_between(RAW_OFFSETS[1:].astype(np.float64), dirs[:, 1:]))
     local = np.swapaxes(glob[:, _frame_joints()], -1, -2) @ glob
     local[:, 0] = glob[:, 0]
     return np.concatenate([local[..., 0], local[..., 1]], axis=-1)
@@ -243,19 +228,25 @@ def _check_features(features, joints_num: int) -> None:
         raise ValueError("features have no frames")
 
 
-def _as_torch(features):
-    if _is_tensor(features):
-        return features, False
-    return torch.from_numpy(np.asarray(features, dtype=np.float64)), True
+def _as_float(features):
+    """Torch tensors as they are (differentiable); anything else as a float64 numpy array."""
+    return features if _is_tensor(features) else np.asarray(features, dtype=np.float64)
 
 
-def _root_yaw_pos(f: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    half = torch.cumsum(f[..., :-1, 0], dim=-1)
-    yaw = 2.0 * torch.cat([torch.zeros_like(f[..., :1, 0]), half], dim=-1)
-    vel = torch.stack([f[..., :-1, 1], torch.zeros_like(f[..., :-1, 1]), f[..., :-1, 2]], dim=-1)
+def _lib(x):
+    """The array library of ``x`` and its concatenation (``torch.cat`` or ``np.concatenate``)."""
+    return (torch, torch.cat) if _is_tensor(x) else (np, np.concatenate)
+
+
+def _root_yaw_pos(f):
+    """Root yaw ``(..., T)`` and position ``(..., T, 3)`` of features ``f`` (numpy float64 or torch)."""
+    lib, cat = _lib(f)
+    half = lib.cumsum(f[..., :-1, 0], -1)
+    yaw = 2.0 * cat([lib.zeros_like(f[..., :1, 0]), half], -1)
+    vel = lib.stack([f[..., :-1, 1], lib.zeros_like(f[..., :-1, 1]), f[..., :-1, 2]], -1)
     step = _rotate_y(vel, -yaw[..., 1:])
-    xz = torch.cat([torch.zeros_like(step[..., :1, :]), torch.cumsum(step, dim=-2)], dim=-2)
-    pos = torch.stack([xz[..., 0], f[..., 3], xz[..., 2]], dim=-1)
+    xz = cat([lib.zeros_like(step[..., :1, :]), lib.cumsum(step, -2)], -2)
+    pos = lib.stack([xz[..., 0], f[..., 3], xz[..., 2]], -1)
     return yaw, pos
 
 
@@ -263,30 +254,32 @@ def recover_root_rot_pos(features):
     """Root yaw ``(..., T)`` (radians; world = R_y(-yaw) * facing frame) and root position ``(..., T, 3)``.
 
     Integrates the yaw and XZ velocities from zero like HumanML3D (whose root quaternion is
-    ``(cos(yaw/2), 0, sin(yaw/2), 0)``). numpy in -> float32 numpy out; torch in -> torch out (differentiable).
+    ``(cos(yaw/2), 0, sin(yaw/2), 0)``). numpy in -> float32 numpy out, computed in float64 with numpy alone;
+    torch in -> torch out (differentiable).
     """
     _check_features(features, NUM_JOINTS)
-    f, was_numpy = _as_torch(features)
-    yaw, pos = _root_yaw_pos(f)
-    if was_numpy:
-        return yaw.numpy().astype(np.float32), pos.numpy().astype(np.float32)
-    return yaw, pos
+    yaw, pos = _root_yaw_pos(_as_float(features))
+    if _is_tensor(features):
+        return yaw, pos
+    return yaw.astype(np.float32), pos.astype(np.float32)
 
 
 def recover_from_ric(features, joints_num: int = NUM_JOINTS):
     """Joint positions ``(..., T, joints_num, 3)`` from features ``(..., T, 12 * joints_num - 1)``.
 
-    numpy in -> float32 numpy out (computed in float64); torch in -> torch out, differentiable.
+    numpy in -> float32 numpy out (computed in float64 with numpy alone, no torch needed); torch in -> torch
+    out, differentiable.
     """
     _check_features(features, joints_num)
-    f, was_numpy = _as_torch(features)
+    f = _as_float(features)
+    lib, cat = _lib(f)
     yaw, root = _root_yaw_pos(f)
     ric = f[..., 4:4 + (joints_num - 1) * 3]
     ric = ric.reshape(*ric.shape[:-1], joints_num - 1, 3)
     joints = _rotate_y(ric, -yaw[..., None])
-    offset = torch.stack([root[..., 0], torch.zeros_like(root[..., 0]), root[..., 2]], dim=-1)
-    joints = torch.cat([root[..., None, :], joints + offset[..., None, :]], dim=-2)
-    return joints.numpy().astype(np.float32) if was_numpy else joints
+    offset = lib.stack([root[..., 0], lib.zeros_like(root[..., 0]), root[..., 2]], -1)
+    joints = cat([root[..., None, :], joints + offset[..., None, :]], -2)
+    return joints if _is_tensor(features) else joints.astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------- Mean / Std

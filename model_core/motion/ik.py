@@ -17,7 +17,7 @@ The solve is analytic, frame-vectorised:
   direction opposite to its rest direction does not flip) and relaxed towards zero by ``twist_decay`` per
   frame, so it never drifts;
 * a joint with several children (pelvis, spine3) gets the best-fit rotation of its rest child directions
-  onto the target ones (scipy ``Rotation.align_vectors``); what the fit leaves over is kept as ``offsets``;
+  onto the target ones (Kabsch, ``rotations.quat_align_vectors``); what the fit leaves over is kept as ``offsets``;
 * a leaf joint (head, wrists, feet) keeps the rest rotation.
 
 ``offsets`` ``(T, J, 3)`` moves a child of a several-children joint away from its rest place, in the rest
@@ -35,9 +35,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import lfilter
-from scipy.spatial.transform import Rotation, Slerp
-
+from .rotations import (
+    lfilter, quat_align_vectors, quat_apply, quat_between, quat_from_rotvec, quat_identity, quat_inverse,
+    quat_multiply, quat_slerp, quat_to_rotvec,
+)
 from .skeleton import PARENTS, rest_joints
 
 TWIST_DECAY = 0.97  # share of the carried twist kept per 20-fps frame (half-life about 1.1 s: unwinds slowly)
@@ -90,18 +91,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, _EPS)
 
 
-def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Shortest-arc quaternions (xyzw) taking unit vectors ``a`` to ``b`` (broadcast over leading axes)."""
-    a, b = np.broadcast_arrays(a, b)
-    q = np.concatenate([np.cross(a, b), 1.0 + np.sum(a * b, axis=-1, keepdims=True)], axis=-1)
-    opposite = q[..., 3] < 1e-8
-    if opposite.any():  # 180 degrees: any axis perpendicular to a
-        aa = a[opposite]
-        helper = np.where(np.abs(aa[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
-        q[opposite] = np.concatenate([_unit(np.cross(aa, helper)), np.zeros((len(aa), 1))], axis=-1)
-    return _unit(q)
-
-
 def continuous(quats: np.ndarray) -> np.ndarray:
     """Flip quaternion signs along axis 0 so consecutive quaternions have a non-negative dot product."""
     quats = np.array(quats, dtype=np.float64)
@@ -116,15 +105,18 @@ def _swing_twist(rest_dir: np.ndarray, target: np.ndarray, twist_decay: float) -
     """Local rotations ``(T, 4)`` of a one-child bone: swing ``rest_dir`` -> ``target`` plus a carried twist."""
     axis = _unit(rest_dir)
     u = _unit(target)
-    swing = Rotation.from_quat(_swing(axis, u))
+    swing = quat_between(axis, u)
     # Twist picked up by the smallest rotation from frame t-1 to t, measured in the rest frame of the bone:
     # swing[t]^-1 * step[t] * swing[t-1] maps the bone axis to itself, so it is a pure twist about it.
-    step = Rotation.from_quat(_swing(u[:-1], u[1:]))
-    loop = (swing[1:].inv() * step * swing[:-1]).as_quat() if len(u) > 1 else np.zeros((0, 4))
+    if len(u) > 1:
+        step = quat_between(u[:-1], u[1:])
+        loop = quat_multiply(quat_multiply(quat_inverse(swing[1:]), step), swing[:-1])
+    else:
+        loop = np.zeros((0, 4))
     phi = 2.0 * np.arctan2(loop[:, :3] @ axis, loop[:, 3])
     phi = (phi + np.pi) % (2.0 * np.pi) - np.pi
     theta = lfilter([twist_decay], [1.0, -twist_decay], np.concatenate([[0.0], phi]))
-    return (swing * Rotation.from_rotvec(theta[:, None] * axis)).as_quat()
+    return quat_multiply(swing, quat_from_rotvec(theta[:, None] * axis))
 
 
 def solve(
@@ -148,25 +140,22 @@ def solve(
     local = np.zeros((n_frames, n_joints, 4))
     local[..., 3] = 1.0
     offsets = np.zeros((n_frames, n_joints, 3))
-    world: list[Rotation] = []
+    world: list[np.ndarray] = []  # (T, 4) global rotation of each joint solved so far
     for j in range(n_joints):
-        parent_world = world[parents[j]] if parents[j] >= 0 else Rotation.identity(n_frames)
+        parent_world = world[parents[j]] if parents[j] >= 0 else quat_identity(n_frames)
         kids = children[j]
         if len(kids) == 1:
-            target = parent_world.inv().apply(joints[:, kids[0]] - joints[:, j])
+            target = quat_apply(quat_inverse(parent_world), joints[:, kids[0]] - joints[:, j])
             local[:, j] = continuous(_swing_twist(rest[kids[0]] - rest[j], target, twist_decay))
         elif len(kids) > 1:
-            inverse = Rotation.from_quat(np.repeat(parent_world.inv().as_quat(), len(kids), axis=0))
-            targets = inverse.apply((joints[:, kids] - joints[:, j : j + 1]).reshape(-1, 3))
-            targets = _unit(targets.reshape(n_frames, len(kids), 3))
-            rest_units = _unit(rest[kids] - rest[j])
-            for t in range(n_frames):
-                local[t, j] = Rotation.align_vectors(targets[t], rest_units)[0].as_quat()
-            local[:, j] = continuous(local[:, j])
-        world.append(parent_world * Rotation.from_quat(local[:, j]))
+            targets = quat_apply(quat_inverse(parent_world)[:, None], joints[:, kids] - joints[:, j : j + 1])
+            rest_units = np.broadcast_to(_unit(rest[kids] - rest[j]), targets.shape)
+            local[:, j] = continuous(quat_align_vectors(_unit(targets), rest_units))
+        world.append(quat_multiply(parent_world, local[:, j]))
         if len(kids) > 1:  # what the best fit leaves over, in the rest frame of joint j
+            inverse = quat_inverse(world[j])
             for c in kids:
-                offsets[:, c] = world[j].inv().apply(joints[:, c] - joints[:, j]) - (rest[c] - rest[j])
+                offsets[:, c] = quat_apply(inverse, joints[:, c] - joints[:, j]) - (rest[c] - rest[j])
     return Pose(local, joints[:, 0].copy(), offsets)
 
 
@@ -190,15 +179,15 @@ def forward(pose: Pose, *, parents=PARENTS, rest: np.ndarray | None = None) -> n
     if pose.rotations.shape[1] != len(parents) or rest.shape != (len(parents), 3):
         raise ValueError(f"pose has {pose.rotations.shape[1]} joints, rest {rest.shape}, parents {len(parents)}")
     joints = np.zeros((len(pose), len(parents), 3))
-    world: list[Rotation] = []
+    world: list[np.ndarray] = []  # (T, 4) global rotation of each joint
     for j, p in enumerate(parents):
-        local = Rotation.from_quat(pose.rotations[:, j])
+        local = pose.rotations[:, j]
         if p < 0:
             joints[:, j] = pose.root
             world.append(local)
         else:
-            joints[:, j] = joints[:, p] + world[p].apply(rest[j] - rest[p] + pose.offsets[:, j])
-            world.append(world[p] * local)
+            joints[:, j] = joints[:, p] + quat_apply(world[p], rest[j] - rest[p] + pose.offsets[:, j])
+            world.append(quat_multiply(world[p], local))
     return joints
 
 
@@ -209,9 +198,7 @@ def sample(pose: Pose, times: np.ndarray) -> Pose:
     if len(pose) == 1:
         return pose[np.zeros(len(times), dtype=int)]
     frames = np.arange(len(pose), dtype=np.float64)
-    rotations = np.empty((len(times),) + pose.rotations.shape[1:])
-    for j in range(rotations.shape[1]):
-        rotations[:, j] = continuous(Slerp(frames, Rotation.from_quat(pose.rotations[:, j]))(times).as_quat())
+    rotations = continuous(quat_slerp(frames, pose.rotations, times))
 
     def lerp(values: np.ndarray) -> np.ndarray:
         flat = values.reshape(len(pose), -1)
@@ -239,10 +226,8 @@ def crossfade(a: Pose, b: Pose, weight: np.ndarray) -> Pose:
     weight = np.asarray(weight, dtype=np.float64)
     if a.rotations.shape != b.rotations.shape or weight.shape != (len(a),):
         raise ValueError(f"crossfade shapes differ: {a.rotations.shape}, {b.rotations.shape}, weight {weight.shape}")
-    ra = Rotation.from_quat(a.rotations.reshape(-1, 4))
-    delta = (ra.inv() * Rotation.from_quat(b.rotations.reshape(-1, 4))).as_rotvec()
-    w = np.repeat(weight, a.rotations.shape[1])[:, None]
-    rotations = (ra * Rotation.from_rotvec(delta * w)).as_quat().reshape(a.rotations.shape)
+    delta = quat_to_rotvec(quat_multiply(quat_inverse(a.rotations), b.rotations))
+    rotations = quat_multiply(a.rotations, quat_from_rotvec(delta * weight[:, None, None]))
     root = a.root + (b.root - a.root) * weight[:, None]
     offsets = a.offsets + (b.offsets - a.offsets) * weight[:, None, None]
     return Pose(continuous(rotations), root, offsets)
