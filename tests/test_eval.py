@@ -1,6 +1,7 @@
 """Evaluator training and the evaluation protocol end to end on a tiny labelled dataset."""
 
 import json
+from collections import defaultdict
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from model_core.data.captions import evaluation_captions, training_caption_pool
 from model_core.eval import protocol
 from model_core.eval.protocol import PHRASINGS, evaluate, format_table, pick_captions
 from model_core.eval.train_evaluator import load_evaluator, train_evaluator
+from model_core.motion.features import recover_from_ric
 from support.tiny_dataset import write_tiny_dataset
 
 CONTENTS = ["walk", "run", "wave-left-hand", "raise-up-both-hands"]
@@ -123,3 +125,65 @@ def test_protocol_embeds_captions_with_the_evaluators_encoder(labelled_data, eva
     assert lexical.text_encoder.dim == 768
     results = evaluate(lexical, labelled_data, evaluator_dir, repeats=1, mm_prompts=0, log=lambda m: None)
     assert np.isfinite(results["MM-Dist"][0]) and 0.0 <= results["R-precision top-1"][0] <= 1.0
+
+
+def test_protocol_reports_dynamics_of_real_reconstructed_and_generated(labelled_data, evaluator_dir, minilm_bamm):
+    from model_core.data.humanml3d import load_split
+    from model_core.eval import dynamics
+
+    results = evaluate(minilm_bamm, labelled_data, evaluator_dir, repeats=2, mm_prompts=0, log=lambda m: None)
+    real_joints = [recover_from_ric(c.features) for c in load_split(labelled_data, "test")]
+    real = dynamics.set_dynamics(real_joints)
+    for name, _ in dynamics.METRICS:
+        assert results[f"Dynamics {name} (real)"] == pytest.approx([real[name]] * 2, rel=1e-4), name
+        gen, rec = results[f"Dynamics {name} (generated)"], results[f"Dynamics {name} (reconstruction)"]
+        assert np.isfinite(gen).all() and np.isfinite(rec).all()
+        assert results[f"Dynamics {name} (generated/real)"] == pytest.approx(np.array(gen) / real[name]), name
+    assert results["Dynamics acceleration (generated)"][0] != results["Dynamics acceleration (generated)"][1]
+    # walk and run clips are directed locomotion: the real share is that of the real clips
+    contents = [c.meta["content"] for c in load_split(labelled_data, "test")]
+    assert results["Direction match (real)"][0] == pytest.approx(dynamics.direction_matches(real_joints, contents)[0])
+    assert 0.0 <= results["Direction match"][0] <= 1.0
+    table = format_table(results)
+    assert "dynamics (median over clips" in table and "mean joint acceleration (m/s²)" in table
+    assert "Dynamics acceleration (real)" not in table
+
+
+@pytest.mark.parametrize("frames", [40, 43])
+def test_reconstruction_keeps_each_clip_length(minilm_bamm, frames):
+    feats = np.random.default_rng(frames).normal(size=(frames, 263)).astype(np.float32)
+    mean, std = minilm_bamm.mean.numpy(), minilm_bamm.std.numpy()
+    (joints,) = protocol.reconstruct_joints(minilm_bamm, [feats], mean, std)
+    assert joints.shape == (frames, 22, 3) and np.isfinite(joints).all()
+
+
+@pytest.mark.parametrize("predicted, separated", [
+    ([0, 0, 0, 1, 1, 1], True),    # walk clips -> walk, walk-back clips -> walk-back
+    ([0, 0, 0, 0, 0, 1], False),   # two walk-back clips taken for walks
+])
+def test_walk_confusion_rows_and_verdict(predicted, separated):
+    contents = ["run", "walk", "walk-back"]
+    truth = np.array([1, 1, 1, 2, 2, 2])
+    pred = np.array(predicted) + 1
+    results, lines = defaultdict(list), []
+    protocol.walk_confusion(results, pred, truth, contents, lines.append)
+    back_right = float((pred[3:] == 2).mean())
+    assert results["Classifier walk-back -> walk-back (real)"] == [pytest.approx(back_right)]
+    assert results["Classifier walk-back -> walk (real)"] == [pytest.approx(1.0 - back_right)]
+    assert results["Classifier walk -> walk (real)"] == [1.0]
+    assert ("WARNING" in lines[-1]) is not separated
+
+
+def test_walk_confusion_is_skipped_without_both_labels():
+    results, lines = defaultdict(list), []
+    protocol.walk_confusion(results, np.array([0, 1]), np.array([0, 1]), ["run", "walk"], lines.append)
+    assert not results and "skipped" in lines[0]
+
+
+def test_confusion_matrix_counts_and_errors():
+    from model_core.eval.metrics import confusion_matrix
+
+    table = confusion_matrix(np.array([0, 1, 1, 2]), np.array([0, 1, 2, -1]), 3)
+    assert table.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
+    with pytest.raises(ValueError, match="class ids"):
+        confusion_matrix(np.array([3]), np.array([0]), 3)

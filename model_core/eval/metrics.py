@@ -126,3 +126,17 @@ def accuracy(predicted: np.ndarray, target: np.ndarray) -> float:
     if predicted.shape != target.shape or predicted.size == 0:
         raise ValueError(f"predicted {predicted.shape} and target {target.shape} must be equal and non-empty")
     return float((predicted == target).mean())
+
+
+def confusion_matrix(predicted: np.ndarray, target: np.ndarray, n_classes: int) -> np.ndarray:
+    """(n_classes, n_classes) counts: row = true class, column = predicted class; targets of -1 (a label the
+    classifier does not know) are left out."""
+    predicted, target = np.asarray(predicted), np.asarray(target)
+    if predicted.shape != target.shape or predicted.ndim != 1:
+        raise ValueError(f"predicted {predicted.shape} and target {target.shape} must be equal 1-d arrays")
+    if n_classes < 1 or ((predicted < 0) | (predicted >= n_classes)).any() or (target >= n_classes).any():
+        raise ValueError(f"class ids must lie in [0, {n_classes})")
+    known = target >= 0
+    out = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(out, (target[known], predicted[known]), 1)
+    return out

@@ -7,6 +7,13 @@ the length it predicts itself), and the evaluator embeds real and generated moti
 With HumanML3D's official evaluator (``evaluate(..., official=<folder>)``) the official protocol is followed
 instead: the dataset's own captions, the official test items and crops, and the official embeddings, so the
 numbers compare with published tables.
+
+Both protocols also report the dynamics of the joints (``dynamics.py``: acceleration, high-frequency share,
+foot skate, floor penetration) of the real clips, of their tokenizer reconstructions and of the generated
+motions, with the ratios to real, as rows ``Dynamics <metric> (<set>)``; ours adds the share of directed
+locomotion clips (walk, run, walk-back, ...) whose generated motion travels the way the caption says
+("Direction match", next to the real clips' share) and the action classifier's walk / walk-back confusion
+on the real clips.
 """
 
 from __future__ import annotations
@@ -21,7 +28,8 @@ import torch
 from ..data.captions import evaluation_captions, training_caption_pool
 from ..data.humanml3d import load_split, load_stats
 from ..models.text import load_text_encoder
-from . import metrics
+from ..motion.features import recover_from_ric
+from . import dynamics, metrics
 from .official import OfficialEvaluator, crop_for_eval, official_samples
 from .train_evaluator import clip_labels, load_evaluator, pad_batch
 
@@ -90,6 +98,60 @@ def generate_features(bamm, captions: list[str], frames: list[int] | None, *, se
             for i, m in zip(chunk, motions):
                 out[i] = ((m.features - mean) / std).astype(np.float32)
     return out
+
+
+def joints_of(features: list[np.ndarray], mean, std) -> list[np.ndarray]:
+    """Joints (T, 22, 3) of normalised features (T, 263)."""
+    return [recover_from_ric((f * std + mean).astype(np.float32)) for f in features]
+
+
+@torch.no_grad()
+def reconstruct_joints(bamm, features: list[np.ndarray], mean, std) -> list[np.ndarray]:
+    """Joints of the tokenizer's encode -> decode round trip of normalised features, each cut to its length."""
+    out = []
+    for f in features:
+        raw = (f * std + mean).astype(np.float32)
+        out.append(bamm.decode(bamm.features_to_codes(raw))[1][: len(raw)])
+    return out
+
+
+DYNAMICS_SETS = ("real", "reconstruction", "generated")
+
+
+def _dynamics_rows(results: dict, real: dict, reconstruction: dict, generated: dict) -> None:
+    """Append ``Dynamics <metric> (<set>)`` for the three sets and their ratios to real."""
+    sets = dict(zip(DYNAMICS_SETS, (real, reconstruction, generated)))
+    for name, _ in dynamics.METRICS:
+        for which, values in sets.items():
+            results[f"Dynamics {name} ({which})"].append(values[name])
+        for which in DYNAMICS_SETS[1:]:
+            results[f"Dynamics {name} ({which}/real)"].append(dynamics.ratio(sets[which][name], real[name]))
+
+
+WALK_PAIR = ("walk", "walk-back")
+
+
+def walk_confusion(results: dict, predicted: np.ndarray, truth: np.ndarray, contents: list[str], log) -> None:
+    """Share of real walk / walk-back clips the classifier labels walk and walk-back (rows
+    ``Classifier <true> -> <predicted> (real)``); logs whether it separates them."""
+    if not all(name in contents for name in WALK_PAIR):
+        log("walk / walk-back confusion skipped: the classifier does not know both labels")
+        return
+    ids = [contents.index(name) for name in WALK_PAIR]
+    table = metrics.confusion_matrix(predicted, truth, len(contents))
+    separated = True
+    for true_name, t in zip(WALK_PAIR, ids):
+        n = int(table[t].sum())
+        if n == 0:
+            log(f"walk / walk-back confusion: no real {true_name} clip in the split")
+            separated = False
+            continue
+        for pred_name, p in zip(WALK_PAIR, ids):
+            results[f"Classifier {true_name} -> {pred_name} (real)"].append(table[t, p] / n)
+        separated &= table[t, t] > table[t, ids[0] + ids[1] - t]
+        log(f"classifier on {n} real {true_name} clips: {table[t, ids[0]]} -> walk, {table[t, ids[1]]} -> walk-back")
+    log("the classifier separates walk from walk-back on real clips" if separated else
+        "WARNING: the classifier does not separate walk from walk-back on real clips")
 
 
 PHRASINGS = ("held-out", "training")
@@ -179,8 +241,14 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
     s_true = np.array([labels["styles"].index(c.style) if c.style in labels["styles"] else -1 for c in clips])
     real_pred = classify(classifier, real)
     results: dict[str, list[float]] = defaultdict(list)
+    contents = [c.content for c in clips]
+    real_joints = joints_of(real, mean, std)
+    dyn_real = dynamics.set_dynamics(real_joints)
+    dyn_rec = dynamics.set_dynamics(reconstruct_joints(bamm, real, mean, std))
+    real_share, n_directed = dynamics.direction_matches(real_joints, contents)
     rng = np.random.default_rng(seed)
     for r in range(repeats):
+        walk_confusion(results, real_pred[0], c_true, labels["contents"], log if r == 0 else (lambda m: None))
         caps = pick_captions(clips, r, phrasings)
         text_emb = embed_texts(matcher, text_encoder, caps)
         perm = rng.permutation(len(clips))
@@ -188,6 +256,11 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
         gen = generate_features(bamm, caps, frames, seed=seed + 1000 * r, rounds=rounds, mean=mean, std=std)
         _matching_metrics(results, text_emb[perm], real_emb[perm], embed_motions(matcher, gen)[perm], seed=seed + r)
         _accuracies(results, classifier, gen, real_pred, c_true, s_true)
+        gen_joints = joints_of(gen, mean, std)
+        _dynamics_rows(results, dyn_real, dyn_rec, dynamics.set_dynamics(gen_joints))
+        if n_directed:
+            results["Direction match"].append(dynamics.direction_matches(gen_joints, contents)[0])
+            results["Direction match (real)"].append(real_share)
         if length == "predicted":
             gen_len = np.array([len(g) for g in gen])
             real_len = np.array([len(c.features) for c in clips])
@@ -253,10 +326,14 @@ def evaluate_official(bamm, data_root, official, evaluator_dir=None, *, split: s
         gen = generate_features(bamm, texts, frames, seed=seed + 1000 * r, rounds=rounds, mean=mean, std=std)
         real_emb = judge.embed_motion(real)
         gen_emb = judge.embed_motion([g * std + mean for g in gen])
+        real_norm = [((m - mean) / std).astype(np.float32) for m in real]
+        _dynamics_rows(results, dynamics.set_dynamics(joints_of(real_norm, mean, std)),
+                       dynamics.set_dynamics(reconstruct_joints(bamm, real_norm, mean, std)),
+                       dynamics.set_dynamics(joints_of(gen, mean, std)))
         _matching_metrics(results, judge.embed_text(caps), real_emb, gen_emb, seed=seed + r)
         if classifier is not None:
             c_true, s_true = truth[0][keep], truth[1][keep]
-            real_pred = classify(classifier, [((m - mean) / std).astype(np.float32) for m in real])
+            real_pred = classify(classifier, real_norm)
             _accuracies(results, classifier, gen, real_pred, c_true, s_true)
         if length == "predicted":
             gen_len, real_len = np.array([len(g) for g in gen]), np.array([len(m) for m in real])
@@ -271,9 +348,17 @@ def evaluate_official(bamm, data_root, official, evaluator_dir=None, *, split: s
 
 
 def format_table(results: dict[str, list[float]], *, title: str = "") -> str:
+    """Mean and 95% CI over repeats of every metric; the ``Dynamics`` rows follow as one table (means over
+    repeats of real / reconstruction / generated, ratios to real)."""
+    rows = {k: v for k, v in results.items() if not k.startswith("Dynamics ")}
+    width = max([36] + [len(k) for k in rows])
     lines = [title] if title else []
-    lines.append(f"{'metric':<36} {'mean':>10} {'± 95% CI':>10}")
-    for name, values in results.items():
+    lines.append(f"{'metric':<{width}} {'mean':>10} {'± 95% CI':>10}")
+    for name, values in rows.items():
         mean, half = metrics.mean_ci(values)
-        lines.append(f"{name:<36} {mean:>10.4f} {half:>10.4f}")
+        lines.append(f"{name:<{width}} {mean:>10.4f} {half:>10.4f}")
+    sets = {which: {name: float(np.mean(results[f"Dynamics {name} ({which})"])) for name, _ in dynamics.METRICS}
+            for which in DYNAMICS_SETS if f"Dynamics acceleration ({which})" in results}
+    if sets:
+        lines += ["", dynamics.format_dynamics_table(sets, title="dynamics (median over clips; ratios to real)")]
     return "\n".join(lines)
