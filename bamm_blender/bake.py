@@ -16,12 +16,13 @@ import hashlib
 
 import bpy
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from . import axes
 from .armature import BONE_NAMES, PARENTS, check_armature, rest_joints_of, rest_matrices_of
-from .core import MODEL_FPS, ik
+from .core import MODEL_FPS, ik, model_module
 from .errors import BammInputError
+
+rot = model_module(".motion.rotations")
 
 LOCATION_BONES = (0,) + tuple(c for c, p in enumerate(PARENTS) if p >= 0 and PARENTS.count(p) > 1)
 ROTATION_PATH = 'pose.bones["{}"].rotation_quaternion'
@@ -69,11 +70,11 @@ def to_bone_space(obj: bpy.types.Object, pose: ik.Pose) -> tuple[np.ndarray, np.
     quats = np.empty(pose.rotations.shape)
     locations = np.zeros(pose.offsets.shape)
     for j in range(len(BONE_NAMES)):
-        local = bases[j].inv() * Rotation.from_quat(pose.rotations[:, j]) * bases[j]
-        quats[:, j] = ik.continuous(np.roll(local.as_quat(), 1, axis=-1))
-    locations[:, 0] = bases[0].inv().apply(pose.root - rest[0])
+        local = rot.quat_multiply(rot.quat_multiply(rot.quat_inverse(bases[j]), pose.rotations[:, j]), bases[j])
+        quats[:, j] = ik.continuous(np.roll(local, 1, axis=-1))
+    locations[:, 0] = rot.quat_apply(rot.quat_inverse(bases[0]), pose.root - rest[0])
     for j in LOCATION_BONES[1:]:
-        locations[:, j] = bases[j].inv().apply(pose.offsets[:, j])
+        locations[:, j] = rot.quat_apply(rot.quat_inverse(bases[j]), pose.offsets[:, j])
     return quats, locations
 
 
@@ -84,11 +85,11 @@ def from_bone_space(obj: bpy.types.Object, quats: np.ndarray, locations: np.ndar
     rotations = np.empty(quats.shape)
     offsets = np.zeros(locations.shape)
     for j in range(len(BONE_NAMES)):
-        local = Rotation.from_quat(np.roll(quats[:, j], -1, axis=-1))
-        rotations[:, j] = (bases[j] * local * bases[j].inv()).as_quat()
+        local = np.roll(quats[:, j], -1, axis=-1)
+        rotations[:, j] = rot.quat_multiply(rot.quat_multiply(bases[j], local), rot.quat_inverse(bases[j]))
     for j in LOCATION_BONES[1:]:
-        offsets[:, j] = bases[j].apply(locations[:, j])
-    return ik.Pose(rotations, bases[0].apply(locations[:, 0]) + rest[0], offsets)
+        offsets[:, j] = rot.quat_apply(bases[j], locations[:, j])
+    return ik.Pose(rotations, rot.quat_apply(bases[0], locations[:, 0]) + rest[0], offsets)
 
 
 def pose_from_joints(obj: bpy.types.Object, joints: np.ndarray, fps: float) -> ik.Pose:

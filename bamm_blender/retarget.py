@@ -26,13 +26,13 @@ from dataclasses import dataclass
 
 import bpy
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from . import armature, axes, bake, bone_map
 from .core import ik, model_module
 from .errors import BammInputError
 
 foot_contact = model_module(".motion.foot_contact")
+rot = model_module(".motion.rotations")
 
 JOINTS = armature.BONE_NAMES
 UP_MODEL = np.array([0.0, 1.0, 0.0])
@@ -68,11 +68,7 @@ def source_motion(source, scene, options: RetargetOptions, *, contacts=None) -> 
     first, last = bake.key_range(source, action)
     if options.foot_lock:
         joints = bake.read_model_joints(source, action, scene)
-        try:
-            flags = foot_contact.contacts_from_joints(joints) if contacts is None else contacts
-        except ImportError as exc:  # the feature module needs torch
-            raise BammInputError(f"Foot lock needs the model's feature code, which cannot load here ({exc}): "
-                                 "turn Foot Lock off or use the command line 'bamm export --foot-lock'") from exc
+        flags = foot_contact.contacts_from_joints(joints) if contacts is None else contacts
         pose = bake.pose_from_joints(source, foot_contact.foot_lock(joints, flags), bake.scene_fps(scene))
     else:
         frames = np.arange(first, last + 1, dtype=np.float64)
@@ -92,15 +88,15 @@ def loop_pose(pose: ik.Pose) -> ik.Pose:
         raise BammInputError(f"A loop needs at least 3 frames, got {n}")
     w = np.arange(n) / (n - 1)
     rotations = pose.rotations.copy()
-    root = Rotation.from_quat(pose.rotations[:, 0])
-    forward = root.apply([0.0, 0.0, 1.0])
-    heading = Rotation.from_rotvec(np.arctan2(forward[:, 0], forward[:, 2])[:, None] * UP_MODEL)
-    tilt = heading.inv() * root
+    root = pose.rotations[:, 0]
+    forward = rot.quat_apply(root, [0.0, 0.0, 1.0])
+    heading = rot.quat_from_rotvec(np.arctan2(forward[:, 0], forward[:, 2])[:, None] * UP_MODEL)
+    tilt = rot.quat_multiply(rot.quat_inverse(heading), root)
     for j in range(rotations.shape[1]):
-        local = tilt if j == 0 else Rotation.from_quat(pose.rotations[:, j])
-        gap = (local[n - 1].inv() * local[0]).as_rotvec()
-        fixed = local * Rotation.from_rotvec(w[:, None] * gap)
-        rotations[:, j] = ik.continuous((heading * fixed if j == 0 else fixed).as_quat())
+        local = tilt if j == 0 else pose.rotations[:, j]
+        gap = rot.quat_to_rotvec(rot.quat_multiply(rot.quat_inverse(local[n - 1]), local[0]))
+        fixed = rot.quat_multiply(local, rot.quat_from_rotvec(w[:, None] * gap))
+        rotations[:, j] = ik.continuous(rot.quat_multiply(heading, fixed) if j == 0 else fixed)
     root_pos = pose.root.copy()
     root_pos[:, 1] += w * (pose.root[0, 1] - pose.root[-1, 1])
     offsets = pose.offsets + w[:, None, None] * (pose.offsets[0] - pose.offsets[-1])
@@ -118,11 +114,11 @@ def source_world(source, pose: ik.Pose) -> tuple[np.ndarray, np.ndarray]:
     joint positions ``(F, 22, 3)``."""
     world = np.array(source.matrix_world)
     to_world = _world_rotation(world) @ axes.MODEL_TO_BLENDER
-    glob: list[Rotation] = []
+    glob: list[np.ndarray] = []  # (F, 4) model-space global rotation of each joint
     for j, p in enumerate(armature.PARENTS):
-        local = Rotation.from_quat(pose.rotations[:, j])
-        glob.append(local if p < 0 else glob[p] * local)
-    deltas = np.stack([to_world @ g.as_matrix() @ to_world.T for g in glob], axis=1)
+        local = pose.rotations[:, j]
+        glob.append(local if p < 0 else rot.quat_multiply(glob[p], local))
+    deltas = np.stack([to_world @ rot.quat_to_matrix(g) @ to_world.T for g in glob], axis=1)
     joints = axes.to_blender(ik.forward(pose, rest=armature.rest_joints_of(source)))
     return deltas, joints @ world[:3, :3].T + world[:3, 3]
 
@@ -131,18 +127,6 @@ def source_world(source, pose: ik.Pose) -> tuple[np.ndarray, np.ndarray]:
 def _tail_child(j: int) -> int | None:
     kids = armature.CHILDREN[j]
     return armature.TAIL_CHILD.get(j, kids[0]) if kids else None
-
-
-def _shortest(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Shortest rotation matrix taking direction ``a`` to ``b``."""
-    a, b = a / np.linalg.norm(a), b / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    if np.linalg.norm(axis) < 1e-9:
-        if a @ b > 0:
-            return np.eye(3)
-        axis = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        return Rotation.from_rotvec(np.pi * axis / np.linalg.norm(axis)).as_matrix()
-    return Rotation.from_rotvec(axis / np.linalg.norm(axis) * np.arctan2(np.linalg.norm(axis), a @ b)).as_matrix()
 
 
 def _frame(up: np.ndarray, lateral: np.ndarray) -> np.ndarray:
@@ -198,7 +182,7 @@ def plan(source, target, mapping: dict[str, str]) -> Plan:
             source_dir = src_axes[:, j]
             target_dir = rig.tails[index[bone]] - rig.heads[index[bone]]
         rest_world = tgt_rot @ np.array(target.data.bones[bone].matrix_local)[:3, :3]
-        offsets[j] = _shortest(target_dir, facing @ source_dir) @ rest_world
+        offsets[j] = rot.quat_to_matrix(rot.quat_between(target_dir, facing @ source_dir)) @ rest_world
 
     def leg(points) -> float:  # thigh + shin, mean of both sides
         return sum(np.linalg.norm(points[k] - points[h]) + np.linalg.norm(points[a] - points[k])
@@ -284,17 +268,17 @@ def _pose_bones(target, wanted: dict, hips: np.ndarray | None, hips_bone: str):
 
 # -------------------------------------------------------------------------------------------- writing
 def _rotation_channels(pose_bone, matrices: np.ndarray) -> tuple[str, np.ndarray]:
-    rotation = Rotation.from_matrix(matrices)
+    quats = rot.quat_from_matrix(matrices)
     mode = pose_bone.rotation_mode
     if mode == "QUATERNION":
-        return "rotation_quaternion", np.roll(ik.continuous(rotation.as_quat()), 1, axis=-1)
+        return "rotation_quaternion", np.roll(ik.continuous(quats), 1, axis=-1)
     if mode == "AXIS_ANGLE":
-        vec = rotation.as_rotvec()
+        vec = rot.quat_to_rotvec(quats)
         angle = np.linalg.norm(vec, axis=-1)
         axis = np.where(angle[:, None] > 1e-12, vec / np.maximum(angle, 1e-12)[:, None], [0.0, 1.0, 0.0])
         return "rotation_axis_angle", np.c_[angle, axis]
-    order = mode.lower()  # Blender's "ZXY": Z first about fixed axes = scipy's extrinsic "zxy"
-    angles = np.unwrap(rotation.as_euler(order), axis=0)
+    order = mode.lower()  # Blender's "ZXY": Z first about fixed axes = the extrinsic sequence "zxy"
+    angles = np.unwrap(rot.quat_to_euler(quats, order), axis=0)
     return "rotation_euler", angles[:, [order.index(axis) for axis in "xyz"]]  # stored as (x, y, z)
 
 
