@@ -1,25 +1,59 @@
-"""``bamm build-extension`` (the Blender extension zip) and ``bamm export`` (motion -> BVH / FBX / GLB).
+"""``bamm build-extension`` (the Blender extension zips) and ``bamm export`` (motion -> BVH / FBX / GLB).
 
-  bamm build-extension [--out dist/] [--source .] [--validate-only]
+  bamm build-extension [--platform linux-x64|windows-x64|macos-arm64 ... | --all] [--out dist/]
+                       [--source .] [--weights weights/] [--budget-mb 150] [--validate-only]
   bamm export <joints.npy> --format fbx|bvh|glb --out <file> [--target rig.blend|rig.fbx --armature NAME]
               [--in-place] [--keep-root] [--loop] [--foot-lock]
 
-The zip is built by Blender's own ``blender_ext.py build`` (validated first with ``blender_ext.py
-validate``), found inside the installed ``bpy`` wheel without importing bpy: this package never imports
-bpy. The script runs under this Python in a subprocess.
+One zip per platform, as Blender's own builder makes them with ``--split-platforms``
+(``bamm-<version>-linux_x64.zip``; the manifest inside names its platform and its wheels). Each zip holds:
+
+* the code: ``__init__.py``, ``blender_manifest.toml``, ``bamm_blender/`` and ``model_core/``;
+* ``runtime/``: the ONNX Runtime export of ``weights/`` (``bamm export-runtime``, run at build time and
+  cached under ``.cache/runtime/<hash of the weights and the export code>``). The torch safetensors are
+  left out: the graphs carry the same numbers, and with them the zip would pass its size budget; the torch
+  back end (a user's own Python) reads a weights folder set in the add-on preferences;
+* ``wheels/``: ``onnxruntime`` and ``tokenizers`` for Python 3.11 (Blender 4.2-5.0) and 3.13 (Blender 5.1+),
+  unmodified from PyPI (``pip download``, cached under ``.cache/wheels/<platform>/<cpXY>/``). Their declared
+  dependencies (onnxruntime: flatbuffers, packaging, protobuf; tokenizers: huggingface-hub) are left out:
+  inference (``InferenceSession``, ``Tokenizer.from_file``) imports none of them, which the stock-Blender
+  tests check; numpy is Blender's own.
+
+Each part's size is printed and a zip over the budget fails the build. The zips are validated and built
+by Blender's own ``blender_ext.py``, found inside the installed ``bpy`` wheel without importing bpy (this
+package never imports bpy); it runs under this Python in a subprocess.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import importlib.util
+import os
+import platform as platform_module
+import shutil
 import subprocess
 import sys
+import tempfile
+import tomllib
+import zipfile
 from pathlib import Path
 
 from .cli import CLIError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # holds blender_manifest.toml in a source checkout
+CACHE = REPO_ROOT / ".cache"
+PLATFORMS = {  # Blender platform -> pip platform tags its wheels may carry (pip does not widen manylinux)
+    "linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
+    "windows-x64": ("win_amd64",),
+    "macos-arm64": ("macosx_14_0_arm64", "macosx_11_0_arm64"),
+}
+PYTHON_VERSIONS = ("3.11", "3.13")  # Blender 4.2-5.0 and Blender 5.1+
+BUNDLED_WHEELS = {"onnxruntime": "1.32.0", "tokenizers": "0.23.3"}
+BUDGET_MB = 150.0
+RUNTIME_DIR = "runtime"  # inside the extension (bamm_blender.core.RUNTIME_DIR reads it from there)
+CODE = ("__init__.py", "bamm_blender", "model_core")
+RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/nets.py", "model_core/generate.py")
 
 
 def find_blender_ext() -> Path:
@@ -45,38 +79,200 @@ def validate(source: Path) -> None:
         raise CLIError(f"blender_manifest.toml in {source} is not valid:\n{(result.stdout + result.stderr).strip()}")
 
 
-def build_extension(source: Path = REPO_ROOT, out: Path = REPO_ROOT / "dist") -> Path:
-    """Validate and build the extension zip from ``source`` into ``out``; returns the zip's path."""
+def this_platform() -> str:
+    """The Blender platform name of this machine, e.g. ``linux-x64``."""
+    system = {"darwin": "macos"}.get(platform_module.system().lower(), platform_module.system().lower())
+    machine = {"x86_64": "x64", "amd64": "x64", "aarch64": "arm64"}.get(platform_module.machine().lower(),
+                                                                       platform_module.machine().lower())
+    return f"{system}-{machine}"
+
+
+# ------------------------------------------------------------------------------------------------ wheels
+def fetch_wheels(platform: str, cache: Path) -> list[Path]:
+    """The bundled wheels of ``platform`` for every Python in ``PYTHON_VERSIONS``: taken from ``cache``, else
+    downloaded from PyPI into it. One path per distinct file (abi3 wheels serve both Pythons)."""
+    if platform not in PLATFORMS:
+        raise CLIError(f"unknown platform {platform!r}: choose from {', '.join(PLATFORMS)}")
+    found: dict[str, Path] = {}
+    for python in PYTHON_VERSIONS:
+        folder = Path(cache) / platform / f"cp{python.replace('.', '')}"
+        for project, version in BUNDLED_WHEELS.items():
+            hits = sorted(folder.glob(f"{project}-{version}-*.whl"))
+            if not hits:
+                _download(f"{project}=={version}", platform, python, folder)
+                hits = sorted(folder.glob(f"{project}-{version}-*.whl"))
+            if not hits:
+                raise CLIError(f"pip download wrote no {project} {version} wheel for {platform} / Python {python}")
+            found.setdefault(hits[0].name, hits[0])
+    return sorted(found.values())
+
+
+def _download(requirement: str, platform: str, python: str, folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    tags = [arg for tag in PLATFORMS[platform] for arg in ("--platform", tag)]
+    command = [sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+               "--only-binary=:all:", "--no-deps", *tags, "--python-version", python, "--implementation", "cp",
+               "--dest", str(folder), requirement]
+    print(f"downloading {requirement} for {platform} / Python {python}")
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("ERROR")]
+        raise CLIError(f"pip download {requirement} ({platform}, Python {python}) failed: "
+                       f"{lines[-1] if lines else result.returncode}")
+
+
+# ------------------------------------------------------------------------------------------------ runtime
+def runtime_key(source: Path, weights: Path) -> str:
+    """Hash of the weights folder's files and of the export code: the runtime cache's folder name."""
+    digest = hashlib.sha256()
+    files = sorted(p for p in Path(weights).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors"))
+    for rel in RUNTIME_SOURCES:
+        path = Path(source) / rel
+        files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def export_runtime(source: Path, weights: Path, cache: Path) -> Path | None:
+    """The runtime folder exported from ``weights`` with ``bamm export-runtime`` of the ``source`` checkout
+    (cached by ``runtime_key``); None, with a notice, when the checkout has no runtime exporter."""
+    if not (Path(source) / "model_core" / "runtime" / "export.py").is_file():
+        print("notice: model_core/runtime/export.py is missing: the zip carries no runtime/ folder")
+        return None
+    if not (Path(weights) / "bamm.json").is_file():
+        raise CLIError(f"no BAMM weights in {weights} (bamm.json missing)")
+    folder = Path(cache) / "runtime" / runtime_key(source, weights)
+    if (folder / ".complete").is_file():
+        return folder
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(source)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    print(f"exporting the runtime from {weights}")
+    result = subprocess.run([sys.executable, "-m", "model_core.cli", "export-runtime", "--weights", str(weights),
+                             "--out", str(partial)], cwd=source, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise CLIError(f"bamm export-runtime failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
+    (partial / ".complete").write_text("")
+    partial.rename(folder)
+    return folder
+
+
+# ------------------------------------------------------------------------------------------------ staging
+def manifest_text(source: Path, platforms: list[str], wheels: list[str]) -> str:
+    """The source manifest with ``platforms`` and ``wheels`` (``./wheels/<file>``) set at the top level."""
+    text = (Path(source) / "blender_manifest.toml").read_text()
+    present = tomllib.loads(text)
+    for key in ("platforms", "wheels"):
+        if key in present:
+            raise CLIError(f"blender_manifest.toml sets {key!r}: the builder writes it, remove it from the source")
+    lines = text.splitlines()
+    first_table = next((k for k, line in enumerate(lines) if line.lstrip().startswith("[")), len(lines))
+    quoted = lambda items: "[" + ", ".join(f'"{item}"' for item in items) + "]"  # noqa: E731
+    added = [f"platforms = {quoted(platforms)}"] + ([f"wheels = {quoted(wheels)}"] if wheels else []) + [""]
+    return "\n".join(lines[:first_table] + added + lines[first_table:]) + "\n"
+
+
+def stage(source: Path, into: Path, platforms: list[str], wheels: list[Path], runtime: Path | None) -> None:
+    """Lay out the extension's source in ``into``: code, ``runtime/``, ``wheels/`` and the manifest."""
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
+    for name in CODE:
+        path = Path(source) / name
+        if not path.exists():
+            raise CLIError(f"{path} is missing: build from a source checkout of the repository")
+        shutil.copytree(path, into / name, ignore=ignore) if path.is_dir() else shutil.copy2(path, into / name)
+    if runtime is not None:
+        shutil.copytree(runtime, into / RUNTIME_DIR, ignore=ignore)
+    (into / "wheels").mkdir()
+    for wheel in wheels:
+        shutil.copy2(wheel, into / "wheels" / wheel.name)
+    names = [f"./wheels/{w.name}" for w in wheels]
+    (into / "blender_manifest.toml").write_text(manifest_text(source, platforms, names))
+
+
+def part_sizes(zip_path: Path) -> dict[str, tuple[int, int]]:
+    """Bytes in the zip (compressed, uncompressed) per part: wheels, runtime, code."""
+    sizes = {"wheels": [0, 0], "runtime": [0, 0], "code": [0, 0]}
+    for info in zipfile.ZipFile(zip_path).infolist():
+        top = info.filename.split("/")[0]
+        part = "wheels" if top == "wheels" else "runtime" if top == RUNTIME_DIR else "code"
+        sizes[part][0] += info.compress_size
+        sizes[part][1] += info.file_size
+    return {k: (v[0], v[1]) for k, v in sizes.items()}
+
+
+def build_extension(source: Path = REPO_ROOT, out: Path = REPO_ROOT / "dist", *, platforms=None,
+                    weights: Path | None = None, wheel_cache: Path | None = None, runtime: Path | None = None,
+                    budget_mb: float = BUDGET_MB) -> list[Path]:
+    """Validate and build one zip per platform (default: this machine's) into ``out``; returns their paths.
+
+    ``runtime``: an exported runtime folder to bundle (default: exported from ``weights``, default
+    ``<source>/weights``). ``wheel_cache``: where wheels are kept (default ``.cache/wheels``)."""
     source, out = Path(source).resolve(), Path(out).resolve()
+    platforms = list(platforms or [this_platform()])
+    for name in platforms:
+        if name not in PLATFORMS:
+            raise CLIError(f"unknown platform {name!r}: choose from {', '.join(PLATFORMS)}")
     if not (source / "blender_manifest.toml").is_file():
         raise CLIError(f"{source} has no blender_manifest.toml (build from a source checkout of the repository)")
     validate(source)
+    wheels = sorted({w for name in platforms for w in fetch_wheels(name, wheel_cache or CACHE / "wheels")})
+    if runtime is None:
+        runtime = export_runtime(source, Path(weights or source / "weights"), CACHE)
     out.mkdir(parents=True, exist_ok=True)
-    before = set(out.glob("*.zip"))
-    result = run_blender_ext("build", "--source-dir", str(source), "--output-dir", str(out))
-    if result.returncode != 0:
-        raise CLIError(f"blender_ext.py build failed:\n{(result.stdout + result.stderr).strip()}")
-    made = [line.split('"')[1] for line in result.stdout.splitlines() if line.startswith("created:")]
-    if made:
-        return Path(made[-1])
-    newest = sorted(set(out.glob("*.zip")) - before or out.glob("*.zip"), key=lambda p: p.stat().st_mtime)
-    if not newest:
-        raise CLIError(f"blender_ext.py build reported success but wrote no zip into {out}")
-    return newest[-1]
+    made = []
+    with tempfile.TemporaryDirectory(prefix="bamm-extension-") as tmp:
+        staged = Path(tmp) / "bamm"
+        staged.mkdir()
+        stage(source, staged, platforms, wheels, runtime)
+        validate(staged)
+        result = run_blender_ext("build", "--source-dir", str(staged), "--output-dir", str(out), "--split-platforms")
+        if result.returncode != 0:
+            raise CLIError(f"blender_ext.py build failed:\n{(result.stdout + result.stderr).strip()}")
+        made = [out / line.split(":", 1)[1].strip() for line in result.stdout.splitlines()
+                if line.startswith("building:")]
+    if sorted(p.name for p in made) != sorted(p.name for p in made if p.is_file()) or len(made) != len(platforms):
+        raise CLIError(f"blender_ext.py build reported success but wrote {made}, expected one zip per platform")
+    over = []
+    for path in made:
+        sizes = part_sizes(path)
+        total = path.stat().st_size / 1e6
+        parts = ", ".join(f"{k} {c / 1e6:.1f} MB ({u / 1e6:.1f} MB unpacked)" for k, (c, u) in sizes.items())
+        print(f"{path.name}: {total:.1f} MB = {parts}")
+        if total > budget_mb:
+            over.append(f"{path.name} is {total:.1f} MB")
+            path.unlink()
+    if over:
+        raise CLIError(f"over the {budget_mb:g} MB budget: {'; '.join(over)} (removed)")
+    return made
 
 
 def _build_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="bamm build-extension", description="Build the Blender extension zip.")
+    parser = argparse.ArgumentParser(prog="bamm build-extension", description="Build the Blender extension zips.")
+    parser.add_argument("--platform", action="append", choices=list(PLATFORMS),
+                        help=f"platform to build (repeatable; default: this machine's, {this_platform()})")
+    parser.add_argument("--all", action="store_true", help="build every platform: " + ", ".join(PLATFORMS))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "dist", help="output folder (default: dist/)")
     parser.add_argument("--source", type=Path, default=REPO_ROOT, help="extension source folder (default: repo)")
+    parser.add_argument("--weights", type=Path, help="weights to export the runtime from (default: <source>/weights)")
+    parser.add_argument("--budget-mb", type=float, default=BUDGET_MB,
+                        help=f"size limit per zip, MB (default {BUDGET_MB:g})")
     parser.add_argument("--validate-only", action="store_true", help="only check blender_manifest.toml")
     args = parser.parse_args(argv)
     if args.validate_only:
         validate(args.source)
         print(f"{args.source / 'blender_manifest.toml'}: valid")
         return 0
-    path = build_extension(args.source, args.out)
-    print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    if args.all and args.platform:
+        raise CLIError("give --all or --platform, not both")
+    if args.budget_mb <= 0:
+        raise CLIError(f"--budget-mb must be positive, got {args.budget_mb}")
+    paths = build_extension(args.source, args.out, platforms=list(PLATFORMS) if args.all else args.platform,
+                            weights=args.weights, budget_mb=args.budget_mb)
+    for path in paths:
+        print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
 
 

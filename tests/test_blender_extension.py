@@ -1,5 +1,6 @@
-"""The extension zip: validated and built by Blender's own tool (``bamm build-extension``), installed headless
-into an isolated user folder, enabled, and used for a generation through the worker process."""
+"""The extension zips: validated and built by Blender's own tool (``bamm build-extension``, one zip per platform
+with its own wheels, the size budget enforced), installed headless into an isolated user folder, enabled, and
+used for a generation through the torch worker process. Stock Blender (no torch) is tests/test_blender_stock.py."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import pytest
 pytest.importorskip("bpy")  # only for blender_ext.py: this process never imports bpy here
 
 from model_core import cli_blender  # noqa: E402
+from model_core.cli import CLIError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -86,17 +89,39 @@ def test_bamm_export_writes_fbx_and_rejects_bad_input(hml_dir, tmp_path, capfd):
 
 
 def test_zip_holds_the_extension_and_nothing_else(built):
+    assert built.name.endswith("-linux_x64.zip")  # Blender's --split-platforms naming
     names = zipfile.ZipFile(built).namelist()
     for needed in ("blender_manifest.toml", "__init__.py", "bamm_blender/__init__.py", "bamm_blender/bake.py",
                    "model_core/__init__.py", "model_core/worker.py", "model_core/motion/ik.py"):
         assert needed in names, needed
+    wheels = sorted(n.split("/")[1] for n in names if n.startswith("wheels/"))
+    assert [w.split("-")[0] for w in wheels] == ["onnxruntime", "onnxruntime", "tokenizers"]
+    assert {w.split("-")[2] for w in wheels} == {"cp311", "cp313", "cp310"}  # tokenizers: one abi3 wheel
+    assert all("linux" in w for w in wheels)
+    manifest = tomllib.loads(zipfile.ZipFile(built).read("blender_manifest.toml").decode())
+    assert manifest["build"]["generated"]["platforms"] == ["linux-x64"]
+    assert sorted(w.rpartition("/")[2] for w in manifest["build"]["generated"]["wheels"]) == wheels
     for name in names:
         top = name.split("/")[0]
-        assert top not in ("tests", "bench", "docs", ".venv", ".git", "dist", "pyproject.toml"), name
-        assert "__pycache__" not in name and not name.endswith((".pyc", ".npy")), name
+        assert top not in ("tests", "bench", "docs", ".venv", ".git", ".cache", "dist", "weights"), name
+        assert "__pycache__" not in name and not name.endswith((".pyc", ".npy", ".safetensors")), name
 
 
-def test_shipped_weights_go_in_and_junk_stays_out(tmp_path):
+def fake_wheels(cache: Path) -> None:
+    """Empty files named like the real wheels of every platform, in the builder's cache layout."""
+    tags = {"linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64.manylinux2014_x86_64"),
+            "windows-x64": ("win_amd64", "win_amd64"), "macos-arm64": ("macosx_14_0_arm64", "macosx_11_0_arm64")}
+    for platform, (ort_tag, tok_tag) in tags.items():
+        for cp in ("cp311", "cp313"):
+            folder = cache / platform / cp
+            folder.mkdir(parents=True)
+            (folder / f"onnxruntime-1.32.0-{cp}-{cp}-{ort_tag}.whl").write_bytes(b"")
+            (folder / f"tokenizers-0.23.3-cp310-abi3-{tok_tag}.whl").write_bytes(b"")
+
+
+@pytest.fixture
+def fake_source(tmp_path):
+    """A source checkout with junk beside the extension's parts, cached fake wheels and a fake runtime."""
     source = tmp_path / "src"
     source.mkdir()
     shutil.copy(ROOT / "blender_manifest.toml", source)
@@ -104,18 +129,74 @@ def test_shipped_weights_go_in_and_junk_stays_out(tmp_path):
     ignore = shutil.ignore_patterns("__pycache__")
     for package in ("bamm_blender", "model_core"):
         shutil.copytree(ROOT / package, source / package, ignore=ignore)
-    junk = ["weights/runs/t2m/last.pt", "weights/optimizer.ckpt", "weights/train.log", "tests/test_x.py",
-            "bench/b.py", "docs/d.md", ".venv/bin/python", "data/x.npy", "model_core/__pycache__/x.pyc",
-            ".pytest_cache/v", "dist/old.zip", "pyproject.toml"]
-    shipped = ["weights/bamm.json", "weights/vq.safetensors", "weights/vq.json", "weights/stats.safetensors"]
-    for name in junk + shipped:
+    junk = ["weights/t2m.safetensors", "weights/runs/t2m/last.pt", "tests/test_x.py", "bench/b.py", "docs/d.md",
+            ".venv/bin/python", "data/x.npy", "model_core/__pycache__/x.pyc", ".pytest_cache/v", "dist/old.zip",
+            "pyproject.toml", ".cache/wheels/x.whl"]
+    for name in junk:
         (source / name).parent.mkdir(parents=True, exist_ok=True)
         (source / name).write_text("x")
-    assert cli_blender.main("build-extension", ["--source", str(source), "--out", str(tmp_path / "out")]) == 0
-    (zip_path,) = (tmp_path / "out").glob("*.zip")
-    names = set(zipfile.ZipFile(zip_path).namelist())
-    assert set(shipped) <= names
-    assert not names & set(junk)
+    runtime = tmp_path / "runtime"
+    runtime.mkdir()
+    (runtime / "runtime.json").write_text("{}")
+    (runtime / "t2m_step.onnx").write_bytes(b"graph")
+    fake_wheels(tmp_path / "wheels")
+    return source, runtime, tmp_path / "wheels", junk
+
+
+def test_split_platforms_carry_their_own_wheels(fake_source, tmp_path, capsys):
+    source, runtime, wheels, junk = fake_source
+    made = cli_blender.build_extension(source, tmp_path / "out", platforms=list(cli_blender.PLATFORMS),
+                                       wheel_cache=wheels, runtime=runtime)
+    assert sorted(p.name for p in made) == ["bamm-0.1.0-linux_x64.zip", "bamm-0.1.0-macos_arm64.zip",
+                                            "bamm-0.1.0-windows_x64.zip"]
+    printed = capsys.readouterr().out
+    for path in made:
+        platform = path.stem.rpartition("-")[2].replace("_", "-")
+        names = set(zipfile.ZipFile(path).namelist())
+        assert {"runtime/runtime.json", "runtime/t2m_step.onnx", "bamm_blender/__init__.py"} <= names
+        assert not names & set(junk)
+        wheels_in = sorted(n for n in names if n.startswith("wheels/"))
+        assert len(wheels_in) == 3
+        word = {"linux-x64": "linux", "windows-x64": "win_amd64", "macos-arm64": "macosx"}[platform]
+        assert all(word in w for w in wheels_in), (platform, wheels_in)
+        generated = tomllib.loads(zipfile.ZipFile(path).read("blender_manifest.toml").decode())["build"]["generated"]
+        assert generated["platforms"] == [platform]
+        assert sorted("wheels/" + w.rpartition("/")[2] for w in generated["wheels"]) == wheels_in
+        assert f"{path.name}: " in printed and "wheels " in printed and "runtime " in printed
+
+
+def test_over_budget_fails_and_leaves_no_zip(fake_source, tmp_path):
+    source, runtime, wheels, _ = fake_source
+    with pytest.raises(CLIError, match="over the 0.01 MB budget"):
+        cli_blender.build_extension(source, tmp_path / "out", platforms=["windows-x64"], wheel_cache=wheels,
+                                    runtime=runtime, budget_mb=0.01)
+    assert not list((tmp_path / "out").glob("*.zip"))
+
+
+@pytest.mark.parametrize("platforms, message", [(["amiga-m68k"], "unknown platform"),
+                                                (["linux-x64", "beos"], "unknown platform")])
+def test_unknown_platform_is_refused(fake_source, tmp_path, platforms, message):
+    source, runtime, wheels, _ = fake_source
+    with pytest.raises(CLIError, match=message):
+        cli_blender.build_extension(source, tmp_path / "out", platforms=platforms, wheel_cache=wheels, runtime=runtime)
+
+
+@pytest.mark.parametrize("argv, message", [(["--all", "--platform", "linux-x64"], "not both"),
+                                           (["--budget-mb", "0"], "must be positive")])
+def test_bad_build_options_are_one_line_errors(argv, message, capsys):
+    assert cli_blender.main("build-extension", argv) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_manifest_must_not_set_what_the_builder_writes(fake_source, tmp_path):
+    source, runtime, wheels, _ = fake_source
+    text = (source / "blender_manifest.toml").read_text()
+    text = text.replace('type = "add-on"', 'type = "add-on"\nplatforms = ["linux-x64"]')
+    (source / "blender_manifest.toml").write_text(text)
+    with pytest.raises(CLIError, match="sets 'platforms'"):
+        cli_blender.build_extension(source, tmp_path / "out", platforms=["linux-x64"], wheel_cache=wheels,
+                                    runtime=runtime)
 
 
 def test_install_enable_generate_disable(built, tmp_path):
