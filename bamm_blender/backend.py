@@ -1,13 +1,16 @@
 """Where generation runs, without ever blocking Blender.
 
-* ``InProcessBackend``: a background thread in Blender's own Python (needs torch there).
-* ``WorkerBackend``: ``python -m model_core.worker`` started with a configured interpreter (for example the
-  project's virtual environment), ``PYTHONPATH`` = the extension folder (set in the child's environment, never
-  in ``sys.path``), JSON lines over pipes (protocol: ``model_core/worker.py``). A worker that dies is
-  reported on the running job and started again on the next request.
+* ``RUNTIME`` (default): the bundled ONNX Runtime, in ``python -m model_core.worker`` started with Blender's
+  own interpreter (``sys.executable``) and ``PYTHONPATH`` = the extension folder + the folders Blender
+  installed the extension's wheels into (onnxruntime, tokenizers); nothing to set up, numpy only in Blender.
+* ``WORKER``: the same worker started with a Python the user picks (one with torch, e.g. CUDA torch for a
+  GPU or paper-size weights).
+* ``IN_PROCESS``: a background thread in Blender's own Python (needs torch there).
 
-Both return a ``Job`` that the main thread polls; results are only read from it, so nothing touches Blender
-data off the main thread.
+The worker's environment is set for the child only, never in Blender's ``sys.path``; JSON lines over pipes
+(protocol: ``model_core/worker.py``). A worker that dies is reported on the running job and started again on
+the next request. Every back end returns a ``Job`` that the main thread polls; results are only read from it,
+so nothing touches Blender data off the main thread.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -25,16 +29,19 @@ from pathlib import Path
 
 import numpy as np
 
-from .core import MODEL_PACKAGE, model_module
+from .core import EXTENSION_ROOT, MODEL_PACKAGE, model_module
 from .errors import BammBackendError, BammCancelled
 
-EXTENSION_ROOT = Path(__file__).resolve().parents[1]  # holds model_core/ (the worker's PYTHONPATH)
+__all__ = ["EXTENSION_ROOT", "Generated", "Request", "Job", "InProcessBackend", "WorkerBackend", "get_backend"]
+
+WHEEL_PACKAGES = ("onnxruntime", "tokenizers")  # bundled with the extension, imported by the runtime worker
 
 
 @dataclass
 class Request:
     """One model call: ``op`` "generate" | "edit" | "extend", a MODEL spec, and the op's arguments (see
-    ``model_core/worker.py``; ``args["source"]`` is a joints array here)."""
+    ``model_core/worker.py``; ``args["source"]`` is a joints array (T, 22, 3) here, and the optional
+    ``args["source_tokens"]`` its tokens (ceil(T / 4), Q) int64 from an earlier result)."""
 
     op: str
     model: dict
@@ -42,8 +49,18 @@ class Request:
 
 
 @dataclass
+class Generated:
+    """One motion a job returned: ``joints`` (T, 22, 3) float32 metres, Y-up, 20 fps; ``prompt``; ``tokens``
+    (ceil(T / 4), Q) int64, or None when the back end returned none."""
+
+    joints: np.ndarray
+    prompt: str | None
+    tokens: np.ndarray | None = None
+
+
+@dataclass
 class Job:
-    """A request in flight. ``state``: running, done, error, cancelled. ``result``: list of (joints, prompt)."""
+    """A request in flight. ``state``: running, done, error, cancelled. ``result``: list of ``Generated``."""
 
     request: Request
     state: str = "running"
@@ -89,6 +106,10 @@ def torch_in_blender() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
+def _tokens(value) -> np.ndarray | None:
+    return None if value is None else np.asarray(value, dtype=np.int64)
+
+
 class InProcessBackend:
     """Runs requests on a thread in this Python. ``model``: a loaded BAMM to use for every request (tests)."""
 
@@ -118,7 +139,8 @@ class InProcessBackend:
                     self.cache = self.cache or worker.ModelCache()
                     model = self.cache.get(job.request.model)
                 motions = worker.run(model, job.request.op, job.request.args, progress)
-            job.finish("done", result=[(np.asarray(m.joints, np.float32), m.prompt) for m in motions])
+            job.finish("done", result=[Generated(np.asarray(m.joints, np.float32), m.prompt,
+                                                 _tokens(getattr(m, "tokens", None))) for m in motions])
         except worker.Cancelled:
             job.finish("cancelled")
         except Exception as e:  # shown to the user as a report
@@ -128,32 +150,55 @@ class InProcessBackend:
         self.cache = None
 
 
-class WorkerBackend:
-    """Runs requests in ``python -m model_core.worker`` started with ``python``."""
+def wheel_paths() -> list[str]:
+    """Folders this Python imports the bundled wheels' packages from (``WHEEL_PACKAGES``), for the runtime
+    worker's ``PYTHONPATH``. Blender installs an extension's wheels into a shared
+    ``extensions/.local/lib/pythonX.Y/site-packages`` that it adds to its own ``sys.path`` only."""
+    folders: list[str] = []
+    for name in WHEEL_PACKAGES:
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            spec = None
+        locations = list(spec.submodule_search_locations or []) if spec is not None else []
+        for location in locations[:1]:
+            folder = str(Path(location).resolve().parent)
+            if folder not in folders:
+                folders.append(folder)
+    return folders
 
-    def __init__(self, python: str, *, exchange_dir: str | None = None):
+
+class WorkerBackend:
+    """Runs requests in ``python -m model_core.worker`` started with ``python``; ``paths``: folders put on the
+    worker's ``PYTHONPATH`` after the extension folder (the bundled wheels' folders)."""
+
+    def __init__(self, python: str, *, exchange_dir: str | None = None, paths=()):
         self.python = python
+        self.paths = [str(p) for p in paths]
         self.exchange = Path(exchange_dir or tempfile.mkdtemp(prefix="bamm-worker-"))
         self.process: subprocess.Popen | None = None
         self.jobs: dict[int, Job] = {}
         self.ids = itertools.count(1)
         self.lock = threading.Lock()
         self.fatal = ""
-        self.ready: dict = {}  # the worker's "ready" line: pid, torch and model_core versions, model_core path
+        self.ready: dict = {}  # the worker's "ready" line: pid, versions, model_core path
 
     # --- process ------------------------------------------------------------------------------------------
     def _start(self) -> None:
         if not self.python or not Path(self.python).is_file():
             raise BammBackendError(
                 f"Worker Python '{self.python}' not found: set the interpreter (one with torch) in the BAMM "
-                "add-on preferences"
+                "add-on preferences, or choose the Bundled Runtime back end"
             )
         self.exchange.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join([str(EXTENSION_ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
+        env["PYTHONPATH"] = os.pathsep.join([str(EXTENSION_ROOT), *self.paths]
+                                            + [p for p in [env.get("PYTHONPATH")] if p])
         env["PYTHONUNBUFFERED"] = "1"
+        env.pop("PYTHONHOME", None)  # the child finds its own standard library from its executable
         self.log_path = self.exchange / "worker.log"
         self.fatal = ""
+        self.ready = {}
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
@@ -191,9 +236,13 @@ class WorkerBackend:
                 job.progress(message.get("stage", ""), message.get("fraction", 0.0))
                 continue
             self.jobs.pop(rid, None)
-            (self.exchange / f"{rid}-source.npy").unlink(missing_ok=True)
+            for suffix in ("source", "source-tokens"):
+                (self.exchange / f"{rid}-{suffix}.npy").unlink(missing_ok=True)
             if kind == "result":
-                job.finish("done", result=self._load(message))
+                try:
+                    job.finish("done", result=self._load(message))
+                except (OSError, ValueError) as e:
+                    job.finish("error", error=f"could not read the worker's result: {e}")
             elif kind == "error":
                 job.finish("error", error=f"{message.get('error')}: {message.get('message')}")
             elif kind == "cancelled":
@@ -215,9 +264,17 @@ class WorkerBackend:
         return f"The BAMM worker process {how}; it will be restarted on the next request.{tail}"
 
     def _load(self, message: dict) -> list:
+        """The result's motions; the worker's ``tokens`` paths are optional (one per motion, or null)."""
+        joints = message.get("joints", [])
+        prompts = message.get("prompts", [None] * len(joints))
+        tokens = message.get("tokens") or [None] * len(joints)
         out = []
-        for path, prompt in zip(message.get("joints", []), message.get("prompts", [])):
-            out.append((np.load(path).astype(np.float32), prompt))
+        for path, prompt, token_path in zip(joints, prompts, tokens):
+            codes = None
+            if token_path:
+                codes = np.load(token_path).astype(np.int64)
+                Path(token_path).unlink(missing_ok=True)
+            out.append(Generated(np.load(path).astype(np.float32), prompt, codes))
             Path(path).unlink(missing_ok=True)
         return out
 
@@ -228,10 +285,11 @@ class WorkerBackend:
                 self._start()
             rid = next(self.ids)
             args = dict(request.args)
-            if "source" in args:
-                path = self.exchange / f"{rid}-source.npy"
-                np.save(path, np.asarray(args["source"], dtype=np.float32))
-                args["source"] = str(path)
+            for key, suffix, dtype in (("source", "source", np.float32), ("source_tokens", "source-tokens", np.int64)):
+                if args.get(key) is not None:
+                    path = self.exchange / f"{rid}-{suffix}.npy"
+                    np.save(path, np.asarray(args[key], dtype=dtype))
+                    args[key] = str(path)
             job = Job(request)
             job.on_cancel = lambda: self._send({"op": "cancel", "id": rid})
             self.jobs[rid] = job
@@ -258,34 +316,38 @@ class WorkerBackend:
 
 
 _BACKENDS: dict[tuple, object] = {}
-KINDS = ("AUTO", "IN_PROCESS", "WORKER")
+KINDS = ("RUNTIME", "IN_PROCESS", "WORKER")
 
 
-def get_backend(kind: str = "AUTO", *, python: str = "", exchange_dir: str | None = None):
-    """The shared backend for the preferences: AUTO = in-process when torch imports in Blender's Python,
-    else the worker. Backends live until ``shutdown_all`` (add-on unregister)."""
+def get_backend(kind: str = "RUNTIME", *, python: str = "", exchange_dir: str | None = None, paths=None):
+    """The shared backend of a kind (see the module docstring). ``python``: the WORKER's interpreter;
+    ``paths``: the RUNTIME worker's wheel folders (None: ``wheel_paths()``). Backends live until
+    ``shutdown_all`` (add-on unregister)."""
     if kind not in KINDS:
         raise BammBackendError(f"backend must be one of {KINDS}, got {kind!r}")
-    if kind == "AUTO":
-        kind = "IN_PROCESS" if torch_in_blender() else "WORKER"
     if kind == "IN_PROCESS":
         if not torch_in_blender():
             raise BammBackendError(
-                "torch is not installed in Blender's Python: choose the worker backend and its Python "
-                "interpreter in the BAMM add-on preferences"
+                "torch is not installed in Blender's Python: choose the Bundled Runtime back end, or your own "
+                "Python with torch, in the BAMM add-on preferences"
             )
         key = ("IN_PROCESS",)
         if key not in _BACKENDS:
             _BACKENDS[key] = InProcessBackend()
         return _BACKENDS[key]
-    if not python:
-        raise BammBackendError(
-            "torch is not available in Blender's Python and no worker Python is set: set one (a Python with "
-            "torch, e.g. the project's .venv/bin/python) in the BAMM add-on preferences"
-        )
-    key = ("WORKER", python)
-    if key not in _BACKENDS:
-        _BACKENDS[key] = WorkerBackend(python, exchange_dir=exchange_dir)
+    if kind == "RUNTIME":
+        python, extra = sys.executable, wheel_paths() if paths is None else list(paths)
+    else:
+        extra = []
+        if not python:
+            raise BammBackendError(
+                "No worker Python is set: pick a Python with torch (e.g. a virtual environment's python) in "
+                "the BAMM add-on preferences, or choose the Bundled Runtime back end"
+            )
+    key = (kind, python, tuple(extra))
+    if key not in _BACKENDS:  # each worker its own exchange folder: result file names count from 1 in each
+        folder = None if exchange_dir is None else str(Path(exchange_dir) / f"{kind.lower()}-{len(_BACKENDS)}")
+        _BACKENDS[key] = WorkerBackend(python, exchange_dir=folder, paths=extra)
     return _BACKENDS[key]
 
 

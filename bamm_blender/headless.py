@@ -9,7 +9,9 @@ job ``BammBackendError``, a cancelled one ``BammCancelled``.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,12 +19,13 @@ import bpy
 import numpy as np
 
 from . import armature, bake, backend, preferences, results
-from .core import MODEL_FPS, ik
+from .core import MODEL_FPS, RUNTIME_DIR, WEIGHTS_DIR, has_runtime, ik
+from .core import max_frames as core_max_frames
 from .errors import BammInputError
 
 SEAM_BLEND_S = 0.2  # rotation crossfade with the kept keys at each seam, seconds
 MIN_RANGE = 4  # scene frames
-FRAMES_PER_TOKEN = 4  # the tokenizer's frames per token: edits and extensions come in these steps
+FRAMES_PER_TOKEN = results.FRAMES_PER_TOKEN  # edits and extensions come in these steps
 _OVERRIDE: dict = {}
 
 
@@ -33,11 +36,17 @@ def configure(*, backend_instance=None, model_spec: dict | None = None) -> None:
 
 
 def model_spec(context=None) -> dict:
-    """The MODEL spec (see ``model_core/worker.py``) from the preferences; missing weights -> BammInputError."""
+    """The MODEL spec (see ``model_core/worker.py``) from the preferences: the bundled runtime (``RUNTIME``
+    back end) or the torch weights; a missing runtime or weights folder -> BammInputError."""
     if "spec" in _OVERRIDE:
         return _OVERRIDE["spec"]
     prefs = preferences.get(context)
-    weights = Path(bpy.path.abspath(prefs.weights_dir)) if prefs.weights_dir else backend.EXTENSION_ROOT / "weights"
+    if prefs.backend == "RUNTIME":
+        if not has_runtime(RUNTIME_DIR):
+            raise BammInputError(f"No bundled runtime in '{RUNTIME_DIR}': install the BAMM zip built for your "
+                                 "platform, or choose the Own Python (torch) back end in the add-on preferences")
+        return {"backend": "onnx", "runtime": str(RUNTIME_DIR), "device": prefs.device.lower()}
+    weights = Path(bpy.path.abspath(prefs.weights_dir)) if prefs.weights_dir else WEIGHTS_DIR
     if not (weights / "bamm.json").is_file():
         raise BammInputError(f"No BAMM weights in '{weights}' (bamm.json missing): set the weights folder in the "
                              "add-on preferences")
@@ -48,12 +57,39 @@ def model_spec(context=None) -> dict:
             "int8": bool(prefs.int8)}
 
 
+def model_key(spec: dict) -> str:
+    """Names the codebook a MODEL spec's tokens index (its runtime or weights folder), so stored tokens are
+    only sent back to the model that made them."""
+    return json.dumps({k: spec.get(k) for k in ("backend", "runtime", "weights", "random")}, sort_keys=True)
+
+
+def max_frames(spec: dict) -> int | None:
+    """The spec's frame limit from its runtime or weights config (None: a test model, which checks itself)."""
+    folder = spec.get("runtime") or spec.get("weights")
+    return core_max_frames(folder) if folder else None
+
+
+def wheel_paths() -> list[str]:
+    """The bundled wheels' folders for the runtime worker: where this Python finds them, and the shared
+    ``extensions/.local/lib/pythonX.Y/site-packages`` Blender installs extension wheels into."""
+    paths = backend.wheel_paths()
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        local = bpy.utils.user_resource("EXTENSIONS", path=f".local/lib/{version}/site-packages")
+    except (ValueError, RuntimeError, TypeError):
+        local = ""
+    if local and Path(local).is_dir() and str(Path(local).resolve()) not in paths:
+        paths.append(str(Path(local).resolve()))
+    return paths
+
+
 def get_backend(context=None):
     if "backend" in _OVERRIDE:
         return _OVERRIDE["backend"]
     prefs = preferences.get(context)
-    return backend.get_backend(prefs.backend, python=bpy.path.abspath(prefs.python_path) if prefs.python_path
-                               else "", exchange_dir=results.user_dir("exchange"))
+    python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
+    return backend.get_backend(prefs.backend, python=python, exchange_dir=results.user_dir("exchange"),
+                               paths=wheel_paths() if prefs.backend == "RUNTIME" else None)
 
 
 @dataclass
@@ -70,6 +106,7 @@ class Task:
     origin: float = 0.0  # scene frame of model frame 0 of the job's joints
     seed: int = 0
     prompt: str = ""
+    model: str = ""  # ``model_key`` of the job's spec (stored with the result's tokens)
 
 
 def _cfg(cfg) -> list[float]:
@@ -89,11 +126,16 @@ def start_generate(context, *, prompt: str, seconds: float | None = None, seed: 
     if seconds is not None and seconds <= 0:
         raise BammInputError(f"Length must be positive, got {seconds} s")
     _target(target)
+    spec = model_spec(context)
     frames = None if seconds is None else max(4, int(round(seconds * MODEL_FPS)))
+    limit = max_frames(spec)
+    if frames is not None and limit is not None and frames > limit:
+        raise BammInputError(f"Length {seconds:g} s is over the model's limit of {limit / MODEL_FPS:g} s "
+                             f"({limit} frames)")
     args = {"prompt": prompt.strip(), "frames": frames, "n": int(variations), "seed": int(seed), "cfg": _cfg(cfg)}
-    job = get_backend(context).submit(backend.Request("generate", model_spec(context), args))
+    job = get_backend(context).submit(backend.Request("generate", spec, args))
     return Task("generate", job, context.scene.name, target.name if target else None, first=context.scene.frame_start,
-                origin=context.scene.frame_start, seed=int(seed), prompt=prompt.strip())
+                origin=context.scene.frame_start, seed=int(seed), prompt=prompt.strip(), model=model_key(spec))
 
 
 def frame_range(context, source: str = "PREVIEW", manual: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -113,13 +155,17 @@ def frame_range(context, source: str = "PREVIEW", manual: tuple[int, int] | None
     return int(manual[0]), int(manual[1])
 
 
-def _source(context, target) -> tuple[bpy.types.Object, bpy.types.Action, np.ndarray, int, int]:
+def _source(context, target, spec: dict) -> tuple[bpy.types.Object, bpy.types.Action, results.Source]:
     obj = armature.check_armature(target)
     action = obj.animation_data.action if obj.animation_data else None
     if action is None:
         raise BammInputError(f"'{obj.name}' has no action to edit: generate one first")
-    joints, first, last = results.source_joints(obj, action, context.scene)
-    return obj, action, joints, first, last
+    return obj, action, results.source(obj, action, context.scene, model=model_key(spec))
+
+
+def _source_args(found: results.Source) -> dict:
+    """The edit's source: the joints, and their tokens when the motion is unchanged since generation."""
+    return {"source": found.joints, **({"source_tokens": found.tokens} if found.tokens is not None else {})}
 
 
 def start_regenerate(context, *, target, first: int, last: int, prompt: str | None = None, seed: int = 0,
@@ -129,7 +175,9 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
         raise BammInputError(f"The range {first}-{last} is reversed: the start must come before the end")
     if last - first + 1 < MIN_RANGE:
         raise BammInputError(f"The range {first}-{last} is shorter than {MIN_RANGE} frames")
-    obj, action, joints, key_first, key_last = _source(context, target)
+    spec = model_spec(context)
+    obj, action, found = _source(context, target, spec)
+    joints, key_first, key_last = found.joints, found.first, found.last
     if first < key_first or last > key_last:
         raise BammInputError(f"The range {first}-{last} is outside the action '{action.name}' "
                              f"(keys {key_first}-{key_last})")
@@ -139,11 +187,11 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
     if end - start < FRAMES_PER_TOKEN:  # the model regenerates whole tokens: widen a short range
         start = max(0, end - FRAMES_PER_TOKEN)
         end = min(len(joints), start + FRAMES_PER_TOKEN)
-    args = {"source": joints, "frames": [start, end], "prompt": _prompt(prompt, action), "n": int(variations),
+    args = {**_source_args(found), "frames": [start, end], "prompt": _prompt(prompt, action), "n": int(variations),
             "seed": int(seed), "cfg": _cfg(cfg)}
-    job = get_backend(context).submit(backend.Request("edit", model_spec(context), args))
+    job = get_backend(context).submit(backend.Request("edit", spec, args))
     return Task("regenerate", job, context.scene.name, obj.name, action.name, key_first, (first, last),
-                float(key_first), int(seed), args["prompt"] or "")
+                float(key_first), int(seed), args["prompt"] or "", model_key(spec))
 
 
 def start_extend(context, *, target, side: str, seconds: float, prompt: str | None = None, seed: int = 0,
@@ -154,7 +202,9 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
     added = int(round(seconds * MODEL_FPS / FRAMES_PER_TOKEN)) * FRAMES_PER_TOKEN  # whole tokens, as the model
     if added < FRAMES_PER_TOKEN:
         raise BammInputError(f"Extend by at least {FRAMES_PER_TOKEN / MODEL_FPS:.1f} s (one token), got {seconds} s")
-    obj, action, joints, key_first, key_last = _source(context, target)
+    spec = model_spec(context)
+    obj, action, found = _source(context, target, spec)
+    joints, key_first, key_last = found.joints, found.first, found.last
     step = bake.scene_fps(context.scene) / MODEL_FPS
     if side == "BEFORE":
         origin = key_first - added * step
@@ -162,12 +212,12 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
     else:
         origin = float(key_first)
         span = (key_last + 1, int(math.floor(key_first + (len(joints) - 1 + added) * step + 1e-6)))
-    args = {"source": joints, "before_s": seconds if side == "BEFORE" else 0.0,
+    args = {**_source_args(found), "before_s": seconds if side == "BEFORE" else 0.0,
             "after_s": seconds if side == "AFTER" else 0.0, "prompt": _prompt(prompt, action), "n": int(variations),
             "seed": int(seed), "cfg": _cfg(cfg)}
-    job = get_backend(context).submit(backend.Request("extend", model_spec(context), args))
+    job = get_backend(context).submit(backend.Request("extend", spec, args))
     return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, int(seed),
-                args["prompt"] or "")
+                args["prompt"] or "", model_key(spec))
 
 
 def _prompt(prompt: str | None, action) -> str | None:
@@ -191,14 +241,16 @@ def finish(context, task: Task) -> list[bpy.types.Action]:
     try:
         if created_armature:
             obj = armature.build_armature(context)
-        for k, (joints, prompt) in enumerate(motions):
+        for k, motion in enumerate(motions):
+            joints, prompt = motion.joints, motion.prompt
             label = (prompt or task.prompt or "unconditional")[:40]
             name = f"BAMM {task.kind} {label} s{task.seed}" + (f" #{k + 1}" if len(motions) > 1 else "")
             if task.kind == "generate":
                 action = bake.bake_joints(obj, joints, scene=scene, first_frame=task.first, name=name)
             else:
                 action = _splice(obj, bpy.data.actions[task.action], scene, task, joints, name)
-            results.store_source(obj, action, joints, task.origin, scene, prompt or task.prompt)
+            results.store_source(obj, action, joints, task.origin, scene, prompt or task.prompt,
+                                 tokens=motion.tokens, model=task.model)
             made.append(action)
     except Exception:
         for action in made:

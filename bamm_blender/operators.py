@@ -39,6 +39,11 @@ def _redraw(context) -> None:
                 area.tag_redraw()
 
 
+def _clear_error(context) -> None:
+    if context.window_manager is not None:
+        context.window_manager.bamm_error = ""
+
+
 def _status(context, text: str | None) -> None:
     if context.workspace is not None:
         context.workspace.status_text_set(text)
@@ -53,10 +58,13 @@ class _JobOperator:
     def poll(cls, context):
         return running_task() is None and context.scene is not None
 
-    def _fail(self, error: Exception) -> set:
+    def _fail(self, context, error: Exception) -> set:
         if not isinstance(error, BammError):
             traceback.print_exc()
-        self.report({"WARNING"} if isinstance(error, BammCancelled) else {"ERROR"}, str(error) or repr(error))
+        message = str(error) or repr(error)
+        if context.window_manager is not None:  # shown in the panel until the next job or Dismiss
+            context.window_manager.bamm_error = "" if isinstance(error, BammCancelled) else message
+        self.report({"WARNING"} if isinstance(error, BammCancelled) else {"ERROR"}, message)
         return {"CANCELLED"}
 
     def _done(self, actions) -> set:
@@ -64,16 +72,18 @@ class _JobOperator:
         return {"FINISHED"}
 
     def execute(self, context):
+        _clear_error(context)
         try:
             return self._done(headless.run(context, self.start(context)))
         except Exception as e:  # reported, never a traceback in the UI
-            return self._fail(e)
+            return self._fail(context, e)
 
     def invoke(self, context, _event):
+        _clear_error(context)
         try:
             task = self.start(context)
         except Exception as e:
-            return self._fail(e)
+            return self._fail(context, e)
         _STATE["task"] = task
         wm = context.window_manager
         wm.bamm_running, wm.bamm_progress, wm.bamm_status = True, 0.0, "Starting"
@@ -106,7 +116,7 @@ class _JobOperator:
         try:
             return self._done(headless.finish(context, task))
         except Exception as e:
-            return self._fail(e)
+            return self._fail(context, e)
 
 
 class BAMM_OT_generate(_JobOperator, bpy.types.Operator):
@@ -164,6 +174,17 @@ class BAMM_OT_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class BAMM_OT_dismiss_error(bpy.types.Operator):
+    """Hide the last job's error message"""
+
+    bl_idname = "bamm.dismiss_error"
+    bl_label = "Dismiss"
+
+    def execute(self, context):
+        _clear_error(context)
+        return {"FINISHED"}
+
+
 class BAMM_OT_apply_result(bpy.types.Operator):
     """Keep the selected result on its armature and delete the other results"""
 
@@ -198,8 +219,8 @@ class BAMM_OT_clear_results(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_cancel, BAMM_OT_apply_result,
-           BAMM_OT_clear_results)
+CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_cancel, BAMM_OT_dismiss_error,
+           BAMM_OT_apply_result, BAMM_OT_clear_results)
 
 
 def register() -> None:

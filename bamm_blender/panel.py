@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import textwrap
+
 import bpy
 
 from .operators import running_task
+
+ERROR_WIDTH, ERROR_LINES = 42, 6  # characters per line and lines of the error box
 
 
 class BAMM_UL_results(bpy.types.UIList):
@@ -44,8 +48,22 @@ class BAMM_PT_main(_Panel, bpy.types.Panel):
         if running_task() is not None:
             layout.progress(factor=wm.bamm_progress, type="BAR", text=wm.bamm_status or "Working")
             layout.operator("bamm.cancel", icon="CANCEL")
-        else:
-            layout.operator("bamm.generate", icon="PLAY")
+            return
+        layout.operator("bamm.generate", icon="PLAY")
+        if wm.bamm_error:
+            draw_error(layout, wm.bamm_error)
+
+
+def draw_error(layout, message: str) -> None:
+    """The last job's error, wrapped over a few lines, with a Dismiss button."""
+    box = layout.box()
+    box.alert = True
+    lines = textwrap.wrap(message, ERROR_WIDTH)[:ERROR_LINES] or [""]
+    row = box.row()
+    row.label(text=lines[0], icon="ERROR")
+    row.operator("bamm.dismiss_error", text="", icon="X", emboss=False)
+    for line in lines[1:]:
+        box.label(text=line)
 
 
 class BAMM_PT_edit(_Panel, bpy.types.Panel):

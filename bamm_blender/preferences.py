@@ -1,4 +1,5 @@
-"""Add-on preferences: weights, text encoder, device, backend and the worker's Python."""
+"""Add-on preferences: the back end (bundled runtime by default), the own-Python worker's interpreter, and for
+the torch back ends the weights and text encoder; the device for all."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from types import SimpleNamespace
 import bpy
 from bpy.props import BoolProperty, EnumProperty, StringProperty
 
+from .core import has_runtime
+
 ADDON_ID = __package__.rpartition(".")[0] or __package__  # the extension (or this package when top level)
 
 DEFAULTS = SimpleNamespace(weights_dir="", text_encoder="WEIGHTS", clip_path="", device="AUTO", int8=False,
-                           backend="AUTO", python_path="")
+                           backend="RUNTIME", python_path="")
 
 
 class BAMM_Preferences(bpy.types.AddonPreferences):
@@ -18,8 +21,8 @@ class BAMM_Preferences(bpy.types.AddonPreferences):
 
     weights_dir: StringProperty(
         name="Weights Folder", subtype="DIR_PATH", default="",
-        description="Folder with bamm.json and the .safetensors files (empty: the weights shipped with the "
-        "extension)",
+        description="Torch back ends: folder with bamm.json and the .safetensors files (empty: the weights "
+        "shipped with the extension)",
     )
     text_encoder: EnumProperty(
         name="Text Encoder",
@@ -35,8 +38,9 @@ class BAMM_Preferences(bpy.types.AddonPreferences):
                               description="ViT-B-32.pt (empty: $BAMM_CLIP_PATH or ~/.cache/clip/ViT-B-32.pt)")
     device: EnumProperty(
         name="Device",
-        items=[("AUTO", "Auto", "CUDA, then Apple MPS, then CPU"), ("CPU", "CPU", ""), ("CUDA", "CUDA", ""),
-               ("MPS", "MPS", "Apple Metal")],
+        items=[("AUTO", "Auto", "A GPU when one is usable (CUDA, Apple MPS, or a GPU provider of ONNX Runtime), "
+                "else the CPU"),
+               ("CPU", "CPU", ""), ("CUDA", "CUDA", "An NVIDIA GPU"), ("MPS", "MPS", "Apple Metal (torch back ends)")],
         default="AUTO",
     )
     int8: BoolProperty(
@@ -45,31 +49,42 @@ class BAMM_Preferences(bpy.types.AddonPreferences):
         "paper-size weights, results differ slightly from float32",
     )
     backend: EnumProperty(
-        name="Backend",
-        items=[
-            ("AUTO", "Auto", "In Blender when torch imports there, else the worker process"),
-            ("IN_PROCESS", "In Blender", "A background thread in Blender's Python (needs torch installed there)"),
-            ("WORKER", "Worker Process", "A separate Python with torch, started on the first request"),
+        name="Back End",
+        items=[  # numbered: preferences saved by earlier versions keep a valid item
+            ("RUNTIME", "Bundled Runtime", "ONNX Runtime shipped with the extension, in a separate process started "
+             "with Blender's own Python: nothing to install", 0),
+            ("WORKER", "Own Python (torch)", "A separate Python with torch that you pick below: for a GPU (CUDA "
+             "torch) or weights larger than the shipped ones", 2),
+            ("IN_PROCESS", "Torch in Blender", "A background thread in Blender's Python (needs torch installed "
+             "there)", 1),
         ],
-        default="AUTO",
+        default="RUNTIME",
     )
     python_path: StringProperty(name="Worker Python", subtype="FILE_PATH", default="",
-                                description="Python interpreter with torch for the worker (e.g. a .venv's python)")
+                                description="Python interpreter with torch for the Own Python back end (e.g. a "
+                                "virtual environment's python)")
 
     def draw(self, _context) -> None:
         layout = self.layout
-        layout.prop(self, "weights_dir")
-        layout.prop(self, "text_encoder")
+        layout.prop(self, "backend")
+        torch_backend = self.backend != "RUNTIME"
+        if self.backend == "WORKER":
+            row = layout.row()
+            row.alert = not self.python_path
+            row.prop(self, "python_path")
+        elif self.backend == "RUNTIME" and not has_runtime():
+            layout.label(text="No bundled runtime in this installation: install the zip for your platform",
+                         icon="ERROR")
+        col = layout.column()
+        col.active = torch_backend
+        col.prop(self, "weights_dir")
+        col.prop(self, "text_encoder")
         if self.text_encoder == "CLIP":
-            layout.prop(self, "clip_path")
+            col.prop(self, "clip_path")
         layout.prop(self, "device")
         row = layout.row()
-        row.active = self.device in ("AUTO", "CPU")
+        row.active = torch_backend and self.device in ("AUTO", "CPU")
         row.prop(self, "int8")
-        layout.prop(self, "backend")
-        row = layout.row()
-        row.active = self.backend != "IN_PROCESS"
-        row.prop(self, "python_path")
 
 
 def get(context=None):

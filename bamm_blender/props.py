@@ -1,7 +1,7 @@
 """Scene settings of the BAMM panel (``scene.bamm``) and the job status (``window_manager.bamm_*``).
 
-Settings live on the scene (saved, undoable); the running job's progress lives on the window manager
-(not saved, not part of undo).
+Settings live on the scene (saved, undoable); the running job's progress and the last job's error live on the
+window manager (not saved, not part of undo).
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ from bpy.props import (
     PointerProperty,
     StringProperty,
 )
+
+from .core import max_seconds
+
+MAX_SECONDS = max_seconds()  # the bundled model's frame limit (196 frames = 9.8 s at 20 fps)
 
 
 def _is_armature(_self, obj) -> bool:
@@ -47,7 +51,8 @@ class BAMM_Settings(bpy.types.PropertyGroup):
         items=[("AUTO", "Auto", "The model predicts the length"), ("SECONDS", "Seconds", "A fixed length")],
         default="AUTO",
     )
-    seconds: FloatProperty(name="Seconds", default=4.0, min=0.2, soft_max=10.0, unit="TIME_ABSOLUTE")
+    seconds: FloatProperty(name="Seconds", default=4.0, min=0.2, max=MAX_SECONDS, unit="TIME_ABSOLUTE",
+                           description=f"Length of the motion (at most {MAX_SECONDS:g} s, the model's limit)")
     seed: IntProperty(name="Seed", default=0, min=0)
     variations: IntProperty(name="Variations", default=1, min=1, max=8, description="Motions to generate")
     cfg_ar: FloatProperty(name="Guidance", default=4.0, min=0.0, soft_max=10.0,
@@ -69,7 +74,8 @@ class BAMM_Settings(bpy.types.PropertyGroup):
     )
     range_start: IntProperty(name="Start", default=1)
     range_end: IntProperty(name="End", default=40)
-    extend_seconds: FloatProperty(name="Extend By", default=2.0, min=0.2, soft_max=10.0, unit="TIME_ABSOLUTE")
+    extend_seconds: FloatProperty(name="Extend By", default=2.0, min=0.2, max=MAX_SECONDS, unit="TIME_ABSOLUTE",
+                                  description="Seconds of motion to add before or after the action")
     set_scene_range: BoolProperty(name="Fit Scene Range", default=True,
                                   description="Set the scene's frame range to the previewed motion")
     results: CollectionProperty(type=BAMM_Result)
@@ -86,10 +92,11 @@ def register() -> None:
     bpy.types.WindowManager.bamm_running = BoolProperty(default=False)
     bpy.types.WindowManager.bamm_progress = FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
     bpy.types.WindowManager.bamm_status = StringProperty(default="")
+    bpy.types.WindowManager.bamm_error = StringProperty(default="", description="The last job's error")
 
 
 def unregister() -> None:
-    for name in ("bamm_running", "bamm_progress", "bamm_status"):
+    for name in ("bamm_running", "bamm_progress", "bamm_status", "bamm_error"):
         delattr(bpy.types.WindowManager, name)
     del bpy.types.Scene.bamm
     for cls in reversed(CLASSES):

@@ -4,12 +4,15 @@ Each result is its own action, kept alive by the list's pointer to it (so it sur
 assigned). Selecting a result previews it (assigns it to its armature); Apply keeps the selected one and
 deletes the others that nothing else uses; Clear deletes every result action that nothing else uses.
 
-A baked action also stores the model joints it was made from (custom properties): Regenerate / Extend use
-that exact copy while the keys are unchanged (same fingerprint), and otherwise read the joints back from the
-keys by forward kinematics, so an animator's key edits are what the model sees.
+A baked action also stores the model joints it was made from and their tokens (custom properties):
+Regenerate / Extend send that exact copy, tokens included (so the model does not encode the motion again),
+while the keys are unchanged (same fingerprint), and otherwise read the joints back from the keys by forward
+kinematics, so an animator's key edits are what the model sees.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import bpy
 import numpy as np
@@ -18,11 +21,29 @@ from . import bake, preferences
 from .core import MODEL_FPS
 from .errors import BammInputError
 
+FRAMES_PER_TOKEN = 4  # the tokenizer's frames per token
+
 PROMPT_KEY = "bamm_prompt"
 JOINTS_KEY = "bamm_joints"
 ORIGIN_KEY = "bamm_origin"  # scene frame of model frame 0 of the stored joints
 FPS_KEY = "bamm_scene_fps"
 FINGERPRINT_KEY = "bamm_keys"
+TOKENS_KEY = "bamm_tokens"  # the model's tokens of the stored joints, flattened (N * Q ints)
+TOKEN_LAYERS_KEY = "bamm_token_layers"  # Q
+TOKENS_MODEL_KEY = "bamm_token_model"  # which model's codebook the tokens index (``headless.model_key``)
+_TOKEN_KEYS = (TOKENS_KEY, TOKEN_LAYERS_KEY, TOKENS_MODEL_KEY)
+
+
+@dataclass
+class Source:
+    """What an edit starts from: ``joints`` (T, 22, 3) float32 at 20 fps from the first key; ``tokens``
+    (ceil(T / 4), Q) int64 of exactly these joints, or None (the model encodes the joints); the action's
+    first and last key frame (scene frames)."""
+
+    joints: np.ndarray
+    tokens: np.ndarray | None
+    first: int
+    last: int
 
 
 def user_dir(name: str) -> str | None:
@@ -34,16 +55,40 @@ def user_dir(name: str) -> str | None:
         return None
 
 
-def store_source(obj, action, joints: np.ndarray, origin: float, scene, prompt: str | None) -> None:
+def store_source(obj, action, joints: np.ndarray, origin: float, scene, prompt: str | None, *,
+                 tokens: np.ndarray | None = None, model: str = "") -> None:
+    """Keep the model output an action was baked from: joints, their tokens (when the back end returned them,
+    with ``model`` naming the codebook) and the fingerprint of the keys as baked."""
     action[JOINTS_KEY] = np.asarray(joints, dtype=np.float32).ravel().tolist()
     action[ORIGIN_KEY] = float(origin)
     action[FPS_KEY] = bake.scene_fps(scene)
     action[PROMPT_KEY] = prompt or ""
+    for key in _TOKEN_KEYS:  # a spliced action may carry its source's tokens: never keep stale ones
+        if key in action:
+            del action[key]
+    if tokens is not None:
+        tokens = np.asarray(tokens, dtype=np.int64)
+        if tokens.ndim == 2 and tokens.shape[0] == -(-len(joints) // FRAMES_PER_TOKEN) and tokens.shape[1] > 0:
+            action[TOKENS_KEY] = tokens.ravel().tolist()
+            action[TOKEN_LAYERS_KEY] = int(tokens.shape[1])
+            action[TOKENS_MODEL_KEY] = model
     action[FINGERPRINT_KEY] = bake.fingerprint(obj, action)
 
 
-def source_joints(obj, action, scene) -> tuple[np.ndarray, int, int]:
-    """(20-fps model joints from the first key, first key frame, last key frame) of an action."""
+def _stored_tokens(action, frames: int, model: str) -> np.ndarray | None:
+    stored, layers = action.get(TOKENS_KEY), action.get(TOKEN_LAYERS_KEY)
+    if stored is None or not layers or action.get(TOKENS_MODEL_KEY) != model:
+        return None
+    tokens = np.asarray(stored, dtype=np.int64)
+    if tokens.size != -(-frames // FRAMES_PER_TOKEN) * int(layers):
+        return None
+    return tokens.reshape(-1, int(layers))
+
+
+def source(obj, action, scene, *, model: str = "") -> Source:
+    """The motion an edit of ``action`` starts from. While the keys are exactly as baked (same fingerprint,
+    same first frame and scene fps) that is the stored model output, with its tokens when they index
+    ``model``'s codebook; otherwise the joints read back from the keys by forward kinematics (no tokens)."""
     first, last = bake.key_range(obj, action)
     stored = action.get(JOINTS_KEY)
     if (
@@ -52,11 +97,18 @@ def source_joints(obj, action, scene) -> tuple[np.ndarray, int, int]:
         and action.get(ORIGIN_KEY) == float(first)
         and action.get(FPS_KEY) == bake.scene_fps(scene)
     ):
-        return np.asarray(stored, dtype=np.float32).reshape(-1, 22, 3), first, last
+        joints = np.asarray(stored, dtype=np.float32).reshape(-1, 22, 3)
+        return Source(joints, _stored_tokens(action, len(joints), model), first, last)
     joints = bake.read_model_joints(obj, action, scene).astype(np.float32)
     if len(joints) < 2:
         raise BammInputError(f"Action '{action.name}' is shorter than {2 / MODEL_FPS:.1f} s")
-    return joints, first, last
+    return Source(joints, None, first, last)
+
+
+def source_joints(obj, action, scene) -> tuple[np.ndarray, int, int]:
+    """(20-fps model joints from the first key, first key frame, last key frame) of an action."""
+    found = source(obj, action, scene)
+    return found.joints, found.first, found.last
 
 
 def add(scene, obj, actions, *, kind: str, seed: int) -> None:

@@ -128,6 +128,49 @@ def test_regenerate_sees_the_animators_edits(ctx):
     assert np.delete(moved, below).max() < 1e-6
 
 
+class Recording:
+    """Passes requests to the module's backend and keeps them."""
+
+    def __init__(self, inner):
+        self.inner, self.requests = inner, []
+
+    def submit(self, request):
+        self.requests.append(request)
+        return self.inner.submit(request)
+
+
+@pytest.mark.parametrize("op", ["regenerate", "extend"])
+def test_tokens_travel_while_the_motion_is_unchanged(ctx, op):
+    obj, (action,) = generated(ctx)
+    key = headless.model_key({"random": {}})
+    stored = results.source(obj, action, ctx.scene, model=key)
+    assert stored.tokens is not None and stored.tokens.shape == (-(-len(stored.joints) // 4), 3)  # tiny: Q = 3
+    assert results.source(obj, action, ctx.scene, model=headless.model_key({"weights": "other"})).tokens is None
+    runner = Recording(headless.get_backend())
+    headless.configure(backend_instance=runner, model_spec={"random": {}})
+    try:
+        def edit(target):
+            if op == "regenerate":
+                return headless.regenerate_range(ctx, target=target, first=10, last=30, timeout=120)
+            return headless.extend(ctx, target=target, side="AFTER", seconds=1.0, timeout=120)
+
+        (result,) = edit(obj)
+        sent = runner.requests[-1].args
+        np.testing.assert_array_equal(sent["source_tokens"], stored.tokens)
+        np.testing.assert_array_equal(sent["source"], stored.joints)
+        again = results.source(obj, result, ctx.scene, model=key)  # the result's own tokens, not its source's
+        assert again.tokens is not None and len(again.tokens) == -(-len(again.joints) // 4)
+        bake.assign_action(obj, action)
+        fcurve = bake.channels(action, obj).fcurves.find('pose.bones["pelvis"].location', index=0)
+        fcurve.keyframe_points[5].co.y += 0.2  # an animator's edit: the joints come from the keys, no tokens
+        fcurve.update()
+        edit(obj)
+        assert "source_tokens" not in runner.requests[-1].args
+        assert not np.array_equal(runner.requests[-1].args["source"], stored.joints)
+    finally:
+        headless.configure(backend_instance=runner.inner, model_spec={"random": {}})
+
+
 @pytest.mark.parametrize("side", ["BEFORE", "AFTER"])
 def test_extend_keeps_existing_keys(ctx, side):
     obj, (source,) = generated(ctx)
@@ -212,6 +255,10 @@ def test_bad_input_through_plain_functions(ctx, tmp_path, monkeypatch):
         headless.start_extend(ctx, target=obj, side="AFTER", seconds=1.0)
     headless.configure(backend_instance=headless.get_backend())  # the preferences' weights from now on
     try:
+        monkeypatch.setattr(headless, "RUNTIME_DIR", tmp_path / "no-runtime")
+        with pytest.raises(BammInputError, match="No bundled runtime"):  # the default: the runtime back end
+            headless.start_generate(ctx, prompt=PROMPT)
+        monkeypatch.setattr(preferences.DEFAULTS, "backend", "WORKER")
         monkeypatch.setattr(preferences.DEFAULTS, "weights_dir", str(tmp_path))
         with pytest.raises(BammInputError, match="No BAMM weights"):
             headless.start_generate(ctx, prompt=PROMPT)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,10 +12,11 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import bamm_blender  # noqa: E402
-from bamm_blender import headless, operators, panel, preferences, props  # noqa: E402
+from bamm_blender import backend, core, headless, operators, panel, preferences, props  # noqa: E402
+from bamm_blender.errors import BammBackendError, BammInputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "apply_result", "clear_results")
+OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "dismiss_error", "apply_result", "clear_results")
 
 
 def registered() -> dict[str, bool]:
@@ -54,8 +57,8 @@ def test_preferences_defaults_without_enabling():
     try:
         prefs = preferences.get(bpy.context)  # registered by hand, not enabled: the defaults
         assert prefs is preferences.DEFAULTS
-        assert (prefs.text_encoder, prefs.device, prefs.backend, prefs.weights_dir) == ("WEIGHTS", "AUTO", "AUTO", "")
-        assert headless.model_spec(bpy.context)["int8"] is False
+        assert (prefs.text_encoder, prefs.device, prefs.backend) == ("WEIGHTS", "AUTO", "RUNTIME")
+        assert prefs.weights_dir == prefs.python_path == ""
         rna = preferences.BAMM_Preferences.bl_rna.properties
         for name in ("weights_dir", "text_encoder", "clip_path", "device", "int8", "backend", "python_path"):
             assert name in rna
@@ -64,7 +67,83 @@ def test_preferences_defaults_without_enabling():
         # preferences store the item's number: saved ones keep meaning what they meant before the reorder
         assert {e.identifier: e.value for e in encoders.enum_items} == {"MINILM": 0, "CLIP": 1, "WEIGHTS": 2}
         assert props.BAMM_Settings.bl_rna.properties["results"].fixed_type.identifier == "BAMM_Result"
+        # saved preferences store the item's number: 0 was 'Auto' (torch in Blender, else a worker) and now
+        # means the bundled runtime; the torch choices keep theirs
+        backends = rna["backend"]
+        assert backends.default == "RUNTIME"
+        assert {e.identifier: e.value for e in backends.enum_items} == {"RUNTIME": 0, "IN_PROCESS": 1, "WORKER": 2}
     finally:
+        bamm_blender.unregister()
+
+
+def test_enabled_add_on_defaults_to_the_bundled_runtime(monkeypatch, tmp_path):
+    """Enabled like an installed add-on, untouched preferences pick the runtime worker (Blender's own Python,
+    the wheels' folders on its PYTHONPATH) and the bundled runtime folder."""
+    monkeypatch.setattr(backend, "_BACKENDS", {})
+    assert bpy.ops.preferences.addon_enable(module=preferences.ADDON_ID) == {"FINISHED"}
+    try:
+        prefs = preferences.get(bpy.context)
+        assert prefs is not preferences.DEFAULTS and prefs.backend == "RUNTIME" and prefs.python_path == ""
+        runner = headless.get_backend(bpy.context)
+        assert isinstance(runner, backend.WorkerBackend) and runner.python == sys.executable
+        for package in backend.WHEEL_PACKAGES:
+            origin = Path(importlib.util.find_spec(package).origin).resolve()
+            assert any(origin.is_relative_to(folder) for folder in runner.paths), (package, runner.paths)
+        assert not runner.alive()  # started on the first request only
+        runtime = tmp_path / "runtime"
+        monkeypatch.setattr(headless, "RUNTIME_DIR", runtime)
+        with pytest.raises(BammInputError, match="No bundled runtime.*zip built for your platform"):
+            headless.model_spec(bpy.context)
+        runtime.mkdir()
+        (runtime / "runtime.json").write_text("{}")
+        spec = headless.model_spec(bpy.context)
+        assert spec == {"backend": "onnx", "runtime": str(runtime), "device": "auto"}
+        prefs.backend = "WORKER"
+        with pytest.raises(BammBackendError, match="No worker Python is set"):
+            headless.get_backend(bpy.context)
+        assert headless.model_spec(bpy.context)["weights"] == str(core.WEIGHTS_DIR)
+    finally:
+        prefs.backend = "RUNTIME"
+        bpy.ops.preferences.addon_disable(module=preferences.ADDON_ID)
+    assert not registered()["settings"]
+
+
+@pytest.mark.parametrize("files, frames", [
+    ({"bamm.json": {"max_frames": 120}}, 120),
+    ({"runtime.json": {"max_frames": 80}, "bamm.json": {"max_frames": 120}}, 80),
+    ({"runtime.json": {"max_tokens": 31, "frames_per_token": 4}}, 120),  # 30 motion tokens + [END]
+    ({"bamm.json": {"fps": 20}}, core.DEFAULT_MAX_FRAMES),
+    ({}, core.DEFAULT_MAX_FRAMES),
+])
+def test_frame_limit_from_a_model_config(tmp_path, files, frames):
+    for name, config in files.items():
+        (tmp_path / name).write_text(json.dumps(config))
+    assert core.max_frames(tmp_path) == frames
+
+
+def test_seconds_fields_stop_at_the_shipped_limit():
+    shipped = json.loads((ROOT / "weights" / "bamm.json").read_text())["max_frames"]
+    assert core.max_frames() == shipped == 196
+    bamm_blender.register()
+    try:
+        for name in ("seconds", "extend_seconds"):
+            assert props.BAMM_Settings.bl_rna.properties[name].hard_max == pytest.approx(shipped / 20.0)
+    finally:
+        bamm_blender.unregister()
+
+
+def test_seconds_over_the_limit_is_refused():
+    bamm_blender.register()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        settings = bpy.context.scene.bamm
+        settings.seconds = 10.0  # clamped by the property
+        assert settings.seconds == pytest.approx(core.max_seconds())
+        headless.configure(model_spec={"weights": str(ROOT / "weights")})
+        with pytest.raises(BammInputError, match=r"10 s is over the model's limit of 9.8 s \(196 frames\)"):
+            headless.start_generate(bpy.context, prompt="walk", seconds=10.0)
+    finally:
+        headless.configure()
         bamm_blender.unregister()
 
 

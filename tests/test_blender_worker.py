@@ -41,15 +41,30 @@ def test_generate_edit_extend(worker):
     job = worker.submit(backend.Request("generate", TINY, {"prompt": "a person waves", "n": 2, "seed": 0}))
     motions = job.wait(180)
     assert len(motions) == 2 and job.stage in ("decode", "residual") and job.fraction == 1.0
-    joints, prompt = motions[0]
+    joints, prompt, tokens = motions[0].joints, motions[0].prompt, motions[0].tokens
     assert joints.dtype == np.float32 and joints.ndim == 3 and joints.shape[1:] == (22, 3)
     assert prompt == "a person waves"
-    (edited, _), = worker.submit(backend.Request("edit", TINY, {"source": joints, "frames": [8, 24]})).wait(60)
-    assert edited.shape == joints.shape
-    np.testing.assert_array_equal(edited[:8], joints[:8])  # outside the range: the source's own joints
-    (longer, _), = worker.submit(backend.Request("extend", TINY, {"source": joints, "after_s": 1.0})).wait(60)
-    assert len(longer) == len(joints) + 20
+    assert tokens.dtype == np.int64 and tokens.shape[0] == -(-len(joints) // 4) and tokens.shape[1] > 1
+    (edited,) = worker.submit(backend.Request("edit", TINY, {"source": joints, "frames": [8, 24]})).wait(60)
+    assert edited.joints.shape == joints.shape
+    np.testing.assert_array_equal(edited.joints[:8], joints[:8])  # outside the range: the source's own joints
+    (longer,) = worker.submit(backend.Request("extend", TINY, {"source": joints, "after_s": 1.0})).wait(60)
+    assert len(longer.joints) == len(joints) + 20 and len(longer.tokens) == len(tokens) + 5
     assert not list(Path(worker.exchange).glob("*.npy"))  # exchanged files are cleaned up
+
+
+def test_tokens_travel_with_the_source(worker):
+    """An edit given the source's tokens keeps them outside the regenerated span exactly; without them the
+    worker encodes the joints again (other codes in general: decoding then encoding is not the identity)."""
+    (motion,) = worker.submit(backend.Request("generate", TINY, {"prompt": "a person jumps", "frames": 48})).wait(120)
+    args = {"source": motion.joints, "source_tokens": motion.tokens, "frames": [16, 32]}
+    (edited,) = worker.submit(backend.Request("edit", TINY, args)).wait(60)
+    np.testing.assert_array_equal(edited.tokens[:4], motion.tokens[:4])
+    np.testing.assert_array_equal(edited.tokens[8:], motion.tokens[8:])
+    (encoded,) = worker.submit(backend.Request("edit", TINY, {**args, "source_tokens": None})).wait(60)
+    kept = np.r_[0:4, 8:12]
+    assert not np.array_equal(encoded.tokens[kept], motion.tokens[kept])
+    assert not list(Path(worker.exchange).glob("*.npy"))
 
 
 def test_model_errors_are_reported_and_the_worker_keeps_serving(worker):
@@ -120,7 +135,7 @@ def test_protocol_by_hand(tmp_path):
 def test_blender_side_through_the_worker(worker):
     bpy = pytest.importorskip("bpy")
     import bamm_blender
-    from bamm_blender import bake, headless
+    from bamm_blender import bake, headless, results
 
     bamm_blender.register()
     try:
@@ -130,6 +145,10 @@ def test_blender_side_through_the_worker(worker):
         obj = bpy.context.scene.bamm.target
         first, last = bake.key_range(obj, action)
         assert last - first + 1 == int(np.floor(39 * bake.scene_fps(bpy.context.scene) / 20 + 1e-6)) + 1
+        stored = results.source(obj, action, bpy.context.scene, model=headless.model_key(TINY))
+        assert stored.tokens is not None and stored.tokens.shape[0] == 10  # 40 frames / 4
+        (edited,) = headless.regenerate_range(bpy.context, target=obj, first=10, last=30, timeout=180)
+        assert results.source(obj, edited, bpy.context.scene, model=headless.model_key(TINY)).tokens is not None
     finally:
         headless.configure()
         bamm_blender.unregister()
