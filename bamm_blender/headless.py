@@ -48,8 +48,8 @@ def model_spec(context=None) -> dict:
         return {"backend": "onnx", "runtime": str(RUNTIME_DIR), "device": prefs.device.lower()}
     weights = Path(bpy.path.abspath(prefs.weights_dir)) if prefs.weights_dir else WEIGHTS_DIR
     if not (weights / "bamm.json").is_file():
-        raise BammInputError(f"No BAMM weights in '{weights}' (bamm.json missing): set the weights folder in the "
-                             "add-on preferences")
+        raise BammInputError(f"No BAMM weights in '{weights}' (bamm.json missing): set the Weights Folder of the "
+                             "torch back end in the add-on preferences")
     encoder = {"MINILM": "minilm", "WEIGHTS": None}.get(prefs.text_encoder)
     if prefs.text_encoder == "CLIP":
         encoder = f"clip:{bpy.path.abspath(prefs.clip_path)}" if prefs.clip_path else "clip"

@@ -21,8 +21,8 @@ class BAMM_Preferences(bpy.types.AddonPreferences):
 
     weights_dir: StringProperty(
         name="Weights Folder", subtype="DIR_PATH", default="",
-        description="Torch back ends: folder with bamm.json and the .safetensors files (empty: the weights "
-        "shipped with the extension)",
+        description="Torch back ends: folder with bamm.json and the .safetensors files, e.g. a source "
+        "checkout's weights/ (empty: a weights/ folder next to the add-on; the extension zip carries none)",
     )
     text_encoder: EnumProperty(
         name="Text Encoder",
