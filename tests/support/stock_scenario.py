@@ -16,6 +16,7 @@ preferences; empty: defaults); ``seconds`` (first Generate); ``warm_presses`` / 
 from __future__ import annotations
 
 import glob
+import importlib.util
 import json
 import os
 import subprocess
@@ -211,6 +212,7 @@ def main(argv: list[str]) -> int:
         run(cfg, report)
     finally:
         report["imported"] = sorted(m for m in ("torch", "scipy", "onnxruntime", "tokenizers") if m in sys.modules)
+        report["findable"] = sorted(m for m in ("torch", "scipy") if importlib.util.find_spec(m) is not None)
         Path(cfg["report"]).write_text(json.dumps(report, indent=1))
     return 0
 
