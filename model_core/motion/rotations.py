@@ -232,8 +232,10 @@ def quat_between(u, v) -> np.ndarray:
     if not (np.isfinite(nu).all() and np.isfinite(nv).all() and (nu > 0).all() and (nv > 0).all()):
         raise ValueError("quat_between needs finite non-zero vectors")
     u, v = u / nu, v / nv
-    q = np.concatenate([np.cross(u, v), 1.0 + np.sum(u * v, axis=-1, keepdims=True)], axis=-1)
-    opposite = q[..., 3] < 1e-8
+    cross, dot = np.cross(u, v), np.sum(u * v, axis=-1, keepdims=True)
+    q = np.concatenate([cross, 1.0 + dot], axis=-1)
+    # Within 1e-8 rad of opposite the cross product no longer fixes the axis: a half turn is as close.
+    opposite = (dot[..., 0] < 0.0) & (np.linalg.norm(cross, axis=-1) < 1e-8)
     if opposite.any():
         uo = u[opposite]
         helper = np.where(np.abs(uo[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
