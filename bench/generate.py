@@ -41,42 +41,41 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def reference_base(t2m, text_emb, *, cfg, generator):
+def reference_base(t2m, text_emb, *, cfg, sampler):
     """The official decoding loop (49 steps per pass, whole sequence every step, doubled CFG batch)."""
+    import numpy as np
     import torch
 
-    from model_core.models.layers import cfg_logits, sample_tokens
+    from model_core.decoding import guide
     from model_core.models.transformer import hybrid_attention_mask
 
     c = t2m.config
     steps = c.max_tokens - 1
-    text = t2m.text_token(text_emb.repeat(2, 1), torch.tensor([False, True]))
+    text = t2m.text_token(torch.from_numpy(text_emb).repeat(2, 1), torch.tensor([False, True]))
     ids = torch.full((1, c.max_tokens), c.pad_id, dtype=torch.long)
     causal = hybrid_attention_mask(torch.zeros(2, c.max_tokens + 1, dtype=torch.bool), True)
     for k in range(steps):
-        logits = t2m(ids.repeat(2, 1), text, causal)[:, k]
-        logits = cfg_logits(logits[:1], logits[1:], cfg[0])
-        logits[:, c.end_id] = float("-inf")  # 196 frames: no END before the last token
-        ids[:, k] = sample_tokens(logits, generator=generator)
+        logits = guide(t2m(ids.repeat(2, 1), text, causal)[:, k].numpy(), 2, cfg[0])
+        ids[:, k] = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
     ids[:, steps] = c.end_id
     keep = torch.arange(c.max_tokens) % 2 == 1  # re-predict every other token
     unmasked = torch.cat([torch.tensor([True]), keep | (ids[0] == c.end_id)])[None].repeat(2, 1)
     hybrid = hybrid_attention_mask(unmasked)
     for k in range(steps):
-        logits = t2m(ids.repeat(2, 1), text, hybrid)[:, k]
-        logits = cfg_logits(logits[:1], logits[1:], cfg[1])
-        logits[:, c.end_id] = float("-inf")
-        new = sample_tokens(logits, generator=generator)
+        logits = guide(t2m(ids.repeat(2, 1), text, hybrid)[:, k].numpy(), 2, cfg[1])
+        logits[:, c.end_id] = -np.inf
+        new = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
         if not keep[k]:
             ids[:, k] = new
-    return ids[:, :steps], torch.tensor([steps])
+    return ids[:, :steps].numpy(), np.array([steps])
 
 
 def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from model_core.generate import BAMM, Progress
+    from model_core import decoding as D
+    from model_core.generate import BAMM
 
     model = BAMM.random(preset=preset, device=device, seed=0)
     # 196 frames from the unidirectional pass: with random weights END is rare; ban it to be sure
@@ -85,20 +84,19 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
         model.quantize_int8()
     loaded = rss_mib()
     t_text, t_gen, n_tokens = [], [], 0
+    st = D.Settings(cfg=(4.0, 3.0), refine="every_other", rounds=2, temperature=1.0, res_cfg=4.0)
     for r in range(repeat + 1):  # the first run warms up
         t0 = time.perf_counter()
         text_emb = model.encode_text([PROMPT])
         t1 = time.perf_counter()
         with torch.inference_mode():
-            gen = model.generator(SEED + r)
+            sampler = D.Sampler(SEED + r)
             if mode == "reference":
-                base, lengths = reference_base(model.t2m, text_emb, cfg=(4.0, 3.0), generator=gen)
+                base, lengths = reference_base(model.t2m, text_emb, cfg=st.cfg, sampler=sampler)
             else:
-                base, lengths = model.sample_base(text_emb, None, batch=1, cfg=(4.0, 3.0), refine="every_other",
-                                                  rounds=2, temperature=1.0, top_k=None, generator=gen,
-                                                  progress=Progress(None, {}), use_cache=mode != "no-cache")
-            codes = model.residual(base, lengths, text_emb, cfg_scale=4.0, temperature=1.0, top_k=None,
-                                   generator=gen)
+                base, lengths = D.base_tokens(model.nets, text_emb, batch=1, st=st, sampler=sampler,
+                                              use_cache=mode != "no-cache")
+            codes = D.residual_layers(model.nets, base, lengths, text_emb, st, sampler)
             feats, joints = model.decode(codes[0, :int(lengths[0])])
         t2 = time.perf_counter()
         n_tokens = int(lengths[0])

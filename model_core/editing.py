@@ -1,8 +1,9 @@
 """Editing with the bidirectional mask: inpainting, outpainting, prefix/suffix, and long sequences.
 
 The tokens to regenerate are hidden from the BAMM transformer and predicted left to right while every kept
-token (and [END]) stays visible; kept tokens and all their residual layers are copied unchanged. A token
-sequence longer than one transformer context is handled through a window of at most ``BAMM.max_tokens``
+token (and [END]) stays visible, then refined like generation (``refine`` over the regenerated tokens only);
+kept tokens and all their residual layers are copied unchanged (`decoding.regenerate`). A token
+sequence longer than one transformer context is handled through a window of at most ``Generator.max_tokens``
 tokens centred on the regenerated span; the window ends with [END] even where the motion goes on (training
 only ever shows [END] at a real end, so that is an approximation).
 
@@ -14,9 +15,10 @@ what is left of the offset at a seam fades out over ``BLEND`` frames inside the 
 from __future__ import annotations
 
 import numpy as np
-import torch
 
-from .generate import BAMM, Motion, Progress, check_cfg, check_positive_int, check_sampling, is_number, refine_keep
+from . import decoding as D
+from .decoding import Sampler, Settings, check_positive_int, is_number
+from .generate import Generator, Motion, Progress
 from .motion import features as F
 
 CONTEXT = 8  # source frames on each side of a seam used to fit the placement of the generated frames
@@ -33,21 +35,33 @@ def check_prompt(prompt, name: str = "prompt") -> str | None:
     return prompt
 
 
-def source_motion(model: BAMM, source) -> tuple[np.ndarray, torch.Tensor, str | None]:
-    """Motion or joints (T, 22, 3) -> (joints float32, codes (ceil(T/4), Q), the source's prompt or None)."""
+def source_motion(model: Generator, source) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Motion or joints (T, 22, 3) -> (joints float32, codes (ceil(T/4), Q), the source's prompt or None).
+    A Motion's own tokens are used when they fit its joints (no re-encoding)."""
     prompt = None
+    c = model.nets.config
     if isinstance(source, Motion):
         joints, prompt = np.asarray(source.joints, np.float32), source.prompt
-        n = -(-len(joints) // model.vq.config.frames_per_token)
-        tokens = np.asarray(source.tokens)
-        if (tokens.shape == (n, model.vq.config.num_quantizers) and tokens.size
-                and 0 <= tokens.min() and tokens.max() < model.vq.config.code_num):
-            return joints, torch.as_tensor(tokens, dtype=torch.long, device=model.device), prompt
+        tokens = check_tokens(source.tokens, len(joints), c)
+        if tokens is not None:
+            return joints, tokens, prompt
     else:
         joints = np.asarray(source, np.float32)
     if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) < 2:
         raise ValueError(f"source joints must have shape (T, 22, 3) with T >= 2, got {joints.shape}")
     return joints, model.features_to_codes(padded_features(joints)), prompt
+
+
+def check_tokens(tokens, frames: int, config) -> np.ndarray | None:
+    """tokens as int64 (ceil(frames / 4), Q) if they are codes of a motion of `frames` frames, else None."""
+    if tokens is None:
+        return None
+    tokens = np.asarray(tokens)
+    n = -(-frames // config.frames_per_token)
+    if (tokens.shape != (n, config.num_quantizers) or not tokens.size or tokens.dtype.kind not in "iu"
+            or tokens.min() < 0 or tokens.max() >= config.code_num):
+        return None
+    return tokens.astype(np.int64)
 
 
 def padded_features(joints: np.ndarray) -> np.ndarray:
@@ -69,50 +83,6 @@ def check_range(frames, total: int, frames_per_token: int) -> tuple[int, int]:
     if end - start < frames_per_token:
         raise ValueError(f"frames ({start}, {end}) is shorter than one token ({frames_per_token} frames)")
     return start, end
-
-
-# ------------------------------------------------------------------------------------------ tokens
-
-def regenerate(model: BAMM, items: list[tuple[torch.Tensor, torch.Tensor]], text_emb: torch.Tensor | None, *,
-               cfg, rounds: int, temperature: float, top_k, res_cfg: float, generator, progress: Progress,
-               stage: str = "tokens"):
-    """items: (codes (N, Q), keep (N,) bool) -> codes (N, Q) with the tokens where keep is False regenerated
-    (all layers) and every kept token unchanged. text_emb (len(items), D) or None (unconditional)."""
-    w = model.max_tokens
-    windows, spans = [], []
-    for codes, keep in items:
-        redo = torch.nonzero(~keep)[:, 0]
-        lo, hi = int(redo.min()), int(redo.max()) + 1
-        if hi - lo > w:
-            f = model.vq.config.frames_per_token
-            raise ValueError(f"the span to regenerate covers {hi - lo} tokens ({(hi - lo) * f} frames); these "
-                             f"weights regenerate at most {w} tokens ({model.max_frames} frames) at once")
-        s = min(max(lo - (w - (hi - lo)) // 2, 0), max(len(codes) - w, 0))
-        spans.append((s, min(s + w, len(codes))))
-        windows.append((codes[s:s + w], keep[s:s + w]))
-    lengths = torch.tensor([len(c) for c, _ in windows], device=model.device)
-    n, q = int(lengths.max()), items[0][0].shape[1]
-    codes = torch.zeros(len(items), n, q, dtype=torch.long, device=model.device)
-    keep = torch.ones(len(items), n, dtype=torch.bool, device=model.device)
-    for i, (c, k) in enumerate(windows):
-        codes[i, :len(c)], keep[i, :len(k)] = c, k
-    base, _ = model.t2m.generate_masked(codes[..., 0], lengths, keep, text_emb, cfg_scale=cfg[0],
-                                        temperature=temperature, top_k=top_k, generator=generator,
-                                        progress=progress.stage(stage))
-    for r in range(1, rounds):  # every other regenerated token again, the other tokens visible
-        redo = ~keep & ~refine_keep("every_other", r, lengths, None, n)
-        if bool(redo.any()):
-            base, _ = model.t2m.generate_masked(base, lengths, ~redo, text_emb, cfg_scale=cfg[1],
-                                                temperature=temperature, top_k=top_k, generator=generator)
-    full = model.residual(base, lengths, text_emb, cfg_scale=res_cfg, temperature=temperature, top_k=top_k,
-                          generator=generator, keep_codes=codes, keep_mask=keep)
-    progress(stage, 1.0)
-    out = []
-    for i, ((c, _), (s, e)) in enumerate(zip(items, spans)):
-        c = c.clone()
-        c[s:e] = full[i, :e - s]
-        out.append(c)
-    return out
 
 
 # ------------------------------------------------------------------------------------------ joints
@@ -169,50 +139,53 @@ def place(gen: np.ndarray, src: np.ndarray, src_at: int, ranges: list[tuple[int,
     return out.astype(np.float32)
 
 
-def _result(model: BAMM, joints: np.ndarray, tokens: torch.Tensor, prompt: str | None) -> Motion:
-    return Motion(joints=joints, features=padded_features(joints), tokens=tokens.cpu().numpy(), prompt=prompt,
-                  fps=model.fps)
+def _result(model: Generator, joints: np.ndarray, tokens: np.ndarray, prompt: str | None) -> Motion:
+    return Motion(joints=joints, features=padded_features(joints), tokens=np.asarray(tokens, np.int64),
+                  prompt=prompt, fps=model.fps)
+
+
+def _text(model: Generator, prompt: str | None):
+    return model.encode_text([prompt]) if prompt else None
 
 
 # ------------------------------------------------------------------------------------------ public
 
-def edit(model: BAMM, source, frames: tuple[int, int], prompt: str | None = None, *, seed: int = 0,
-         cfg: tuple[float, float] = (4.0, 3.0), rounds: int = 2, temperature: float = 1.0, top_k: int | None = None,
-         res_cfg: float = 4.0, progress=None) -> Motion:
+def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None = None, *, seed: int = 0,
+         cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other", rounds: int = 2,
+         temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0, progress=None) -> Motion:
     """Regenerate frames [start, end) of `source` (a Motion or joints (T, 22, 3)): inpainting (a range in
     the middle), prefix or suffix (a range touching the start or the end).
 
     The range is snapped outward to token boundaries for the tokens; frames outside [start, end) are the
     source's. prompt None: the source Motion's prompt if it has one, else unconditional. rounds - 1 extra
-    passes re-predict every other regenerated token (guidance cfg[1])."""
+    passes re-predict the regenerated tokens chosen by `refine` (guidance cfg[1]), as in generation."""
     prompt = check_prompt(prompt)
-    cfg, rounds = check_cfg(cfg), check_positive_int(rounds, "rounds")
-    check_sampling(temperature, top_k, res_cfg)
+    st = Settings(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
     prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
     joints, codes, src_prompt = source_motion(model, source)
-    f = model.vq.config.frames_per_token
+    f = model.frames_per_token
     start, end = check_range(frames, len(joints), f)
     prompt = prompt or src_prompt
-    gen = model.generator(seed)
-    text_emb = model.encode_text([prompt]) if prompt else None
+    sampler = Sampler(seed)
+    text = _text(model, prompt)
     prog("text", 1.0)
-    keep = torch.ones(len(codes), dtype=torch.bool, device=model.device)
+    keep = np.ones(len(codes), bool)
     keep[start // f:-(-end // f)] = False
-    new = regenerate(model, [(codes, keep)], text_emb, cfg=cfg, rounds=rounds, temperature=temperature,
-                     top_k=top_k, res_cfg=res_cfg, generator=gen, progress=prog)[0]
+    new = D.regenerate(model.nets, [(codes, keep)], text, st, sampler, prog.stage("tokens"))[0]
     _, decoded = model.decode(new)
     out = place(decoded[:len(joints)], joints, 0, [(start, end)])
     prog("decode", 1.0)
     return _result(model, out, new, prompt)
 
 
-def extend(model: BAMM, source, *, before_s: float = 0.0, after_s: float = 0.0, prompt: str | None = None,
-           seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0), rounds: int = 2, temperature: float = 1.0,
-           top_k: int | None = None, res_cfg: float = 4.0, progress=None) -> Motion:
+def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 0.0, prompt: str | None = None,
+           seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other",
+           rounds: int = 2, temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0,
+           progress=None) -> Motion:
     """Add generated motion before and/or after `source` (outpainting), in whole tokens (4 frames = 0.2 s at
     20 fps, rounded), with the source tokens as context; the source frames stay exactly as they are."""
     prompt = check_prompt(prompt)
-    f = model.vq.config.frames_per_token
+    f = model.frames_per_token
     counts = []
     for name, value in (("before_s", before_s), ("after_s", after_s)):
         if not is_number(value) or value < 0:
@@ -221,27 +194,25 @@ def extend(model: BAMM, source, *, before_s: float = 0.0, after_s: float = 0.0, 
     if not any(counts):
         raise ValueError(f"before_s / after_s add nothing: at least one must be >= {f / 2 / model.fps:.2f} s "
                          f"(half a token), got {before_s!r} / {after_s!r}")
-    cfg, rounds = check_cfg(cfg), check_positive_int(rounds, "rounds")
-    check_sampling(temperature, top_k, res_cfg)
+    st = Settings(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
     prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
     joints, codes, src_prompt = source_motion(model, source)
     prompt = prompt or src_prompt
-    gen = model.generator(seed)
-    text_emb = model.encode_text([prompt]) if prompt else None
+    sampler = Sampler(seed)
+    text = _text(model, prompt)
     prog("text", 1.0)
     nb, na = counts
     q = codes.shape[1]
     new = codes
     # both sides in one pass when they fit in one context, else the end first, then the start
     sides = [(nb, na)] if nb + len(codes) + na <= model.max_tokens else [(0, na), (nb, 0)]
-    for before, after in sides:
-        if before + after == 0:
-            continue
-        ext = torch.cat([codes.new_zeros(before, q), new, codes.new_zeros(after, q)])
-        keep = torch.zeros(len(ext), dtype=torch.bool, device=model.device)
+    sides = [side for side in sides if sum(side)]
+    for k, (before, after) in enumerate(sides):
+        ext = np.concatenate([np.zeros((before, q), np.int64), new, np.zeros((after, q), np.int64)])
+        keep = np.zeros(len(ext), bool)
         keep[before:before + len(new)] = True
-        new = regenerate(model, [(ext, keep)], text_emb, cfg=cfg, rounds=rounds, temperature=temperature,
-                         top_k=top_k, res_cfg=res_cfg, generator=gen, progress=prog)[0]
+        report = None if progress is None else (lambda x, k=k: prog("tokens", (k + x) / len(sides)))
+        new = D.regenerate(model.nets, [(ext, keep)], text, st, sampler, report)[0]
     _, decoded = model.decode(new)
     total = nb * f + len(joints) + na * f
     ranges = [r for r in ((0, nb * f), (nb * f + len(joints), total)) if r[1] > r[0]]
@@ -250,7 +221,7 @@ def extend(model: BAMM, source, *, before_s: float = 0.0, after_s: float = 0.0, 
     return _result(model, out, new, prompt)
 
 
-def generate_long(model: BAMM, segments, *, seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0),
+def generate_long(model: Generator, segments, *, seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0),
                   refine: str | None = "every_other", rounds: int = 2, temperature: float = 1.0,
                   top_k: int | None = None, res_cfg: float = 4.0, transition: int = 2, progress=None) -> Motion:
     """One motion from segments [(prompt, frames or None), ...]: each segment is generated (batched), the
@@ -266,47 +237,43 @@ def generate_long(model: BAMM, segments, *, seed: int = 0, cfg: tuple[float, flo
             raise ValueError(f"segments[{i}] prompt must be a non-empty string, got {seg[0]!r}")
         if seg[1] is not None:
             value = check_positive_int(seg[1], f"segments[{i}] frames")
-            if not model.vq.config.frames_per_token <= value <= model.max_frames:
-                raise ValueError(f"segments[{i}] frames must be in [4, {model.max_frames}], got {value}")
+            if not model.frames_per_token <= value <= model.max_frames:
+                raise ValueError(f"segments[{i}] frames must be in [{model.frames_per_token}, {model.max_frames}], "
+                                 f"got {value}")
         prompts.append(seg[0])
         frames.append(seg[1])
     transition = check_positive_int(transition, "transition")
-    cfg, rounds = check_cfg(cfg), check_positive_int(rounds, "rounds")
-    check_sampling(temperature, top_k, res_cfg)
-    prog = Progress(progress, {"text": 1, "tokens": 6, "refine": 3 * (rounds > 1 and refine is not None),
-                               "transitions": 3, "decode": 1})
-    gen = model.generator(seed)
-    text_emb = model.encode_text(prompts)
+    st = Settings(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
+    prog = Progress(progress, {"text": 1, "tokens": 6, "refine": 3 * (st.passes > 0), "transitions": 3,
+                               "decode": 1})
+    sampler = Sampler(seed)
+    text = model.encode_text(prompts)
     prog("text", 1.0)
-    f = model.vq.config.frames_per_token
-    pieces: list[torch.Tensor | None] = [None] * len(prompts)
+    f = model.frames_per_token
+    pieces: list[np.ndarray | None] = [None] * len(prompts)
     for group in ([i for i, v in enumerate(frames) if v is None], [i for i, v in enumerate(frames) if v is not None]):
         if not group:
             continue
-        lengths = None
-        if frames[group[0]] is not None:
-            lengths = torch.tensor([frames[i] // f for i in group], device=model.device)
-        emb = text_emb[group]
-        base, lengths = model.sample_base(emb, lengths, batch=len(group), cfg=cfg, refine=refine, rounds=rounds,
-                                          temperature=temperature, top_k=top_k, generator=gen, progress=prog)
-        codes = model.residual(base, lengths, emb, cfg_scale=res_cfg, temperature=temperature, top_k=top_k,
-                               generator=gen)
+        lengths = None if frames[group[0]] is None else np.array([frames[i] // f for i in group], np.int64)
+        emb = text[group]
+        base, lengths = D.base_tokens(model.nets, emb, batch=len(group), lengths=lengths, st=st, sampler=sampler,
+                                      progress=prog.stage("tokens"), refine_progress=prog.stage("refine"))
+        codes = D.residual_layers(model.nets, base, lengths, emb, st, sampler)
         for j, i in enumerate(group):
             pieces[i] = codes[j, :int(lengths[j])]
-    full = torch.cat(pieces)
+    full = np.concatenate(pieces)
     items, bounds = [], np.cumsum([len(p) for p in pieces])
     for i, k in enumerate(bounds[:-1]):
         left, right = min(transition, len(pieces[i]) // 2), min(transition, len(pieces[i + 1]) // 2)
         if left + right:
-            keep = torch.ones(len(full), dtype=torch.bool, device=model.device)
+            keep = np.ones(len(full), bool)
             keep[k - left:k + right] = False
             items.append((full, keep))
     if items:
-        joined = regenerate(model, items, None, cfg=cfg, rounds=rounds, temperature=temperature, top_k=top_k,
-                            res_cfg=res_cfg, generator=gen, progress=prog, stage="transitions")
-        full = full.clone()
+        joined = D.regenerate(model.nets, items, None, st, sampler, prog.stage("transitions"))
+        full = full.copy()
         for (_, keep), codes in zip(items, joined):
             full[~keep] = codes[~keep]
-    feats, joints = model.decode(full)
+    motion = model.tokens_to_motion(full, " / ".join(prompts))
     prog("decode", 1.0)
-    return Motion(joints=joints, features=feats, tokens=full.cpu().numpy(), prompt=" / ".join(prompts), fps=model.fps)
+    return motion

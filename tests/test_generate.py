@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from model_core.editing import place, source_motion
-from model_core.generate import BAMM, Motion, refine_keep
+from model_core.generate import BAMM, Motion, refine_redo
 
 PROMPTS = ["a person walks forward", "someone jumps twice", "a man sits down slowly"]
 
@@ -69,9 +69,10 @@ def test_refinement_changes_only_the_chosen_tokens(bamm):
     assert np.array_equal(first[:5], refined[:5])  # the first pass draws the same; the suffix is redrawn
 
 
-def test_refine_keep_masks():
-    lengths, conf = torch.tensor([6, 3]), torch.tensor([[.9, .1, .8, .2, .7, .3], [.5, .4, .6, 0, 0, 0]])
-    redo = lambda mode, r=1: (~refine_keep(mode, r, lengths, conf, 6)).int().tolist()  # noqa: E731
+def test_refine_redo_masks():
+    lengths, conf = np.array([6, 3]), np.array([[.9, .1, .8, .2, .7, .3], [.5, .4, .6, 0, 0, 0]])
+    eligible = np.arange(6)[None] < lengths[:, None]
+    redo = lambda mode, r=1: refine_redo(mode, r, eligible, conf).astype(int).tolist()  # noqa: E731
     assert redo("every_other") == [[1, 0, 1, 0, 1, 0], [1, 0, 1, 0, 0, 0]]
     assert redo("every_other", 2) == [[0, 1, 0, 1, 0, 1], [0, 1, 0, 0, 0, 0]]
     assert redo("low_confidence") == [[0, 1, 0, 1, 0, 1], [1, 1, 0, 0, 0, 0]]
@@ -99,7 +100,7 @@ def test_progress_is_monotone_and_can_cancel(bamm):
 
 def test_greedy_decoding_reproduces_memorised_sequences_with_their_length():
     model = BAMM.random(preset="tiny", seed=1)
-    text = model.encode_text(PROMPTS)
+    text = torch.from_numpy(model.encode_text(PROMPTS))
     lengths = torch.tensor([4, 9, 13])
     codes = torch.randint(0, 32, (3, 13), generator=torch.Generator().manual_seed(0))
     codes = codes.masked_fill(torch.arange(13)[None] >= lengths[:, None], 0)
@@ -182,7 +183,7 @@ def test_edit_keeps_tokens_and_frames_outside_the_range(bamm, source, frames, as
     out = bamm.edit(src, frames, "a person jumps", seed=1)
     start, end = frames
     # joints are turned into tokens through their features (a Motion brings its own tokens)
-    before = source_motion(bamm, src)[1].cpu().numpy()
+    before = source_motion(bamm, src)[1]
     if not as_joints:
         assert np.array_equal(before, source.tokens)
     kept = np.ones(len(before), bool)

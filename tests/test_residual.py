@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 
-from model_core.models.layers import cfg_logits, lengths_to_mask, sample_tokens, top_k_filter
+from model_core.decoding import Sampler, Settings, guide, residual_layers
+from model_core.models.layers import lengths_to_mask
 from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
+from model_core.models.transformer import T2M_PRESETS, BAMMTransformer
+from model_core.models.vq import VQ_PRESETS, RVQVAE
+from model_core.torch_nets import TorchNets
 
 TINY = RES_PRESETS["tiny"]
 B, N = 8, 12
@@ -67,16 +72,37 @@ def test_loss_ignores_padded_tokens():
     assert torch.allclose(a, b, atol=1e-6)
 
 
+class StubText:
+    dim, name = TINY.text_dim, "stub"
+
+    def to(self, device):
+        return self
+
+
+def nets_of(model: ResidualTransformer) -> TorchNets:
+    """TorchNets around `model` with a tiny untrained tokenizer and BAMM transformer (unused here)."""
+    t2m = BAMMTransformer(dataclasses.replace(T2M_PRESETS["tiny"], text_dim=TINY.text_dim))
+    return TorchNets(text_encoder=StubText(), vq=RVQVAE(VQ_PRESETS["tiny"]), t2m=t2m, res=model,
+                     mean=np.zeros(263, np.float32), std=np.ones(263, np.float32))
+
+
+def generate(model, base, text, lengths, *, cfg_scale=5.0, temperature=1.0, seed=0, keep_codes=None, keep=None):
+    st = Settings(res_cfg=cfg_scale, temperature=temperature)
+    out = residual_layers(nets_of(model), base.numpy(), lengths.numpy(), text.numpy(), st, Sampler(seed),
+                          keep_codes=None if keep_codes is None else keep_codes.numpy(),
+                          keep=None if keep is None else keep.numpy())
+    return torch.from_numpy(out)
+
+
 def test_generate_shapes_base_layer_and_padding():
     model = make()
     codes, text, lengths = batch()
-    out = model.generate(codes[..., 0], text, lengths, generator=torch.Generator().manual_seed(0))
+    out = generate(model, codes[..., 0], text, lengths)
     valid = lengths_to_mask(lengths, N)
     assert out.shape == (B, N, TINY.num_quantizers) and out.dtype == torch.int64
     assert torch.equal(out[..., 0][valid], codes[..., 0][valid])
     assert (out[~valid] == 0).all()
     assert out.min() >= 0 and out.max() < TINY.code_num
-    assert model.training  # mode restored
 
 
 @pytest.mark.parametrize("n, lengths", [(1, [1, 1]), (2, [1, 2])])
@@ -84,7 +110,7 @@ def test_generate_handles_one_token_motions(n, lengths):
     """The shortest motions (one token, as a model-chosen length can be) go through every layer."""
     model = make().eval()
     base = torch.randint(0, TINY.code_num, (2, n))
-    out = model.generate(base, torch.randn(2, TINY.text_dim), torch.tensor(lengths), cfg_scale=4.0)
+    out = generate(model, base, torch.randn(2, TINY.text_dim), torch.tensor(lengths), cfg_scale=4.0)
     assert out.shape == (2, n, TINY.num_quantizers)
     assert torch.equal(out[0, 0, 0], base[0, 0]) and (out[0, 1:] == 0).all()
     loss, _ = model.loss(out, torch.randn(2, TINY.text_dim), torch.tensor(lengths))
@@ -98,8 +124,7 @@ def test_keep_mask_keeps_every_layer_bit_identical(cfg_scale):
     keep_codes, _, _ = batch(seed=1)
     keep_mask = torch.rand(B, N, generator=torch.Generator().manual_seed(2)) < 0.5
     keep_mask &= lengths_to_mask(lengths, N)
-    out = model.generate(codes[..., 0], text, lengths, cfg_scale=cfg_scale, keep_codes=keep_codes,
-                         keep_mask=keep_mask, generator=torch.Generator().manual_seed(0))
+    out = generate(model, codes[..., 0], text, lengths, cfg_scale=cfg_scale, keep_codes=keep_codes, keep=keep_mask)
     assert torch.equal(out[keep_mask], keep_codes[keep_mask])
     free = ~keep_mask & lengths_to_mask(lengths, N)
     assert not torch.equal(out[free][:, 1:], keep_codes[free][:, 1:])
@@ -110,7 +135,7 @@ def test_same_generator_seed_same_output():
     codes, text, lengths = batch()
 
     def run(seed):
-        return model.generate(codes[..., 0], text, lengths, generator=torch.Generator().manual_seed(seed))
+        return generate(model, codes[..., 0], text, lengths, seed=seed)
 
     assert torch.equal(run(5), run(5))
     assert not torch.equal(run(5), run(6))
@@ -118,37 +143,40 @@ def test_same_generator_seed_same_output():
 
 @pytest.mark.parametrize("cfg_scale", [0.0, 2.5])
 def test_generate_uses_guided_logits(cfg_scale):
-    """With temperature 0, layer 1 is the argmax of cfg_logits(cond, uncond, s) computed by hand."""
+    """With temperature 0, layer 1 is the argmax of (1 + s) cond - s uncond computed by hand."""
     model = make().eval()
     codes, text, lengths = batch()
-    out = model.generate(codes[..., 0], text, lengths, cfg_scale=cfg_scale, temperature=0.0)
+    out = generate(model, codes[..., 0], text, lengths, cfg_scale=cfg_scale, temperature=0.0)
     valid = lengths_to_mask(lengths, N)
     x = model.token_emb[0][out[..., 0]]
     layer = torch.ones(B, dtype=torch.long)
     with torch.no_grad():
         cond = model._logits(x, layer, model.cond_proj(text), valid)
         uncond = model._logits(x, layer, model.null_cond.expand(B, -1), valid)
-    expected = cfg_logits(cond, uncond, cfg_scale).argmax(-1)
+    expected = ((1 + cfg_scale) * cond - cfg_scale * uncond).argmax(-1)
     assert torch.equal(out[..., 1][valid], expected[valid])
 
 
 def test_cfg_formula():
-    cond, uncond = torch.tensor([2.0, -1.0]), torch.tensor([1.0, 3.0])
-    assert torch.allclose(cfg_logits(cond, uncond, 0.0), cond)
-    assert torch.allclose(cfg_logits(cond, uncond, 2.0), torch.tensor([3 * 2.0 - 2 * 1.0, 3 * -1.0 - 2 * 3.0]))
+    cond, uncond = np.array([[2.0, -1.0]]), np.array([[1.0, 3.0]])
+    both = np.concatenate([cond, uncond])
+    assert np.allclose(guide(both, 2, 0.0), cond)
+    assert np.allclose(guide(both, 2, 2.0), [[3 * 2.0 - 2 * 1.0, 3 * -1.0 - 2 * 3.0]])
+    assert np.array_equal(guide(both, 1, 2.0), both)  # no guidance: a single branch
 
 
 def test_top_k_filter_and_sampling():
-    logits = torch.tensor([[0.1, 2.0, -1.0, 1.5]])
-    filtered = top_k_filter(logits, 2)
-    assert torch.isinf(filtered[0, [0, 2]]).all() and torch.equal(filtered[0, [1, 3]], logits[0, [1, 3]])
-    assert torch.equal(top_k_filter(logits, None), logits)
-    g = torch.Generator().manual_seed(0)
-    draws = sample_tokens(filtered.expand(4000, 4), generator=g)
+    logits = np.array([[0.1, 2.0, -1.0, 1.5]])
+    draws, conf = Sampler(0).draw(np.repeat(logits, 4000, 0), 1.0, 2)
     assert set(draws.tolist()) == {1, 3}
-    share = (draws == 1).float().mean().item()
-    assert share == pytest.approx(torch.softmax(torch.tensor([2.0, 1.5]), 0)[0].item(), abs=0.03)
-    assert torch.equal(sample_tokens(logits, temperature=0.0), torch.tensor([1]))
+    p = np.exp([2.0, 1.5]) / np.exp([2.0, 1.5]).sum()
+    assert (draws == 1).mean() == pytest.approx(p[0], abs=0.03)
+    assert np.allclose(conf[draws == 1], p[0]) and np.allclose(conf[draws == 3], p[1])
+    assert Sampler(0).draw(logits, 0.0, None)[0].tolist() == [1]
+    hot = Sampler(1).draw(np.repeat(logits, 4000, 0), 100.0, None)[0]  # high temperature: nearly uniform
+    assert np.bincount(hot, minlength=4).min() > 800
+    assert np.array_equal(Sampler(7).draw(np.repeat(logits, 50, 0), 1.0, None)[0],
+                          Sampler(7).draw(np.repeat(logits, 50, 0), 1.0, None)[0])
 
 
 @pytest.mark.parametrize("change, match", [
@@ -169,7 +197,7 @@ def test_loss_rejects_bad_inputs(change, match):
 def test_generate_rejects_half_keep_arguments():
     codes, text, lengths = batch()
     with pytest.raises(ValueError, match="together"):
-        make().generate(codes[..., 0], text, lengths, keep_mask=torch.ones(B, N, dtype=torch.bool))
+        generate(make(), codes[..., 0], text, lengths, keep=torch.ones(B, N, dtype=torch.bool))
 
 
 @pytest.mark.parametrize("changes", [dict(num_quantizers=1), dict(latent_dim=30, n_heads=4), dict(dropout=2.0)])

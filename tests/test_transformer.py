@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 import itertools
 
+import numpy as np
 import pytest
 import torch
 
-from model_core.models.layers import cfg_logits, noisy_text
+from model_core.decoding import Sampler, Settings, guide, hybrid_allowed, sample_ar, sample_masked
+from model_core.models.layers import noisy_text
 from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
-from model_core.models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer, KVCache, hybrid_attention_mask
+from model_core.models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer, hybrid_attention_mask
+from model_core.models.vq import VQ_PRESETS, RVQVAE
+from model_core.torch_nets import TorchNets
 
 L = 5  # short sequence: every subset U of its positions is checked
 SUBSETS = [frozenset(s) for r in range(L + 1) for s in itertools.combinations(range(L), r)]
@@ -121,6 +125,23 @@ def test_config_rejects_bad_values():
         BAMMConfig(cond_drop_prob=1.5)
 
 
+class StubText:
+    """Stands in for a text encoder of 8 dimensions (the decoding tests feed embeddings directly)."""
+
+    dim, name = 8, "stub"
+
+    def to(self, device):
+        return self
+
+
+def nets_of(model: BAMMTransformer) -> TorchNets:
+    """TorchNets around `model` with tiny untrained tokenizer / residual parts (unused by these tests)."""
+    torch.manual_seed(0)
+    res = ResidualTransformer(dataclasses.replace(RES_PRESETS["tiny"], text_dim=8))
+    return TorchNets(text_encoder=StubText(), vq=RVQVAE(VQ_PRESETS["tiny"]), t2m=model, res=res,
+                     mean=np.zeros(263, np.float32), std=np.ones(263, np.float32))
+
+
 @pytest.mark.parametrize("kind", ["unidirectional", "bidirectional"])
 def test_kv_cache_gives_full_forward_logits(kind):
     torch.manual_seed(0)
@@ -128,56 +149,62 @@ def test_kv_cache_gives_full_forward_logits(kind):
     model = BAMMTransformer(c).eval()
     b, n = 3, c.max_tokens + 1
     ids = torch.randint(0, c.code_num + 2, (b, n - 1))
-    text = model.text_token(torch.randn(b, 8), torch.tensor([False, True, False]))
+    emb, drop = torch.randn(b, 8), torch.tensor([False, True, False])
     if kind == "unidirectional":
-        mask = hybrid_attention_mask(torch.zeros(b, n, dtype=torch.bool), True)
+        u = torch.zeros(b, n, dtype=torch.bool)
     else:
         u = torch.rand(b, n) < 0.4
         u[:, 0] = True
-        mask = hybrid_attention_mask(u)
+    mask = hybrid_attention_mask(u, kind == "unidirectional")
+    allowed = torch.from_numpy(hybrid_allowed(u.numpy(), kind == "unidirectional"))
+    assert torch.equal(allowed, mask == 0)  # the loop's numpy mask is the training mask
     with torch.no_grad():
-        full = model(ids, text, mask)
-        cache = KVCache(c.n_layers)
-        if kind == "unidirectional":  # text first, then one token at a time, no mask needed
-            rows = [model(ids[:, :0], text, mask[:, :1, :1], cache)[:, 0]]
-            rows += [model.step(ids[:, p - 1:p], p, None, cache)[:, 0] for p in range(1, n)]
-            stepped = torch.stack(rows, 1)
-        else:  # prefill (exact for rows in U), then every position again in order
-            stepped = model(ids, text, mask, cache)
+        full = model(ids, model.text_token(emb, drop), mask)
+        # prefill (exact for row 0 and rows in U; the cache holds stale inputs elsewhere), then every
+        # position again in order
+        stepped, keys, values = model.prefill(torch.full_like(ids, c.pad_id), emb, drop, allowed)
+        if kind == "bidirectional":
+            stepped, keys, values = model.prefill(ids, emb, drop, allowed)
             assert torch.allclose(stepped[u], full[u], atol=1e-5)
-            for p in range(1, n):
-                stepped[:, p] = model.step(ids[:, p - 1:p], p, mask[:, p:p + 1], cache)[:, 0]
+        assert torch.allclose(stepped[:, 0], full[:, 0], atol=1e-5)
+        for p in range(1, n):
+            row, keys, values = model.step(ids[:, p - 1:p], p, allowed[:, p:p + 1], keys, values)
+            stepped[:, p] = row[:, 0]
     assert torch.allclose(stepped, full, atol=1e-5)
 
 
 def test_decoding_with_and_without_cache_is_identical():
     torch.manual_seed(0)
-    model = BAMMTransformer(config()).eval()
-    text = torch.randn(3, 8)
-    a = model.generate_ar(text, cfg_scale=2.0, generator=torch.Generator().manual_seed(3))
-    b = model.generate_ar(text, cfg_scale=2.0, generator=torch.Generator().manual_seed(3), use_cache=False)
-    assert all(torch.equal(x, y) for x, y in zip(a[:2], b[:2]))
-    codes, lengths = torch.randint(0, 32, (3, 16)), torch.tensor([16, 5, 9])
-    keep = torch.rand(3, 16) < 0.5
-    a = model.generate_masked(codes, lengths, keep, text, generator=torch.Generator().manual_seed(4))
-    b = model.generate_masked(codes, lengths, keep, text, generator=torch.Generator().manual_seed(4), use_cache=False)
-    assert torch.equal(a[0], b[0])
-    valid = torch.arange(16)[None] < lengths[:, None]
-    assert torch.equal(a[0][keep & valid], codes[keep & valid])  # kept tokens unchanged
+    nets = nets_of(BAMMTransformer(config()).eval())
+    text = np.random.default_rng(0).normal(size=(3, 8)).astype(np.float32)
+    st = Settings(cfg=(2.0, 2.0))
+    a = sample_ar(nets, text, 3, st, Sampler(3))
+    b = sample_ar(nets, text, 3, st, Sampler(3), use_cache=False)
+    assert all(np.array_equal(x, y) for x, y in zip(a[:2], b[:2]))
+    rng = np.random.default_rng(1)
+    codes, lengths = rng.integers(0, 32, (3, 16)), np.array([16, 5, 9])
+    keep = rng.random((3, 16)) < 0.5
+    a = sample_masked(nets, codes, lengths, keep, text, 3.0, st, Sampler(4))
+    b = sample_masked(nets, codes, lengths, keep, text, 3.0, st, Sampler(4), use_cache=False)
+    assert np.array_equal(a[0], b[0])
+    valid = np.arange(16)[None] < lengths[:, None]
+    assert np.array_equal(a[0][keep & valid], codes[keep & valid])  # kept tokens unchanged
     assert (a[0][~valid] == 0).all() and (a[0] < 32).all()  # no END or PAD in the codes
 
 
 def test_autoregressive_pass_ends_and_bounds_length():
     torch.manual_seed(0)
     model = BAMMTransformer(config()).eval()
+    nets = nets_of(model)
     with torch.no_grad():
         model.head.bias[model.config.end_id] = 50.0  # END always most likely: still at least one token
-    ids, lengths, _ = model.generate_ar(torch.randn(2, 8), cfg_scale=0.0, temperature=0.0)
-    assert lengths.tolist() == [1, 1] and (ids[:, 1] == model.config.end_id).all()
+    codes, lengths, _ = sample_ar(nets, np.ones((2, 8), np.float32), 2, Settings(cfg=(0.0, 0.0), temperature=0.0),
+                                  Sampler(0))
+    assert lengths.tolist() == [1, 1] and codes.shape == (2, 1)
     with torch.no_grad():
         model.head.bias[model.config.end_id] = -50.0  # END never sampled: stops at the longest motion
-    ids, lengths, _ = model.generate_ar(None, batch=2, cfg_scale=0.0)
-    assert lengths.tolist() == [16, 16] and (ids[:, 16] == model.config.end_id).all()
+    codes, lengths, _ = sample_ar(nets, None, 2, Settings(cfg=(0.0, 0.0)), Sampler(0))
+    assert lengths.tolist() == [16, 16] and codes.shape == (2, 16)
 
 
 def test_guidance_combines_conditional_and_unconditional_logits():
@@ -191,12 +218,12 @@ def test_guidance_combines_conditional_and_unconditional_logits():
                      torch.zeros(4, 1, 1))[:, 0]
         uncond = model(torch.zeros(4, 0, dtype=torch.long), model.text_token(text, torch.ones(4, dtype=torch.bool)),
                        torch.zeros(4, 1, 1))[:, 0]
-    guided = (1 + s) * cond - s * uncond
-    assert torch.allclose(cfg_logits(cond, uncond, s), guided)
-    guided[:, model.config.end_id] = float("-inf")  # the first token is never END
-    ids, _, _ = model.generate_ar(text, cfg_scale=s, temperature=0.0)
-    assert torch.equal(ids[:, 0], guided.argmax(-1))
-    assert not torch.equal(guided.argmax(-1), cond[:, :-1].argmax(-1))  # guidance changed something
+    guided = ((1 + s) * cond - s * uncond).double().numpy()
+    assert np.allclose(guide(torch.cat([cond, uncond]).numpy(), 2, s), guided, atol=1e-5)
+    guided[:, model.config.end_id] = -np.inf  # the first token is never END
+    codes, _, _ = sample_ar(nets_of(model), text.numpy(), 4, Settings(cfg=(s, s), temperature=0.0), Sampler(0))
+    assert np.array_equal(codes[:, 0], guided.argmax(-1))
+    assert not np.array_equal(guided.argmax(-1), cond[:, :-1].argmax(-1).numpy())  # guidance changed something
 
 
 def test_tiny_model_memorises_sequences_including_end():
@@ -212,15 +239,16 @@ def test_tiny_model_memorises_sequences_including_end():
         opt.zero_grad()
         loss.backward()
         opt.step()
-    ids, got_lengths, _ = model.generate_ar(text, cfg_scale=0.0, temperature=0.0)
-    assert got_lengths.tolist() == lengths.tolist()
-    assert (ids[torch.arange(3), lengths] == model.config.end_id).all()
-    assert torch.equal(ids[:, :13].masked_fill(torch.arange(13)[None] >= lengths[:, None], 0), codes)
+    model.eval()
+    nets, greedy = nets_of(model), Settings(cfg=(0.0, 0.0), temperature=0.0)
+    got, got_lengths, _ = sample_ar(nets, text.numpy(), 3, greedy, Sampler(0))
+    assert got_lengths.tolist() == lengths.tolist()  # each motion ended with END where it was trained to
+    assert np.array_equal(got, codes.numpy())
     # the bidirectional pass fills a hidden half back in from the visible half
-    keep = torch.arange(13)[None].expand(3, -1) % 2 == 1
-    refilled, _ = model.generate_masked(torch.zeros_like(codes).where(~keep, codes), lengths, keep, text,
-                                        cfg_scale=0.0, temperature=0.0)
-    assert torch.equal(refilled, codes)
+    keep = np.arange(13)[None].repeat(3, 0) % 2 == 1
+    refilled, _ = sample_masked(nets, np.where(keep, codes.numpy(), 0), lengths.numpy(), keep, text.numpy(), 0.0,
+                                greedy, Sampler(0))
+    assert np.array_equal(refilled, codes.numpy())
 
 
 def test_noisy_text_adds_noise_relative_to_each_embeddings_rms():

@@ -1,4 +1,4 @@
-"""Small blocks shared by the token transformers: positional encoding, masks, sampling, guidance.
+"""Small blocks shared by the token transformers: positional encoding, masks, init, text noise.
 
 Signatures here are relied on by `transformer.py` (BAMM) and `residual.py`; keep them stable.
 """
@@ -48,11 +48,6 @@ def init_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
-def cfg_logits(cond: torch.Tensor, uncond: torch.Tensor, scale: float) -> torch.Tensor:
-    """Classifier-free guidance: `(1 + s) * cond - s * uncond` (s = 0 gives the conditional logits)."""
-    return (1.0 + scale) * cond - scale * uncond
-
-
 def noisy_text(text_emb: torch.Tensor, scale: float) -> torch.Tensor:
     """Sentence embeddings (B, D) plus Gaussian noise of ``scale`` times each row's RMS (training augmentation).
 
@@ -64,32 +59,6 @@ def noisy_text(text_emb: torch.Tensor, scale: float) -> torch.Tensor:
         return text_emb
     rms = text_emb.pow(2).mean(-1, keepdim=True).sqrt()
     return text_emb + scale * rms * torch.randn_like(text_emb)
-
-
-def top_k_filter(logits: torch.Tensor, k: int | None) -> torch.Tensor:
-    """Keep the `k` largest logits on the last axis, set the rest to -inf. `None` keeps everything."""
-    if k is None or k >= logits.shape[-1]:
-        return logits
-    if k < 1:
-        raise ValueError(f"top_k must be >= 1 or None, got {k}")
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
-    return logits.masked_fill(logits < kth, float("-inf"))
-
-
-def sample_tokens(
-    logits: torch.Tensor, *, temperature: float = 1.0, generator: torch.Generator | None = None
-) -> torch.Tensor:
-    """Draw one token per position from `softmax(logits / temperature)` over the last axis (Gumbel-max).
-
-    `temperature == 0` takes the argmax. A `torch.Generator` (on the logits' device) makes draws repeatable.
-    Returns int64 indices with the shape of `logits` minus its last axis.
-    """
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    noise = gumbel_noise(logits.shape, generator=generator, device=logits.device)
-    return (logits.float() / temperature + noise).argmax(dim=-1)
 
 
 def gumbel_noise(shape, *, generator: torch.Generator | None = None, device=None) -> torch.Tensor:

@@ -17,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (PositionalEncoding, cfg_logits, init_weights, lengths_to_mask, noisy_text, sample_tokens,
-                     top_k_filter)
+from .layers import PositionalEncoding, init_weights, lengths_to_mask, noisy_text
 from .transformer import Block
 
 
@@ -83,7 +82,7 @@ class ResidualTransformer(nn.Module):
         self.apply(init_weights)
 
     def _check(self, codes: torch.Tensor, text_emb: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """Checks shared by `loss` ((B, N, Q) codes) and `generate` ((B, N) base codes).
+        """Checks of `loss` ((B, N, Q) codes).
 
         Returns the (B, N) mask of valid tokens; codes beyond `lengths` may hold anything (e.g. a pad id).
         """
@@ -109,9 +108,9 @@ class ResidualTransformer(nn.Module):
         seq = torch.cat([cond[:, None], self.layer_emb(layer)[:, None], self.pos_enc(x)], dim=1)
         keys = torch.cat([valid.new_ones(len(valid), 2), valid], dim=1)  # padding is never attended to
         mask = torch.zeros(keys.shape, dtype=seq.dtype, device=seq.device).masked_fill(~keys, float("-inf"))
-        mask = mask[:, None].expand(-1, seq.shape[1], -1)
+        mask = mask[:, None, None]  # (B, 1, 1, keys): the same keys for every query
         for block in self.blocks:
-            seq = block(seq, mask)
+            seq = block(seq, mask)[0]
         h = self.head(self.ln_f(seq)[:, 2:])
         return torch.einsum("bnd,bkd->bnk", h, self.token_emb[layer]) + self.out_bias[layer][:, None]
 
@@ -131,67 +130,24 @@ class ResidualTransformer(nn.Module):
         codes = codes.masked_fill(~valid[..., None], 0)
         b, n, q = codes.shape
         layer = torch.randint(1, q, (b,), device=codes.device)
-        emb = self.token_emb[torch.arange(q, device=codes.device), codes]  # (B, N, Q, D)
-        below = (torch.arange(q, device=codes.device)[None] < layer[:, None]).to(emb.dtype)  # (B, Q)
-        x = (emb * below[:, None, :, None]).sum(2)
         drop = torch.rand(b, device=codes.device) < (c.cond_drop_prob if self.training else 0.0)
         text_emb = noisy_text(text_emb, c.text_noise if self.training else 0.0)
-        logits = self._logits(x, layer, self._cond(text_emb, drop), valid)
+        logits = self.layer_logits(codes, layer, text_emb, drop, valid)
         target = codes.gather(2, layer[:, None, None].expand(b, n, 1))[..., 0].masked_fill(~valid, -100)
         loss = F.cross_entropy(logits.transpose(1, 2), target, ignore_index=-100)
         acc = (logits.argmax(-1) == target)[valid].float().mean()
         return loss, {"loss": loss.item(), "acc": acc.item()}
 
-    @torch.no_grad()
-    def generate(self, base_codes: torch.Tensor, text_emb: torch.Tensor, lengths: torch.Tensor, *,
-                 cfg_scale: float = 5.0, temperature: float = 1.0, top_k: int | None = None,
-                 generator: torch.Generator | None = None, keep_codes: torch.Tensor | None = None,
-                 keep_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """Layers 1..Q-1 for base-layer codes (B, N) -> all codes (B, N, Q); tokens beyond `lengths` are 0.
+    def layer_logits(self, codes: torch.Tensor, layer: torch.Tensor, text_emb: torch.Tensor, drop: torch.Tensor,
+                     valid: torch.Tensor) -> torch.Tensor:
+        """Logits of layer j = `layer` (B,) int64 in [1, Q-1] given the codes of the layers below it.
 
-        Where keep_mask (B, N) is True, every layer is copied from keep_codes (B, N, Q) unchanged. Guidance:
-        `cfg_logits(cond, uncond, cfg_scale)` (0 = no guidance). `generator` makes sampling repeatable.
-        """
-        c = self.config
-        if base_codes.ndim != 2:
-            raise ValueError(f"base_codes must have shape (B, N), got {tuple(base_codes.shape)}")
-        valid = self._check(base_codes, text_emb, lengths)
-        b, n = base_codes.shape
-        device = base_codes.device
-        if (keep_codes is None) != (keep_mask is None):
-            raise ValueError("keep_codes and keep_mask must be given together")
-        if keep_mask is None:
-            keep_mask = torch.zeros(b, n, dtype=torch.bool, device=device)
-            keep_codes = torch.zeros(b, n, c.num_quantizers, dtype=torch.long, device=device)
-        if keep_mask.shape != (b, n) or keep_mask.dtype != torch.bool:
-            raise ValueError(f"keep_mask must be bool with shape ({b}, {n}), "
-                             f"got {keep_mask.dtype} {tuple(keep_mask.shape)}")
-        if keep_codes.shape != (b, n, c.num_quantizers) or keep_codes.dtype != torch.long:
-            raise ValueError(f"keep_codes must be int64 with shape ({b}, {n}, {c.num_quantizers}), "
-                             f"got {keep_codes.dtype} {tuple(keep_codes.shape)}")
-        kept = keep_codes[keep_mask]
-        if kept.numel() and (kept.min() < 0 or kept.max() >= c.code_num):
-            raise ValueError(f"keep_codes at kept tokens must lie in [0, {c.code_num})")
-        was_training = self.training
-        self.eval()
-        try:
-            codes = torch.zeros(b, n, c.num_quantizers, dtype=torch.long, device=device)
-            codes[..., 0] = base_codes
-            codes = torch.where(keep_mask[..., None], keep_codes, codes).masked_fill(~valid[..., None], 0)
-            guided = cfg_scale != 0
-            rep = 2 if guided else 1
-            drop = torch.arange(rep * b, device=device) >= b  # second half: null condition
-            cond = self._cond(text_emb.repeat(rep, 1), drop)
-            x = torch.zeros(b, n, c.latent_dim, device=device)
-            for j in range(1, c.num_quantizers):
-                x = x + self.token_emb[j - 1][codes[..., j - 1]]
-                layer = torch.full((rep * b,), j, dtype=torch.long, device=device)
-                logits = self._logits(x.repeat(rep, 1, 1), layer, cond, valid.repeat(rep, 1))
-                if guided:
-                    logits = cfg_logits(logits[:b], logits[b:], cfg_scale)
-                pred = sample_tokens(top_k_filter(logits, top_k), temperature=temperature, generator=generator)
-                pred = torch.where(keep_mask, keep_codes[..., j], pred)
-                codes[..., j] = pred.masked_fill(~valid, 0)
-            return codes
-        finally:
-            self.train(was_training)
+        codes (B, N, Q) int64 (layers >= j and invalid tokens are ignored; any value in [0, code_num)),
+        text_emb (B, text_dim) float32, drop (B,) bool (True: the null condition), valid (B, N) bool.
+        Returns (B, N, code_num) float32."""
+        q = self.config.num_quantizers
+        layers = torch.arange(q, device=codes.device)
+        emb = self.token_emb[layers, codes]  # (B, N, Q, D)
+        below = (layers[None] < layer[:, None]).to(emb.dtype)  # (B, Q)
+        x = (emb * below[:, None, :, None]).sum(2)
+        return self._logits(x, layer, self._cond(text_emb, drop), valid)

@@ -29,8 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import (PositionalEncoding, cfg_logits, init_weights, lengths_to_mask, noisy_text, sample_tokens,
-                     top_k_filter)
+from .layers import PositionalEncoding, init_weights, lengths_to_mask, noisy_text
 
 
 @dataclass(kw_only=True)
@@ -105,12 +104,19 @@ def hybrid_attention_mask(unmasked: torch.Tensor, causal_only: bool | torch.Tens
     return torch.zeros(b, n, n, device=unmasked.device).masked_fill(~allowed, float("-inf"))
 
 
-class KVCache:
-    """Keys and values of every layer at every position, (B, H, L, head_dim) each, for incremental decoding."""
+def additive_mask(allowed: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(B, S, K) bool, True where query s may attend key k -> (B, 1, S, K) additive mask (0 / -inf)."""
+    return torch.zeros(allowed.shape, dtype=dtype, device=allowed.device).masked_fill(~allowed, float("-inf"))[:, None]
 
-    def __init__(self, n_layers: int):
-        self.k: list[torch.Tensor | None] = [None] * n_layers
-        self.v: list[torch.Tensor | None] = [None] * n_layers
+
+def write_rows(buffer: torch.Tensor, rows: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """buffer (B, H, L, d) with rows (B, H, S, d) written at positions pos..pos+S-1 (pos a 0-d int64 tensor).
+
+    Written with a select instead of an in-place slice so the shapes never depend on pos (ONNX export)."""
+    slots = torch.arange(buffer.shape[2], device=buffer.device)
+    inside = (slots >= pos) & (slots < pos + rows.shape[2])
+    placed = rows.index_select(2, (slots - pos).clamp(0, rows.shape[2] - 1))
+    return torch.where(inside[None, None, :, None], placed, buffer)
 
 
 class SelfAttention(nn.Module):
@@ -121,24 +127,17 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(c.latent_dim, c.latent_dim)
         self.resid_drop = nn.Dropout(c.dropout)
 
-    def forward(self, x, mask, cache: KVCache | None = None, layer: int = 0, pos: int | None = None, total: int = 0):
-        """x (B, S, C), mask (B, S, keys). Without cache: plain attention over x. With cache and pos None:
-        prefill (positions 0..S-1, buffers of length `total`); with pos: positions pos..pos+S-1 attend to the
-        whole buffer."""
+    def forward(self, x, mask, past=None, pos=None):
+        """x (B, S, C), mask additive (B, 1, S, keys) or None. Returns (output, keys, values), keys/values
+        (B, H, keys, C / H). Without `past` the keys are x's own; with past (keys, values) of the whole buffer
+        (B, H, L, C / H), x's keys and values are written at positions pos..pos+S-1 and every query attends
+        over the whole buffer."""
         b, s, c = x.shape
         q, k, v = (t.view(b, s, self.n_heads, c // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(c, 2))
-        if cache is not None:
-            if pos is None:
-                cache.k[layer] = k.new_zeros(b, self.n_heads, total, c // self.n_heads)
-                cache.v[layer] = torch.zeros_like(cache.k[layer])
-                cache.k[layer][:, :, :s], cache.v[layer][:, :, :s] = k, v
-            else:
-                cache.k[layer][:, :, pos:pos + s], cache.v[layer][:, :, pos:pos + s] = k, v
-                end = pos + s if mask is None else None  # no mask: a single query sees every key up to it
-                k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=None if mask is None else mask[:, None].to(q.dtype),
-                                           dropout_p=self.dropout if self.training else 0.0)
-        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, s, c)))
+        if past is not None:
+            k, v = write_rows(past[0], k, pos), write_rows(past[1], v, pos)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, s, c))), k, v
 
 
 class Block(nn.Module):
@@ -151,9 +150,11 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.latent_dim, c.ff_dim), nn.GELU(), nn.Linear(c.ff_dim, c.latent_dim),
                                  nn.Dropout(c.dropout))
 
-    def forward(self, x, mask, cache=None, layer=0, pos=None, total=0):
-        x = x + self.attn(self.ln1(x), mask, cache, layer, pos, total)
-        return x + self.mlp(self.ln2(x))
+    def forward(self, x, mask, past=None, pos=None):
+        """Returns (x, keys, values); see `SelfAttention.forward`."""
+        y, k, v = self.attn(self.ln1(x), mask, past, pos)
+        x = x + y
+        return x + self.mlp(self.ln2(x)), k, v
 
 
 class BAMMTransformer(nn.Module):
@@ -184,33 +185,41 @@ class BAMMTransformer(nn.Module):
                              f"got {tuple(text_emb.shape)}")
         return torch.where(drop[:, None], null, self.text_proj(text_emb))[:, None]
 
-    def _run(self, x, mask, cache=None, pos=None, total=0):
+    def _run(self, x, mask, past=None, pos=None):
+        """Blocks + head. Returns logits and every layer's keys and values, stacked (n_layers, B, H, L, d)."""
+        keys, values = [], []
         for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache, i, pos, total)
-        return self.head(self.ln_f(x))
+            x, k, v = block(x, mask, None if past is None else (past[0][i], past[1][i]), pos)
+            keys.append(k)
+            values.append(v)
+        return self.head(self.ln_f(x)), torch.stack(keys), torch.stack(values)
 
-    def forward(self, ids: torch.Tensor, text: torch.Tensor, attn_mask: torch.Tensor,
-                cache: KVCache | None = None) -> torch.Tensor:
-        """ids (B, L-1) at positions 1..L-1, text (B, 1, C) from `text_token`, attn_mask (B, L, L) ->
-        logits (B, L, code_num + 1); row p predicts the id at position p + 1. A cache gets every layer's keys
-        and values (prefill) for `step`."""
+    def forward(self, ids: torch.Tensor, text: torch.Tensor, attn_mask: torch.Tensor) -> torch.Tensor:
+        """ids (B, L-1) at positions 1..L-1, text (B, 1, C) from `text_token`, attn_mask (B, L, L) additive
+        (`hybrid_attention_mask`) -> logits (B, L, code_num + 1); row p predicts the id at position p + 1."""
         x = self.pos_enc(torch.cat([text, self.token_emb(ids)], dim=1))
-        return self._run(x, attn_mask, cache, None, x.shape[1] if cache is None else self.config.max_tokens + 1)
+        return self._run(x, attn_mask[:, None].to(x.dtype))[0]
 
-    def step(self, ids: torch.Tensor, pos: int, attn_mask: torch.Tensor | None, cache: KVCache) -> torch.Tensor:
-        """Incremental forward of ids (B, S) at positions pos..pos+S-1 (pos >= 1) over a prefilled cache.
+    def prefill(self, ids: torch.Tensor, text_emb: torch.Tensor, drop: torch.Tensor, allowed: torch.Tensor):
+        """Full forward that also returns the key/value cache for `step`.
 
-        attn_mask (B, S, L) rows of the full mask (L <= max_tokens + 1; missing keys are masked), or None for
-        one query (S = 1) that sees every position up to its own (the unidirectional mask). Returns logits
-        (B, S, code_num + 1), equal to the full forward's rows pos..pos+S-1 when the cache holds every key
-        those rows may see."""
-        if attn_mask is None and ids.shape[1] != 1:
-            raise ValueError("step without attn_mask takes one position at a time")
-        total = cache.k[0].shape[2]
-        if attn_mask is not None and attn_mask.shape[-1] < total:
-            attn_mask = F.pad(attn_mask, (0, total - attn_mask.shape[-1]), value=float("-inf"))
-        x = self.token_emb(ids) + self.pos_enc.pe[pos:pos + ids.shape[1]].to(self.null_text.dtype)
-        return self._run(x, attn_mask, cache, pos)
+        ids (B, L-1) int64 at positions 1..L-1, text_emb (B, text_dim) float32, drop (B,) bool (True: the null
+        text token), allowed (B, L, L) bool (True where query i may attend key j). Returns logits
+        (B, L, code_num + 1), keys and values (n_layers, B, n_heads, L, latent_dim / n_heads)."""
+        x = self.pos_enc(torch.cat([self.text_token(text_emb, drop), self.token_emb(ids)], dim=1))
+        return self._run(x, additive_mask(allowed, x.dtype))
+
+    def step(self, ids: torch.Tensor, pos: torch.Tensor | int, allowed: torch.Tensor, keys: torch.Tensor,
+             values: torch.Tensor):
+        """Incremental forward of ids (B, S) at positions pos..pos+S-1 (pos >= 1) over a cache from `prefill`.
+
+        allowed (B, S, L) bool: rows pos..pos+S-1 of the full mask, over every position of the cache. Returns
+        logits (B, S, code_num + 1) and the updated keys and values; the logits equal the full forward's rows
+        pos..pos+S-1 when the cache holds every key those rows may see."""
+        pos = torch.as_tensor(pos, dtype=torch.long, device=ids.device)
+        at = pos + torch.arange(ids.shape[1], device=ids.device)
+        x = self.token_emb(ids) + self.pos_enc.pe.index_select(0, at).to(self.null_text.dtype)
+        return self._run(x, additive_mask(allowed, x.dtype), (keys, values), pos)
 
     # ------------------------------------------------------------------------------------------ training
 
@@ -266,123 +275,3 @@ class BAMMTransformer(nn.Module):
         if text_emb is not None and text_emb.shape != (b, c.text_dim):
             raise ValueError(f"text_emb must have shape ({b}, {c.text_dim}), got {tuple(text_emb.shape)}")
         return b, n
-
-    # ------------------------------------------------------------------------------------------ decoding
-
-    def _guided_text(self, text_emb, b, cfg_scale, device):
-        """Text tokens for a batch of b, doubled (cond, then null) when guidance applies. Returns (text, rep)."""
-        guided = text_emb is not None and cfg_scale != 0
-        rep = 2 if guided else 1
-        drop = torch.arange(rep * b, device=device) >= (b if text_emb is not None else 0)
-        return self.text_token(None if text_emb is None else text_emb.repeat(rep, 1), drop), rep
-
-    def _pick(self, logits, rep, b, cfg_scale, temperature, top_k, generator, *, ban_end=False):
-        """Guided logits (rep*B, V) -> sampled ids (B,) and their probability under the guided softmax."""
-        if rep == 2:
-            logits = cfg_logits(logits[:b], logits[b:], cfg_scale)
-        if ban_end:
-            logits = logits.clone()
-            logits[:, self.config.end_id] = float("-inf")
-        logits = top_k_filter(logits.float(), top_k)
-        ids = sample_tokens(logits, temperature=temperature, generator=generator)
-        conf = logits.softmax(-1).gather(1, ids[:, None])[:, 0]
-        return ids, conf
-
-    @torch.no_grad()
-    def generate_ar(self, text_emb: torch.Tensor | None, *, batch: int | None = None, cfg_scale: float = 4.0,
-                    temperature: float = 1.0, top_k: int | None = None, generator: torch.Generator | None = None,
-                    use_cache: bool = True, progress=None):
-        """Unidirectional pass: sample tokens until END (at least 1 token, at most max_tokens - 1).
-
-        text_emb (B, text_dim), or None with `batch` for unconditional samples. Returns ids (B, max_tokens)
-        (codes, END, PAD), lengths (B,) in tokens and conf (B, max_tokens) (probability of each sampled id).
-        progress(fraction) is called after every step."""
-        c = self.config
-        b = len(text_emb) if text_emb is not None else int(batch)
-        device = self.null_text.device
-        text, rep = self._guided_text(text_emb, b, cfg_scale, device)
-        s = c.max_tokens
-        ids = torch.full((b, s), c.pad_id, dtype=torch.long, device=device)
-        conf = torch.zeros(b, s, device=device)
-        lengths = torch.full((b,), s - 1, dtype=torch.long, device=device)
-        done = torch.zeros(b, dtype=torch.bool, device=device)
-        causal = hybrid_attention_mask(torch.zeros(rep * b, s + 1, dtype=torch.bool, device=device), True)
-        was_training = self.training
-        self.eval()
-        try:
-            cache = KVCache(c.n_layers) if use_cache else None
-            for p in range(s):  # row p predicts slot p (position p + 1)
-                if p == 0:
-                    logits = self(ids[:, :0].repeat(rep, 1), text, causal[:, :1, :1], cache)[:, 0]
-                elif use_cache:
-                    logits = self.step(ids[:, p - 1:p].repeat(rep, 1), p, None, cache)[:, 0]
-                else:
-                    logits = self(ids[:, :p].repeat(rep, 1), text, causal[:, :p + 1, :p + 1])[:, -1]
-                # p == 0: at least one motion token
-                new, prob = self._pick(logits, rep, b, cfg_scale, temperature, top_k, generator, ban_end=p == 0)
-                if p == s - 1:
-                    new = torch.full_like(new, c.end_id)  # longest motion reached
-                new = torch.where(done, c.pad_id, new)
-                ended = ~done & (new == c.end_id)
-                lengths = torch.where(ended, p, lengths)
-                ids[:, p], conf[:, p] = new, torch.where(done, 0.0, prob)
-                done |= ended
-                if progress is not None:
-                    progress((p + 1) / s)
-                if bool(done.all()):
-                    break
-            return ids, lengths, conf
-        finally:
-            self.train(was_training)
-
-    @torch.no_grad()
-    def generate_masked(self, codes: torch.Tensor, lengths: torch.Tensor, keep: torch.Tensor,
-                        text_emb: torch.Tensor | None, *, cfg_scale: float = 3.0, temperature: float = 1.0,
-                        top_k: int | None = None, generator: torch.Generator | None = None,
-                        use_cache: bool = True, progress=None):
-        """Bidirectional pass: re-predict, left to right, the motion tokens where keep is False.
-
-        codes (B, N) base codes (values at re-predicted places are ignored), lengths (B,), keep (B, N) bool;
-        U = text + kept tokens + END (placed after each length). text_emb None: unconditional. Returns codes
-        (B, N) with kept tokens unchanged (PAD-free: slots past a length are 0) and conf (B, N)."""
-        c = self.config
-        b, n = self._check_codes(codes.clamp(0, c.code_num - 1), lengths, text_emb)
-        device = codes.device
-        valid = lengths_to_mask(lengths, n + 1)
-        ids = torch.cat([codes, codes.new_zeros(b, 1)], 1).masked_fill(~valid, c.pad_id)
-        ids = ids.scatter(1, lengths[:, None], c.end_id)
-        keep = torch.cat([keep, keep.new_zeros(b, 1)], 1) | ~valid
-        todo = valid & ~keep  # slots to sample
-        unmasked = torch.cat([torch.ones_like(valid[:, :1]), (valid & keep) | (ids == c.end_id)], 1)
-        # row p must be computed once its input is final if it predicts a slot to sample or if a later
-        # masked row that does will look at it
-        out_needed = todo & ~unmasked[:, :-1]
-        later = torch.flip(torch.cumsum(torch.flip(out_needed.int(), [1]), 1), [1]) > 0
-        run_row = (~unmasked[:, :-1] & later).any(0)  # (N+1,) over rows 0..N
-        text, rep = self._guided_text(text_emb, b, cfg_scale, device)
-        mask = hybrid_attention_mask(unmasked.repeat(rep, 1))
-        conf = torch.ones(b, n + 1, device=device)
-        was_training = self.training
-        self.eval()
-        try:
-            cache = KVCache(c.n_layers) if use_cache else None
-            rows = self(ids.repeat(rep, 1), text, mask, cache)  # exact for rows in U
-            n_todo, done = int(todo.any(0).sum()), 0
-            for p in range(n):  # row p (input: slot p - 1, final by now) predicts slot p
-                if p > 0 and bool(run_row[p]):
-                    if use_cache:
-                        rows[:, p] = self.step(ids[:, p - 1:p].repeat(rep, 1), p, mask[:, p:p + 1], cache)[:, 0]
-                    else:
-                        rows[:, p] = self(ids.repeat(rep, 1), text, mask)[:, p]
-                if not bool(todo[:, p].any()):
-                    continue
-                new, prob = self._pick(rows[:, p], rep, b, cfg_scale, temperature, top_k, generator, ban_end=True)
-                ids[:, p] = torch.where(todo[:, p], new, ids[:, p])
-                conf[:, p] = torch.where(todo[:, p], prob, conf[:, p])
-                done += 1
-                if progress is not None:
-                    progress(done / n_todo)
-            out = ids[:, :n].masked_fill(~valid[:, :n], 0)
-            return out, conf[:, :n]
-        finally:
-            self.train(was_training)
