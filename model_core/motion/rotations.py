@@ -276,11 +276,8 @@ def gaussian_filter1d(x, sigma: float, *, truncate: float = 4.0) -> np.ndarray:
     weights /= weights.sum()
     padded = np.concatenate([np.repeat(x[..., :1], radius, axis=-1), x,
                              np.repeat(x[..., -1:], radius, axis=-1)], axis=-1)
-    n = x.shape[-1]
-    out = np.zeros_like(x)
-    for k, weight in enumerate(weights):
-        out += weight * padded[..., k:k + n]
-    return out
+    rows = padded.reshape(-1, padded.shape[-1])  # the kernel is symmetric: convolution = correlation
+    return np.stack([np.convolve(row, weights, mode="valid") for row in rows]).reshape(x.shape)
 
 
 def lfilter(b, a, x) -> np.ndarray:
@@ -292,9 +289,13 @@ def lfilter(b, a, x) -> np.ndarray:
         raise ValueError(f"lfilter needs 1-d coefficients b and a with a[0] != 0, got b={b}, a={a}")
     if x.ndim < 1:
         raise ValueError("lfilter needs a signal with a time axis")
-    b, a = b / a[0], a / a[0]
-    y = np.zeros_like(x)
-    for n in range(x.shape[-1]):
-        acc = sum(b[k] * x[..., n - k] for k in range(min(len(b), n + 1)))
-        y[..., n] = acc - sum(a[k] * y[..., n - k] for k in range(1, min(len(a), n + 1)))
-    return y
+    b, a = (b / a[0]).tolist(), (a / a[0]).tolist()
+    flat = x.reshape(-1, x.shape[-1])
+    out = np.empty_like(flat)
+    for row, signal in enumerate(flat.tolist()):  # Python floats: far quicker than numpy scalars here
+        y: list[float] = []
+        for n in range(len(signal)):
+            acc = sum(b[k] * signal[n - k] for k in range(min(len(b), n + 1)))
+            y.append(acc - sum(a[k] * y[n - k] for k in range(1, min(len(a), n + 1))))
+        out[row] = y
+    return out.reshape(x.shape)
