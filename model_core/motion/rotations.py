@@ -44,7 +44,7 @@ def _vec3(v, name: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------- algebra
 def quat_identity(shape: int | tuple[int, ...] = ()) -> np.ndarray:
     """Identity quaternions of shape ``shape + (4,)``."""
-    q = np.zeros(((shape,) if isinstance(shape, int) else tuple(shape)) + (4,))
+    q = np.zeros(((int(shape),) if np.ndim(shape) == 0 else tuple(shape)) + (4,))
     q[..., 3] = 1.0
     return q
 
