@@ -157,11 +157,12 @@ def test_reconstruction_keeps_each_clip_length(minilm_bamm, frames):
     assert joints.shape == (frames, 22, 3) and np.isfinite(joints).all()
 
 
-@pytest.mark.parametrize("predicted, separated", [
-    ([0, 0, 0, 1, 1, 1], True),    # walk clips -> walk, walk-back clips -> walk-back
-    ([0, 0, 0, 0, 0, 1], False),   # two walk-back clips taken for walks
+@pytest.mark.parametrize("predicted, verdict", [
+    ([0, 0, 0, 1, 1, 1], "separates"),      # walk clips -> walk, walk-back clips -> walk-back
+    ([0, 0, 0, 0, 0, 1], "does not separate"),  # two walk-back clips taken for walks
+    ([0, 0, 0, -1, -1, -1], "never swaps"),  # walk-back clips taken for runs
 ])
-def test_walk_confusion_rows_and_verdict(predicted, separated):
+def test_walk_confusion_rows_and_verdict(predicted, verdict):
     contents = ["run", "walk", "walk-back"]
     truth = np.array([1, 1, 1, 2, 2, 2])
     pred = np.array(predicted) + 1
@@ -169,15 +170,19 @@ def test_walk_confusion_rows_and_verdict(predicted, separated):
     protocol.walk_confusion(results, pred, truth, contents, lines.append)
     back_right = float((pred[3:] == 2).mean())
     assert results["Classifier walk-back -> walk-back (real)"] == [pytest.approx(back_right)]
-    assert results["Classifier walk-back -> walk (real)"] == [pytest.approx(1.0 - back_right)]
+    assert results["Classifier walk-back -> walk (real)"] == [pytest.approx(float((pred[3:] == 1).mean()))]
     assert results["Classifier walk -> walk (real)"] == [1.0]
-    assert ("WARNING" in lines[-1]) is not separated
+    assert verdict in lines[-1] and ("WARNING" in lines[-1]) is (verdict != "separates")
+    if verdict == "never swaps":
+        assert "3 -> run" in lines[-2]
 
 
 def test_walk_confusion_is_skipped_without_both_labels():
     results, lines = defaultdict(list), []
     protocol.walk_confusion(results, np.array([0, 1]), np.array([0, 1]), ["run", "walk"], lines.append)
     assert not results and "skipped" in lines[0]
+    protocol.walk_confusion(results, np.array([1, 1]), np.array([1, 1]), ["run", "walk", "walk-back"], lines.append)
+    assert not results and "no real walk-back clip" in lines[-1]
 
 
 def test_confusion_matrix_counts_and_errors():

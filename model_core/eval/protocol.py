@@ -133,25 +133,33 @@ WALK_PAIR = ("walk", "walk-back")
 
 def walk_confusion(results: dict, predicted: np.ndarray, truth: np.ndarray, contents: list[str], log) -> None:
     """Share of real walk / walk-back clips the classifier labels walk and walk-back (rows
-    ``Classifier <true> -> <predicted> (real)``); logs whether it separates them."""
+    ``Classifier <true> -> <predicted> (real)``). Logs the counts and a verdict: it separates them when each
+    label's clips are more often given their own label than the other one."""
     if not all(name in contents for name in WALK_PAIR):
         log("walk / walk-back confusion skipped: the classifier does not know both labels")
         return
     ids = [contents.index(name) for name in WALK_PAIR]
     table = metrics.confusion_matrix(predicted, truth, len(contents))
-    separated = True
     for true_name, t in zip(WALK_PAIR, ids):
+        if not table[t].any():
+            log(f"walk / walk-back confusion skipped: no real {true_name} clip in the split")
+            return
+    own, crossed = [], []
+    for true_name, t, other in zip(WALK_PAIR, ids, ids[::-1]):
         n = int(table[t].sum())
-        if n == 0:
-            log(f"walk / walk-back confusion: no real {true_name} clip in the split")
-            separated = False
-            continue
         for pred_name, p in zip(WALK_PAIR, ids):
             results[f"Classifier {true_name} -> {pred_name} (real)"].append(table[t, p] / n)
-        separated &= table[t, t] > table[t, ids[0] + ids[1] - t]
-        log(f"classifier on {n} real {true_name} clips: {table[t, ids[0]]} -> walk, {table[t, ids[1]]} -> walk-back")
-    log("the classifier separates walk from walk-back on real clips" if separated else
-        "WARNING: the classifier does not separate walk from walk-back on real clips")
+        own.append(table[t, t]), crossed.append(table[t, other])
+        others = ", ".join(f"{table[t, k]} -> {contents[k]}" for k in np.flatnonzero(table[t]) if k not in ids)
+        log(f"classifier on {n} real {true_name} clips: {table[t, ids[0]]} -> walk, {table[t, ids[1]]} -> walk-back"
+            + (f", {others}" if others else ""))
+    if all(o > c for o, c in zip(own, crossed)):
+        log("the classifier separates walk from walk-back on real clips")
+    elif not any(crossed):
+        log("WARNING: the classifier never swaps walk and walk-back on real clips, but does not recognise "
+            "every label: see the counts above")
+    else:
+        log("WARNING: the classifier does not separate walk from walk-back on real clips")
 
 
 PHRASINGS = ("held-out", "training")
