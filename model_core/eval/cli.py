@@ -5,6 +5,12 @@
             [--length gt|predicted] [--ablations] [--phrasings held-out|training] [--evaluator <folder>]
             [--official <folder>]
 
+Besides the text-motion metrics the table reports the dynamics of the joints (``dynamics.py``: mean joint
+acceleration, high-frequency share, foot skate, floor penetration; median over clips) of the real clips,
+their tokenizer reconstructions and the generated motions with ratios to real, the share of directed
+locomotion clips (walk, run, walk-back, ...) whose generated motion travels the way its caption says next to
+the real clips' share, and the action classifier's walk / walk-back confusion on the real clips (logged).
+
 ``--official`` uses HumanML3D's official evaluator (files supplied by the user, layout in
 ``model_core/eval/official.py``): <folder>/text_mot_match/model/finest.tar, <folder>/Comp_v6_KLD01/meta/
 {mean,std}.npy, <folder>/glove/our_vab_{data,words}.npy. Published tables use --repeats 20
