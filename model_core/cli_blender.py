@@ -9,10 +9,11 @@ One zip per platform, as Blender's own builder makes them with ``--split-platfor
 (``bamm-<version>-linux_x64.zip``; the manifest inside names its platform and its wheels). Each zip holds:
 
 * the code: ``__init__.py``, ``blender_manifest.toml``, ``bamm_blender/`` and ``model_core/``;
-* ``runtime/``: the ONNX Runtime export of ``weights/`` (``bamm export-runtime``, run at build time and
-  cached under ``.cache/runtime/<hash of the weights and the export code>``). The torch safetensors are
-  left out: the graphs carry the same numbers, and with them the zip would pass its size budget; the torch
-  back end (a user's own Python) reads a weights folder set in the add-on preferences;
+* ``runtime/``: the ONNX Runtime export of ``weights/`` (``model_core.runtime.export.export_runtime``, run at
+  build time and cached under ``.cache/runtime/<hash of the weights and the export code>``), its text encoder
+  stored as float16 by default (``--text-weights``; float32 adds 45 MB and passes the budget). The torch
+  safetensors are left out: the graphs carry the same numbers, and the zip would pass its size budget with
+  both; the torch back end (a user's own Python) reads a weights folder set in the add-on preferences;
 * ``wheels/``: ``onnxruntime`` and ``tokenizers`` for Python 3.11 (Blender 4.2-5.0) and 3.13 (Blender 5.1+),
   unmodified from PyPI (``pip download``, cached under ``.cache/wheels/<platform>/<cpXY>/``). Their declared
   dependencies (onnxruntime: flatbuffers, packaging, protobuf; tokenizers: huggingface-hub) are left out:
@@ -53,7 +54,9 @@ BUNDLED_WHEELS = {"onnxruntime": "1.32.0", "tokenizers": "0.23.3"}
 BUDGET_MB = 150.0
 RUNTIME_DIR = "runtime"  # inside the extension (bamm_blender.core.RUNTIME_DIR reads it from there)
 CODE = ("__init__.py", "bamm_blender", "model_core")
-RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/nets.py", "model_core/generate.py")
+RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/nets.py", "model_core/torch_nets.py",
+                   "model_core/generate.py")
+TEXT_WEIGHTS = "float16"  # the text encoder's weights in the zip: float32 (91 MB) would pass the budget
 
 
 def find_blender_ext() -> Path:
@@ -122,9 +125,23 @@ def _download(requirement: str, platform: str, python: str, folder: Path) -> Non
 
 
 # ------------------------------------------------------------------------------------------------ runtime
-def runtime_key(source: Path, weights: Path) -> str:
-    """Hash of the weights folder's files and of the export code: the runtime cache's folder name."""
-    digest = hashlib.sha256()
+EXPORT = """
+import json, sys
+from pathlib import Path
+from model_core.runtime.export import export_runtime
+from model_core.runtime.text_export import export_text_encoder
+weights, out, text_weights = sys.argv[1:4]
+export_runtime(weights, out)
+if text_weights != "float32":  # same file names: replaces the float32 text encoder export_runtime wrote
+    export_text_encoder(json.loads((Path(weights) / "bamm.json").read_text())["text_encoder"], out,
+                        weights_dtype=text_weights)
+"""
+
+
+def runtime_key(source: Path, weights: Path, text_weights: str) -> str:
+    """Hash of the weights folder's files, the export code and the text weights' type: the runtime cache's
+    folder name."""
+    digest = hashlib.sha256(text_weights.encode())
     files = sorted(p for p in Path(weights).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors"))
     for rel in RUNTIME_SOURCES:
         path = Path(source) / rel
@@ -134,27 +151,30 @@ def runtime_key(source: Path, weights: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def export_runtime(source: Path, weights: Path, cache: Path) -> Path | None:
-    """The runtime folder exported from ``weights`` with ``bamm export-runtime`` of the ``source`` checkout
-    (cached by ``runtime_key``); None, with a notice, when the checkout has no runtime exporter."""
+def export_runtime(source: Path, weights: Path, cache: Path, *, text_weights: str = TEXT_WEIGHTS) -> Path | None:
+    """The runtime folder exported from ``weights`` by the ``source`` checkout's ``model_core.runtime``
+    (``export_runtime``, then the text encoder again with ``text_weights`` storage), cached by
+    ``runtime_key``; None, with a notice, when the checkout has no runtime exporter."""
     if not (Path(source) / "model_core" / "runtime" / "export.py").is_file():
         print("notice: model_core/runtime/export.py is missing: the zip carries no runtime/ folder")
         return None
+    if text_weights not in ("float16", "float32"):
+        raise CLIError(f"text weights must be float16 or float32, got {text_weights!r}")
     if not (Path(weights) / "bamm.json").is_file():
         raise CLIError(f"no BAMM weights in {weights} (bamm.json missing)")
-    folder = Path(cache) / "runtime" / runtime_key(source, weights)
+    folder = Path(cache) / "runtime" / runtime_key(source, weights, text_weights)
     if (folder / ".complete").is_file():
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(source)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    print(f"exporting the runtime from {weights}")
-    result = subprocess.run([sys.executable, "-m", "model_core.cli", "export-runtime", "--weights", str(weights),
-                             "--out", str(partial)], cwd=source, env=env, capture_output=True, text=True)
+    print(f"exporting the runtime from {weights} (text encoder weights: {text_weights}; a few minutes)")
+    result = subprocess.run([sys.executable, "-c", EXPORT, str(Path(weights).resolve()), str(partial), text_weights],
+                            cwd=source, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        raise CLIError(f"bamm export-runtime failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
+        raise CLIError(f"the runtime export failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
     (partial / ".complete").write_text("")
     partial.rename(folder)
     return folder
@@ -205,11 +225,12 @@ def part_sizes(zip_path: Path) -> dict[str, tuple[int, int]]:
 
 def build_extension(source: Path = REPO_ROOT, out: Path = REPO_ROOT / "dist", *, platforms=None,
                     weights: Path | None = None, wheel_cache: Path | None = None, runtime: Path | None = None,
-                    budget_mb: float = BUDGET_MB) -> list[Path]:
+                    text_weights: str = TEXT_WEIGHTS, budget_mb: float = BUDGET_MB) -> list[Path]:
     """Validate and build one zip per platform (default: this machine's) into ``out``; returns their paths.
 
     ``runtime``: an exported runtime folder to bundle (default: exported from ``weights``, default
-    ``<source>/weights``). ``wheel_cache``: where wheels are kept (default ``.cache/wheels``)."""
+    ``<source>/weights``, with the text encoder's weights stored as ``text_weights``). ``wheel_cache``: where
+    wheels are kept (default ``.cache/wheels``)."""
     source, out = Path(source).resolve(), Path(out).resolve()
     platforms = list(platforms or [this_platform()])
     for name in platforms:
@@ -220,7 +241,7 @@ def build_extension(source: Path = REPO_ROOT, out: Path = REPO_ROOT / "dist", *,
     validate(source)
     wheels = sorted({w for name in platforms for w in fetch_wheels(name, wheel_cache or CACHE / "wheels")})
     if runtime is None:
-        runtime = export_runtime(source, Path(weights or source / "weights"), CACHE)
+        runtime = export_runtime(source, Path(weights or source / "weights"), CACHE, text_weights=text_weights)
     out.mkdir(parents=True, exist_ok=True)
     made = []
     with tempfile.TemporaryDirectory(prefix="bamm-extension-") as tmp:
@@ -257,6 +278,8 @@ def _build_main(argv: list[str]) -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "dist", help="output folder (default: dist/)")
     parser.add_argument("--source", type=Path, default=REPO_ROOT, help="extension source folder (default: repo)")
     parser.add_argument("--weights", type=Path, help="weights to export the runtime from (default: <source>/weights)")
+    parser.add_argument("--text-weights", choices=("float16", "float32"), default=TEXT_WEIGHTS,
+                        help=f"storage of the text encoder's weights in the runtime (default {TEXT_WEIGHTS})")
     parser.add_argument("--budget-mb", type=float, default=BUDGET_MB,
                         help=f"size limit per zip, MB (default {BUDGET_MB:g})")
     parser.add_argument("--validate-only", action="store_true", help="only check blender_manifest.toml")
@@ -270,7 +293,7 @@ def _build_main(argv: list[str]) -> int:
     if args.budget_mb <= 0:
         raise CLIError(f"--budget-mb must be positive, got {args.budget_mb}")
     paths = build_extension(args.source, args.out, platforms=list(PLATFORMS) if args.all else args.platform,
-                            weights=args.weights, budget_mb=args.budget_mb)
+                            weights=args.weights, text_weights=args.text_weights, budget_mb=args.budget_mb)
     for path in paths:
         print(f"built {path} ({path.stat().st_size / 1e6:.1f} MB)")
     return 0
