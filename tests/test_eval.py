@@ -152,8 +152,7 @@ def test_protocol_reports_dynamics_of_real_reconstructed_and_generated(labelled_
 @pytest.mark.parametrize("frames", [40, 43])
 def test_reconstruction_keeps_each_clip_length(minilm_bamm, frames):
     feats = np.random.default_rng(frames).normal(size=(frames, 263)).astype(np.float32)
-    mean, std = minilm_bamm.mean.numpy(), minilm_bamm.std.numpy()
-    (joints,) = protocol.reconstruct_joints(minilm_bamm, [feats], mean, std)
+    (joints,) = protocol.reconstruct_joints(minilm_bamm, [feats], np.zeros(263, np.float32), np.ones(263, np.float32))
     assert joints.shape == (frames, 22, 3) and np.isfinite(joints).all()
 
 
@@ -192,3 +191,18 @@ def test_confusion_matrix_counts_and_errors():
     assert table.tolist() == [[1, 0, 0], [0, 1, 0], [0, 1, 0]]
     with pytest.raises(ValueError, match="class ids"):
         confusion_matrix(np.array([3]), np.array([0]), 3)
+
+
+def test_eval_cli_prints_the_dynamics_table(labelled_data, evaluator_dir, minilm_bamm, tmp_path, capsys):
+    import shutil
+
+    weights = tmp_path / "weights"
+    minilm_bamm.save_pretrained(weights)
+    shutil.copytree(evaluator_dir, weights / "evaluator")
+    out_json = tmp_path / "all.json"
+    assert eval_main("eval", ["--data", str(labelled_data), "--weights", str(weights), "--repeats", "1",
+                              "--mm-prompts", "0", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "FID" in out and "dynamics (median over clips" in out and "Direction match (real)" in out
+    saved = json.loads(out_json.read_text())["rounds=2, length=gt"]
+    assert len(saved["Dynamics foot_skate (generated/real)"]) == 1
