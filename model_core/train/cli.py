@@ -44,6 +44,9 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
         p.add_argument("--cache-dir", help="where token and text-embedding caches go (default <out>/cache)")
         p.add_argument("--text-noise", type=float, help="Gaussian noise on text embeddings in training, in units "
                        "of the embedding's RMS (default: the preset's); helps unseen caption phrasings")
+        p.add_argument("--no-balance", dest="balance", action="store_const", const=False, default=None,
+                       help="list every training item once per epoch (default: rare actions repeated, "
+                       "round(sqrt(n_max / n)) times, at most 8)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -84,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,
-                          cache_dir=args.cache_dir, text_noise=args.text_noise, **common)
+                          cache_dir=args.cache_dir, text_noise=args.text_noise, balance=args.balance, **common)
 
 
 def main(command_name: str = "train", argv: list[str] | None = None) -> int:

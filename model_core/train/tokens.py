@@ -102,6 +102,26 @@ def caption_ranges(clips) -> list[tuple[str, np.ndarray, list[str]]]:
     return out
 
 
+def repeat_factors(labels: list[str | None], *, cap: int = 8) -> list[int]:
+    """How many times each training item is listed per epoch so that rare actions are learnt: an action with
+    `n` items gets round(sqrt(n_max / n)) copies (at most `cap`), the most frequent one a single copy
+    (repeat-factor sampling). Items without a label (datasets without meta.jsonl) count once."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        if label is not None:
+            counts[label] = counts.get(label, 0) + 1
+    if not counts:
+        return [1] * len(labels)
+    top = max(counts.values())
+    return [1 if label is None else int(min(cap, max(1, round(np.sqrt(top / counts[label]))))) for label in labels]
+
+
+def balanced(segs: list[Segment], content: dict[str, str | None]) -> list[Segment]:
+    """The training segments with every segment of a rare action repeated (see `repeat_factors`)."""
+    labels = [content.get(seg.key.split("@")[0]) for seg in segs]
+    return [seg for seg, r in zip(segs, repeat_factors(labels)) for _ in range(r)]
+
+
 def motion_digest(ranges: dict[str, list]) -> str:
     """Short hash of every split's range keys and features: a changed dataset gets a new token cache."""
     h = hashlib.sha256()
@@ -173,6 +193,7 @@ class Pairs:
     """The text-token pairs of a dataset: tokenised caption ranges per split, the caption embedding table."""
 
     segments: dict[str, list[Segment]]
+    content: dict[str, str | None]  # clip id -> action label from meta.jsonl (None: not labelled)
     table: torch.Tensor  # (captions, text_dim)
     vq_config: dict
     mean: np.ndarray
@@ -184,7 +205,9 @@ def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist) -> 
     """Tokenise and embed (rank 0, cached in `cache`), then read the caches (every rank)."""
     vq, mean, std, fingerprint = load_vq_run(vq_dir, d.device)
     splits = ["train"] + (["val"] if (Path(data) / "val.txt").exists() else [])
-    ranges = {split: caption_ranges(load_split(data, split)) for split in splits}
+    clips = {split: load_split(data, split) for split in splits}
+    ranges = {split: caption_ranges(clips[split]) for split in splits}
+    content = {c.id: c.meta.get("content") for split in splits for c in clips[split]}
     token_path = cache / f"tokens-{fingerprint}-{motion_digest(ranges)}.safetensors"
     text_path = cache / f"text-{encoder.replace(':', '_').replace('/', '_')}.safetensors"
     all_ranges = [r for split in splits for r in ranges[split]]
@@ -194,13 +217,14 @@ def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist) -> 
     barrier(d)
     tokens = load_tensors(token_path)
     table, index = read_text_cache(text_path)
-    return Pairs({split: segments(ranges[split], tokens, index) for split in splits}, table,
+    return Pairs({split: segments(ranges[split], tokens, index) for split in splits}, content, table,
                  dataclasses.asdict(vq.config), mean, std, fingerprint)
 
 
-def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *, seed: int) -> Stage:
+def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *, seed: int,
+                      balance: bool = False) -> Stage:
     """Model (seeded; code_num, num_quantizers and text_dim set from the tokenizer and the text table),
-    datasets and loss of a "t2m" or "res" run."""
+    datasets and loss of a "t2m" or "res" run. balance: rare actions repeated in the training set."""
     spec = STAGES[name]
     overrides = {"code_num": pairs.vq_config["code_num"], "text_dim": int(pairs.table.shape[1])}
     if "num_quantizers" in model_config:
@@ -209,7 +233,8 @@ def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *,
     torch.manual_seed(seed)
     model = spec.model_cls(config)
     crop = min(MAX_FRAMES // 4, spec.max_tokens(config))
-    train_set = TextTokens(pairs.segments["train"], pairs.table, max_tokens=crop, seed=seed)
+    train = balanced(pairs.segments["train"], pairs.content) if balance else pairs.segments["train"]
+    train_set = TextTokens(train, pairs.table, max_tokens=crop, seed=seed)
     val = pairs.segments.get("val")
     val_set = TextTokens(val, pairs.table, max_tokens=crop, seed=seed + 1) if val else None
     return Stage(name, model, spec.loss, train_set, val_set, collate=collate_text_tokens,
@@ -219,10 +244,12 @@ def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *,
 def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str | None = None, cache_dir=None,
                       preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
                       resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
-                      progress: bool = True, init=None, text_noise: float | None = None) -> torch.nn.Module:
+                      progress: bool = True, init=None, text_noise: float | None = None,
+                      balance: bool | None = None) -> torch.nn.Module:
     """Train (or resume) a "t2m" or "res" run in `out`; returns the model as trained.
 
     ``text_noise`` overrides the preset's training noise on text embeddings (``layers.noisy_text``).
+    ``balance`` (default on for new runs) repeats the training items of rare actions (`repeat_factors`).
     """
     if stage not in STAGES:
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
@@ -235,7 +262,8 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     out = Path(out)
     extra = {"vq_run": str(Path(vq_run).resolve()) if vq_run is not None else None,
              "text_encoder": text_encoder if text_encoder or resume else DEFAULT_TEXT_ENCODER,
-             "init": str(Path(init).resolve()) if init is not None else None}
+             "init": str(Path(init).resolve()) if init is not None else None,
+             "balance": (True if balance is None else bool(balance)) if not resume else balance}
     settings = open_run(out, stage=stage, resume=resume, d=d, presets=spec.train_presets, preset=preset,
                         model_presets=spec.model_presets, data=data, steps=steps, batch_size=batch_size,
                         extra=extra, model_overrides={"text_noise": text_noise})
@@ -246,7 +274,8 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     if started_with != pairs.fingerprint:
         raise TrainError(f"--resume: the tokenizer in {settings.extra['vq_run']} changed since this run started "
                          f"(weights {pairs.fingerprint}, the run's tokens come from {started_with})")
-    stage_ = transformer_stage(stage, settings.model, pairs, out, seed=settings.train.seed)
+    stage_ = transformer_stage(stage, settings.model, pairs, out, seed=settings.train.seed,
+                               balance=bool(settings.extra.get("balance", False)))
     if init is not None and not resume:
         warm_start(stage_.model, init, stage)
     if d.main:  # record the model actually trained and the tokenizer its tokens come from
