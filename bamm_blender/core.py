@@ -46,21 +46,17 @@ def has_runtime(folder: str | Path = RUNTIME_DIR) -> bool:
 
 
 def _frames_in(folder: Path) -> int | None:
-    """``max_frames`` of a weights folder's ``bamm.json``, or of a runtime folder's ``runtime.json`` (its own
-    ``max_frames``, else its BAMM transformer's ``max_tokens`` less [END] times ``frames_per_token``)."""
-    for name in ("runtime.json", "bamm.json"):
-        try:
-            config = json.loads((folder / name).read_text(encoding="utf-8"))
-            config = config.get("nets", config) if name == "runtime.json" and "max_frames" not in config else config
-            if "max_frames" in config:
-                value = int(config["max_frames"])
-            else:
-                value = (int(config["max_tokens"]) - 1) * int(config["frames_per_token"])
-        except (OSError, ValueError, KeyError, TypeError, AttributeError):
-            continue
-        if value > 0:
-            return value
-    return None
+    """The frame limit of a runtime folder (``runtime.json``: its BAMM transformer's ``max_tokens`` less [END],
+    times ``frames_per_token``) or of a weights folder (``bamm.json``: ``max_frames``); None when unreadable."""
+    try:
+        if (folder / "runtime.json").is_file():
+            nets = json.loads((folder / "runtime.json").read_text(encoding="utf-8"))["nets"]
+            value = (int(nets["max_tokens"]) - 1) * int(nets["frames_per_token"])
+        else:
+            value = int(json.loads((folder / "bamm.json").read_text(encoding="utf-8"))["max_frames"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if value > 0 else None
 
 
 def max_frames(folder: str | Path | None = None) -> int:

@@ -110,8 +110,9 @@ def test_enabled_add_on_defaults_to_the_bundled_runtime(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("files, frames", [
     ({"bamm.json": {"max_frames": 120}}, 120),
-    ({"runtime.json": {"max_frames": 80}, "bamm.json": {"max_frames": 120}}, 80),
-    ({"runtime.json": {"max_tokens": 31, "frames_per_token": 4}}, 120),  # 30 motion tokens + [END]
+    ({"runtime.json": {"nets": {"max_tokens": 31, "frames_per_token": 4}}}, 120),  # 30 motion tokens + [END]
+    ({"runtime.json": {"nets": {"max_tokens": 21, "frames_per_token": 4}}, "bamm.json": {"max_frames": 120}}, 80),
+    ({"runtime.json": {"format_version": 1}}, core.DEFAULT_MAX_FRAMES),
     ({"bamm.json": {"fps": 20}}, core.DEFAULT_MAX_FRAMES),
     ({}, core.DEFAULT_MAX_FRAMES),
 ])

@@ -152,3 +152,69 @@ def test_blender_side_through_the_worker(worker):
     finally:
         headless.configure()
         bamm_blender.unregister()
+
+
+# ------------------------------------------------------------------------ the bundled runtime (ONNX Runtime)
+@pytest.fixture(scope="module")
+def runtime():
+    """The runtime folder exported from the shipped weights (cached by the extension builder)."""
+    if not (ROOT / "model_core" / "runtime" / "export.py").is_file():
+        pytest.skip("model_core/runtime is not in this checkout")
+    pytest.importorskip("onnxruntime")
+    from model_core import cli_blender
+
+    return cli_blender.export_runtime(ROOT, ROOT / "weights", cli_blender.CACHE)
+
+
+def test_runtime_worker_generates_and_keeps_tokens(runtime, tmp_path):
+    """The default back end's process: this Python (Blender's own, in Blender) with the wheels' folders."""
+    runner = backend.WorkerBackend(sys.executable, exchange_dir=str(tmp_path), paths=backend.wheel_paths())
+    spec = {"backend": "onnx", "runtime": str(runtime), "device": "auto"}
+    try:
+        (motion,) = runner.submit(backend.Request("generate", spec, {"prompt": "a person walks forward",
+                                                                      "frames": 40})).wait(300)
+        assert runner.ready["onnxruntime"] and motion.joints.shape == (40, 22, 3)
+        assert motion.tokens.shape == (10, 6) and motion.tokens.dtype == np.int64
+        args = {"source": motion.joints, "source_tokens": motion.tokens, "frames": [16, 28], "prompt": "jump"}
+        (edited,) = runner.submit(backend.Request("edit", spec, args)).wait(300)
+        kept = np.r_[0:4, 7:10]  # tokens outside frames 16-28: the source's own
+        np.testing.assert_array_equal(edited.tokens[kept], motion.tokens[kept])
+        missing = dict(spec, runtime=str(tmp_path / "none"))
+        with pytest.raises(BammBackendError, match="no BAMM runtime"):
+            runner.submit(backend.Request("generate", missing, {"prompt": "walk"})).wait(60)
+    finally:
+        runner.shutdown()
+
+
+def test_generate_button_with_untouched_preferences(runtime, monkeypatch):
+    """Install-and-press: default preferences, the bundled runtime, Generate then Regenerate Range, whose
+    request carries the generated motion's tokens."""
+    bpy = pytest.importorskip("bpy")
+    import bamm_blender
+    from bamm_blender import bake, headless, results
+
+    monkeypatch.setattr(headless, "RUNTIME_DIR", runtime)
+    monkeypatch.setattr(backend, "_BACKENDS", {})
+    bamm_blender.register()
+    try:
+        bpy.ops.wm.read_factory_settings(use_empty=True)
+        settings = bpy.context.scene.bamm
+        settings.prompt, settings.length_mode, settings.seconds = "a person waves", "SECONDS", 2.0
+        assert bpy.ops.bamm.generate() == {"FINISHED"}
+        obj = settings.target
+        (runner,) = backend._BACKENDS.values()
+        assert runner.python == sys.executable and runner.ready["onnxruntime"]
+        spec = headless.model_spec(bpy.context)
+        stored = results.source(obj, obj.animation_data.action, bpy.context.scene, model=headless.model_key(spec))
+        assert stored.tokens.shape == (10, 6)
+        sent = []
+        monkeypatch.setattr(runner, "submit", lambda request, submit=runner.submit: sent.append(request)
+                            or submit(request))
+        settings.range_source, settings.range_start, settings.range_end = "MANUAL", 10, 30
+        assert bpy.ops.bamm.regenerate_range() == {"FINISHED"}
+        np.testing.assert_array_equal(sent[0].args["source_tokens"], stored.tokens)
+        assert bake.key_range(obj, obj.animation_data.action) == (stored.first, stored.last)
+        assert len(settings.results) == 2 and not bpy.context.window_manager.bamm_error
+    finally:
+        bamm_blender.unregister()
+    assert not runner.alive()  # unregister stops the worker
