@@ -56,6 +56,7 @@ RUNTIME_DIR = "runtime"  # inside the extension (bamm_blender.core.RUNTIME_DIR r
 CODE = ("__init__.py", "bamm_blender", "model_core")
 RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/nets.py", "model_core/torch_nets.py",
                    "model_core/generate.py")
+KEEP_RUNTIMES = 2  # cached exports kept besides the newest
 TEXT_WEIGHTS = "float16"  # the text encoder's weights in the zip: float32 (91 MB) would pass the budget
 
 
@@ -177,6 +178,10 @@ def export_runtime(source: Path, weights: Path, cache: Path, *, text_weights: st
         raise CLIError(f"the runtime export failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
     (partial / ".complete").write_text("")
     partial.rename(folder)
+    older = sorted((p for p in folder.parent.iterdir() if p.is_dir() and p != folder and not p.name.startswith(".")),
+                   key=lambda p: p.stat().st_mtime)
+    for stale in older[:-KEEP_RUNTIMES]:  # exports of earlier weights or code
+        shutil.rmtree(stale, ignore_errors=True)
     return folder
 
 

@@ -223,3 +223,29 @@ def test_install_enable_generate_disable(built, tmp_path):
     assert Path(report["worker_model_core"]) == installed / "model_core"  # PYTHONPATH = the extension folder
     assert Path(report["exchange"]).is_relative_to(tmp_path / "user")  # extension_path_user
     assert report["disabled"] and report["worker_stopped"]
+
+
+def test_runtime_cache_key_follows_weights_code_and_text_storage(fake_source, tmp_path):
+    source = fake_source[0]
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / "bamm.json").write_text('{"text_encoder": "minilm"}')
+    (weights / "t2m.safetensors").write_bytes(b"1234")
+    key = cli_blender.runtime_key(source, weights, "float16")
+    assert key == cli_blender.runtime_key(source, weights, "float16")
+    assert key != cli_blender.runtime_key(source, weights, "float32")
+    (weights / "MODEL_CARD.md").write_text("notes")  # not read by the export
+    assert key == cli_blender.runtime_key(source, weights, "float16")
+    (weights / "t2m.safetensors").write_bytes(b"1235")
+    changed = cli_blender.runtime_key(source, weights, "float16")
+    assert changed != key
+    (source / "model_core" / "runtime" / "export.py").write_text("# edited\n")
+    assert cli_blender.runtime_key(source, weights, "float16") != changed
+
+
+def test_checkout_without_exporter_builds_without_runtime(fake_source, tmp_path, capsys):
+    source, _, wheels, _ = fake_source
+    (source / "model_core" / "runtime" / "export.py").unlink()
+    (made,) = cli_blender.build_extension(source, tmp_path / "out", platforms=["linux-x64"], wheel_cache=wheels)
+    assert "carries no runtime/" in capsys.readouterr().out
+    assert not any(n.startswith("runtime/") for n in zipfile.ZipFile(made).namelist())
