@@ -1,16 +1,22 @@
 """Natural-language captions for labelled motion clips (Bandai-Namco content x style labels).
 
 ``training_captions(content, style, clip_id)`` picks several distinct sentences such as
-"an elderly person walks forward slowly." from templates x action phrasings (per content label) x
-style phrasings (per style label); the choice is deterministic, seeded by the clip id.
+"an elderly person walks forward slowly.", "with his left hand, a tired man waves." or
+"wave your right hand like a child." from templates x action phrasings (per content label) x style
+phrasings (per style label); the choice is deterministic, seeded by the clip id. A small share of the
+sentences carries one common misspelling ("rigth", "waives"), as typed prompts do.
+
+The lexicon (caption_lexicon.json) holds the action phrasings as base-form verb phrases ("wave {their}
+left hand"); they are inflected here into the third person ("waves"), the gerund ("waving") and the
+imperative. Subjects, word orders and sentence lengths vary on purpose: with few phrasings the
+transformers memorise the few points of the text encoder's space those sentences occupy instead of
+learning to read the action.
 
 ``evaluation_captions(content, style)`` uses a held-out phrasing set: its templates (progressive
 "is ...ing" sentences), subjects, action phrasings and manner phrasings never occur in the training
-captions, and no held-out action phrasing shares four words in a row with a training one, so an
-evaluation prompt is never a sentence, nor a paraphrase by inflection, the model was trained on.
-
-The training phrasings are many per action (7-9) on purpose: with few, the transformers memorise the few
-points of the text encoder's space those sentences occupy instead of learning to read the action.
+captions, and no training caption shares four words in a row with a held-out phrasing (the whole
+phrasing when it is shorter; such sentences are dropped from the training pool), so an evaluation
+prompt is never a sentence, nor a paraphrase by inflection, the model was trained on.
 
 Labels are the Bandai-Namco ones without the archive prefix ("walk", "not-confident"). Facts checked on
 the motion itself: dataset-1 ``walk-left``/``walk-right`` walk forward on a diagonal towards the side
@@ -20,9 +26,14 @@ named; ``bye`` waves the right hand, ``byebye`` both hands; ``respond`` raises t
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+import json
 import random
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 
 class CaptionError(KeyError):
@@ -39,126 +50,69 @@ class StyleWords:
     manners: tuple[str, ...]  # longer adverbials that carry the style on their own
 
 
-NEUTRAL = (("a person", "their"), ("someone", "their"), ("a man", "his"), ("a woman", "her"))
+_LEXICON = json.loads(Path(__file__).with_name("caption_lexicon.json").read_text(encoding="utf-8"))
 
-# content label -> action phrasings, third person present; {their} is the subject's possessive
-ACTIONS: dict[str, tuple[str, ...]] = {
-    "walk": ("walks forward", "walks straight ahead", "takes several steps forward", "walks in a straight line",
-             "strides forward", "walks a few steps ahead", "paces forward at an even speed",
-             "steps forward one foot after the other", "goes forward at walking speed"),
-    "run": ("runs forward", "jogs forward", "runs straight ahead", "runs in a straight line", "breaks into a run",
-            "trots forward", "runs ahead at a moderate speed", "jogs a short way ahead", "goes for a run forward"),
-    "dash": ("sprints forward", "dashes forward", "runs forward as fast as possible", "bursts into a sprint",
-             "sprints straight ahead", "races forward at full speed", "runs very fast in a straight line",
-             "dashes straight ahead very fast"),
-    "walk-back": ("walks backwards", "steps backward several times", "walks backward a few steps",
-                  "moves backwards one step at a time", "walks in reverse", "takes a few steps back",
-                  "walks back without turning around", "moves back a few paces"),
-    "walk-left": ("walks diagonally forward to the left", "walks forward while drifting to {their} left",
-                  "walks ahead at an angle to the left", "walks forward and veers left",
-                  "walks on a diagonal towards {their} left side", "walks forward on a slant to the left",
-                  "steps forward and to the left at an angle"),
-    "walk-right": ("walks diagonally forward to the right", "walks forward while drifting to {their} right",
-                   "walks ahead at an angle to the right", "walks forward and veers right",
-                   "walks on a diagonal towards {their} right side", "walks forward on a slant to the right",
-                   "steps forward and to the right at an angle"),
-    "bow": ("bows", "bows forward at the waist", "takes a bow", "bends forward in a bow", "bows deeply",
-            "makes a polite bow", "gives a bow to someone", "bends over at the waist to bow"),
-    "bye": ("waves goodbye with {their} right hand", "raises {their} right hand and waves goodbye",
-            "waves {their} right hand to say goodbye", "waves bye with {their} right hand",
-            "says goodbye by waving {their} right hand", "lifts {their} right hand to wave goodbye",
-            "bids farewell, waving {their} right hand"),
-    "byebye": ("waves goodbye with both hands", "raises both hands and waves them side to side",
-               "waves both arms to say goodbye", "waves bye with both hands", "says goodbye waving both arms",
-               "lifts both hands and waves goodbye", "bids farewell, waving both hands"),
-    "guide": ("gestures forward with {their} right hand to show the way", "points the way with an open right hand",
-              "guides someone by extending {their} right arm", "shows the way with {their} right hand",
-              "points ahead with {their} right hand", "signals forward with {their} right arm",
-              "leads someone on with a sweep of {their} right hand"),
-    "respond": ("raises {their} left hand high to answer", "puts {their} left hand up in response",
-                "raises a hand to respond", "answers by raising {their} left hand",
-                "puts up {their} left hand as an answer", "lifts {their} left arm up to respond",
-                "responds with {their} left hand in the air"),
-    "call": ("calls out to someone while gesturing", "leans forward and calls someone over",
-             "beckons someone to come over", "waves someone over", "calls someone and beckons with a hand",
-             "shouts to someone and gestures them closer", "calls out and signals someone to come"),
-    "punch": ("throws a punch", "punches forward", "throws several punches", "punches with {their} fists",
-              "punches the air", "throws punches", "throws a jab and a cross", "punches straight ahead"),
-    "kick": ("kicks forward", "does a kick", "kicks with one leg", "throws a kick", "kicks a leg forward",
-             "lifts a leg and kicks", "kicks the air", "does a forward kick"),
-    "slash": ("slashes with a sword", "swings an imaginary sword", "makes a slashing motion with {their} arms",
-              "slashes downward with a sword", "hacks at an enemy with a blade", "makes sword strikes",
-              "strikes with an imaginary blade"),
-    "dance-long": ("dances", "performs a dance", "does a long dance routine", "dances, moving {their} arms and legs",
-                   "dances to music", "does a few dance moves", "dances around", "moves to music"),
-    "dance-short": ("dances", "performs a short dance", "does a dance routine", "dances, moving {their} arms and legs",
-                    "dances to music", "does a few dance moves", "dances around", "moves to music"),
-    "walk-turn-left": ("walks forward and turns left", "walks and makes a left turn", "turns to the left while walking",
-                       "walks ahead, then turns to {their} left", "walks and turns to the left",
-                       "takes a left turn while walking", "walks a few steps, then turns left",
-                       "turns left partway through a walk"),
-    "walk-turn-right": ("walks forward and turns right", "walks and makes a right turn",
-                        "turns to the right while walking", "walks ahead, then turns to {their} right",
-                        "walks and turns to the right", "takes a right turn while walking",
-                        "walks a few steps, then turns right", "turns right partway through a walk"),
-    "wave-both-hands": ("waves both hands", "waves with both hands", "raises both arms and waves",
-                        "waves both hands in the air", "waves hello with both hands", "waves both arms",
-                        "greets someone, waving both hands", "waves both hands above {their} head"),
-    "wave-left-hand": ("waves {their} left hand", "waves with {their} left hand", "raises {their} left hand and waves",
-                       "gives a wave with {their} left hand", "waves hello with {their} left hand",
-                       "waves {their} left arm", "greets someone by waving {their} left hand",
-                       "waves {their} left hand from side to side"),
-    "wave-right-hand": ("waves {their} right hand", "waves with {their} right hand",
-                        "raises {their} right hand and waves", "gives a wave with {their} right hand",
-                        "waves hello with {their} right hand", "waves {their} right arm",
-                        "greets someone by waving {their} right hand", "waves {their} right hand from side to side"),
-    "raise-up-both-hands": ("raises both hands", "lifts both arms up", "puts both hands up in the air",
-                            "raises both arms over {their} head", "holds both hands up", "puts both arms up",
-                            "stretches both arms upward", "lifts both hands high over {their} head"),
-    "raise-up-left-hand": ("raises {their} left hand", "lifts {their} left arm up", "puts {their} left hand up",
-                           "raises {their} left arm above {their} head", "holds {their} left hand up",
-                           "stretches {their} left arm upward", "lifts {their} left hand high",
-                           "puts {their} left arm up in the air"),
-    "raise-up-right-hand": ("raises {their} right hand", "lifts {their} right arm up", "puts {their} right hand up",
-                            "raises {their} right arm above {their} head", "holds {their} right hand up",
-                            "stretches {their} right arm upward", "lifts {their} right hand high",
-                            "puts {their} right arm up in the air"),
-}
+# ----- inflection of base-form verb phrases -----
 
+_DOUBLED = set("run step jog put bid hop skip drag swim stop shrug clap trot get sit cut nod jab grab spin tap pat "
+               "strut wag chop slip dip snap".split())
+_THIRD_IRREGULAR = {"go": "goes", "do": "does", "have": "has"}
+_MARKED = re.compile(r"([a-z-]+)(\+?)(,?)")
+
+
+def _third(verb: str) -> str:
+    if verb in _THIRD_IRREGULAR:
+        return _THIRD_IRREGULAR[verb]
+    if verb.endswith(("s", "sh", "ch", "x")):
+        return verb + "es"
+    if verb.endswith("y") and verb[-2] not in "aeiou":
+        return verb[:-1] + "ies"
+    return verb + "s"
+
+
+def _gerund(verb: str) -> str:
+    if verb.endswith("ie"):
+        return verb[:-2] + "ying"
+    if verb.endswith("e") and not verb.endswith("ee"):
+        return verb[:-1] + "ing"
+    return verb + verb[-1] + "ing" if verb in _DOUBLED else verb + "ing"
+
+
+@functools.lru_cache(maxsize=None)
+def inflect(phrase: str, form: str) -> str:
+    """A base-form verb phrase in ``form`` "base", "third" or "ing": the first word and every word marked
+    with a trailing '+' are inflected ("raise {their} hand and wave+" -> "raises {their} hand and waves")."""
+    change = {"base": lambda v: v, "third": _third, "ing": _gerund}
+    if form not in change:
+        raise ValueError(f"form must be one of {sorted(change)}, got {form!r}")
+    words = []
+    for k, word in enumerate(phrase.split(" ")):
+        match = _MARKED.fullmatch(word)
+        if match and (k == 0 or match.group(2)):
+            word = change[form](match.group(1)) + match.group(3)
+        words.append(word)
+    return " ".join(words)
+
+
+def _pairs(rows) -> tuple[tuple[str, str], ...]:
+    return tuple((a, b) for a, b in rows)
+
+
+NEUTRAL = _pairs(_LEXICON["neutral"])
+CONTEXTS: tuple[str, ...] = tuple(_LEXICON["contexts"])
+# content label -> base-form action phrasings; {their} is the subject's possessive
+ACTION_BASES: dict[str, tuple[str, ...]] = {c: tuple(p) for c, p in _LEXICON["actions"].items()}
+# content label -> (fronted phrase, base-form verb phrase): "with his left hand, a man waves."
+FRONTED: dict[str, tuple[tuple[str, str], ...]] = {c: _pairs(p) for c, p in _LEXICON["fronted"].items()}
+# content label -> action phrasings, third person present
+ACTIONS: dict[str, tuple[str, ...]] = {c: tuple(inflect(p, "third") for p in ps) for c, ps in ACTION_BASES.items()}
 STYLES: dict[str, StyleWords] = {
-    "normal": StyleWords(NEUTRAL, ("normally", "casually", "calmly"), ("in a relaxed way", "in an ordinary manner")),
-    "happy": StyleWords((("a happy person", "their"), ("a cheerful man", "his"), ("a happy woman", "her")),
-                        ("happily", "cheerfully"), ("in a cheerful mood", "with a big smile")),
-    "sad": StyleWords((("a sad person", "their"), ("an unhappy man", "his"), ("a sad woman", "her")),
-                      ("sadly", "gloomily"), ("with {their} head hanging low", "in a sad, downcast way")),
-    "angry": StyleWords((("an angry person", "their"), ("a furious man", "his"), ("an angry woman", "her")),
-                        ("angrily", "aggressively"), ("in a rage", "in an angry, forceful way")),
-    "proud": StyleWords((("a proud person", "their"), ("a confident man", "his"), ("a proud woman", "her")),
-                        ("proudly", "confidently"), ("with {their} chest puffed out", "with {their} head held high")),
-    "not-confident": StyleWords((("a shy person", "their"), ("an insecure man", "his"), ("a timid woman", "her")),
-                                ("timidly", "hesitantly", "nervously"), ("without any confidence",)),
-    "masculine": StyleWords((("a macho man", "his"), ("a tough man", "his"), ("a manly person", "their")),
-                            ("boldly", "powerfully"), ("in a masculine way", "with a broad, manly posture")),
-    "feminine": StyleWords((("a graceful woman", "her"), ("a poised woman", "her"), ("an elegant person", "their")),
-                           ("gracefully", "elegantly"), ("in a feminine way", "in a dainty, ladylike manner")),
-    "childish": StyleWords((("a child", "their"), ("a little kid", "their"), ("a childish person", "their")),
-                           ("playfully",), ("like a child", "in a childish way", "with childlike energy")),
-    "youthful": StyleWords((("a young person", "their"), ("a young man", "his"), ("a teenager", "their")),
-                           ("youthfully", "springily"), ("with youthful energy", "in a young, lively way")),
-    "elderly": StyleWords((("an elderly person", "their"), ("an old man", "his"), ("an old woman", "her")),
-                          ("slowly", "stiffly", "carefully"), ("like an old person", "with a hunched back")),
-    "exhausted": StyleWords((("a tired person", "their"), ("an exhausted man", "his"), ("a worn-out woman", "her")),
-                            ("wearily", "sluggishly"), ("as if exhausted", "with heavy, tired limbs")),
-    "active": StyleWords((("an energetic person", "their"), ("a lively man", "his"), ("an active woman", "her")),
-                         ("energetically", "vigorously", "briskly"), ("with lots of energy",)),
-    "musical": StyleWords((("a theatrical performer", "their"), ("a musical actor", "their"),
-                           ("a showy dancer", "their")),
-                          ("theatrically", "rhythmically"), ("as if in a musical", "with exaggerated stage flair")),
-    "giant": StyleWords((("a giant", "their"), ("a huge, heavy man", "his"), ("a big lumbering person", "their")),
-                        ("heavily", "ponderously"), ("like a giant", "with big, heavy movements")),
-    "chimpira": StyleWords((("a thug", "their"), ("a street punk", "their"), ("a cocky hoodlum", "his")),
-                           ("menacingly", "cockily"), ("with a swagger", "like a small-time thug")),
-}
+    name: StyleWords(NEUTRAL if w["subjects"] == "neutral" else _pairs(w["subjects"]), tuple(w["adverbs"]),
+                     tuple(w["manners"]))
+    for name, w in _LEXICON["styles"].items()}
+# correct word -> common misspellings
+TYPOS: dict[str, tuple[str, ...]] = {w: tuple(t) for w, t in _LEXICON["typos"].items() if t}
+TYPO_SHARE = 0.1  # expected share of training captions that carry one misspelling
 
 # ----- held-out evaluation phrasings: nothing below occurs in a training caption -----
 
@@ -214,7 +168,13 @@ EVAL_STYLES: dict[str, StyleWords] = {
 # label spellings used by the two archives that mean the same style
 STYLE_ALIASES = {"masculinity": "masculine", "old": "elderly", "tired": "exhausted"}
 
-TRAIN_TEMPLATES = ("{styled} {action}.", "{person} {action} {manner}.", "{styled} {action} {adverb}.")
+# {styled}: a subject carrying the style; {person}: a neutral subject; {action}: third person; {acting}: gerund;
+# {act}: imperative; {front}: a fronted phrase of the action; subject-less sentences read {their} as
+# "the" (gerund) or "your" (imperative)
+TRAIN_TEMPLATES = ("{styled} {action}.", "{person} {action} {manner}.", "{styled} {action} {adverb}.",
+                   "{manner}, {person} {action}.", "{adverb}, {styled} {action}.", "{styled} {acting}.",
+                   "{acting} {manner}.", "{act} {manner}.", "{act} {adverb}.", "{front}, {styled} {action}.",
+                   "{context} {styled} {acting} {adverb}.", "{styled} {acting} {manner}.")
 EVAL_TEMPLATES = ("{styled} is {action}.", "{person} is {action}, {manner}.")
 
 
@@ -232,7 +192,9 @@ def _check_content(content: str) -> None:
 
 
 def _fill(phrase: str, their: str) -> str:
-    themself = {"his": "himself", "her": "herself"}.get(their, "themselves")
+    if "{" not in phrase:
+        return phrase
+    themself = {"his": "himself", "her": "herself", "your": "yourself"}.get(their, "themselves")
     return phrase.format(their=their, themself=themself)
 
 
@@ -245,62 +207,152 @@ def _repeats(subject: str, adverb: str) -> bool:
     return stem in subject
 
 
-def _pool(templates, actions, neutral, words: StyleWords) -> list[list[str]]:
-    """Every sentence the templates can make, one list per template, no sentence twice."""
-    seen: set[str] = set()
-    groups: list[list[str]] = []
-    for template in templates:
-        group: list[str] = []
-        for action in actions:
-            if "{person}" in template:
-                fills = [dict(person=s, action=_fill(action, t), manner=_fill(m, t))
-                         for s, t in neutral for m in words.manners + words.adverbs]
-            else:
-                adverbs = words.adverbs if "{adverb}" in template else ("",)
-                fills = [dict(styled=s, action=_fill(action, t), adverb=a)
-                         for s, t in words.subjects for a in adverbs if not _repeats(s, a)]
-            for fill in fills:
-                sentence = template.format(**fill)
-                if sentence not in seen:
-                    seen.add(sentence)
-                    group.append(sentence)
-        groups.append(group)
-    return groups
+def words_of(text: str) -> list[str]:
+    """Lower-case words of a sentence, punctuation dropped (hyphens and apostrophes kept inside words)."""
+    return re.findall(r"[a-z0-9]+(?:['-][a-z0-9]+)*", text.lower())
+
+
+def _runs(words: list[str], n: int) -> set[tuple[str, ...]]:
+    return {tuple(words[i:i + n]) for i in range(len(words) - n + 1)}
+
+
+def _held_out_runs() -> dict[int, set[tuple[str, ...]]]:
+    """Runs of four words of every held-out phrasing (the whole phrasing when shorter), by run length."""
+    phrases = [a for ps in EVAL_ACTIONS.values() for a in ps]
+    phrases += [m for w in EVAL_STYLES.values() for m in w.manners]
+    phrases += [s for s, _ in EVAL_NEUTRAL] + [s for w in EVAL_STYLES.values() for s, _ in w.subjects]
+    runs: dict[int, set] = {}
+    for phrase in phrases:
+        for their in ("his", "her", "their"):
+            words = words_of(_fill(phrase, their))
+            runs.setdefault(min(4, len(words)), set()).update(_runs(words, min(4, len(words))))
+    return runs
+
+
+_HELD_OUT_RUNS = _held_out_runs()
+
+
+def shares_held_out_wording(sentence: str) -> bool:
+    """True when ``sentence`` holds four words in a row of a held-out phrasing (all of a shorter one)."""
+    words = words_of(sentence)
+    return any(tuple(words[i:i + n]) in runs for n, runs in _HELD_OUT_RUNS.items()
+               for i in range(len(words) - n + 1))
+
+
+def _choices(template: str, content: str, words: StyleWords) -> list[list]:
+    """The option lists a template draws from: subjects, actions, manners, adverbs, contexts."""
+    if "{styled}" in template:
+        subjects = list(words.subjects)
+    elif "{person}" in template:
+        subjects = list(NEUTRAL)
+    else:
+        subjects = [("", "your" if "{act}" in template else "the")]
+    actions = list(FRONTED.get(content, ())) if "{front}" in template else [("", a) for a in ACTION_BASES[content]]
+    manners = list(words.manners) if "{manner}" in template else [""]
+    adverbs = list(words.adverbs) if "{adverb}" in template else [""]
+    contexts = list(CONTEXTS) if "{context}" in template else [""]
+    return [subjects, actions, manners, adverbs, contexts]
+
+
+def _render(template: str, subject: tuple[str, str], action: tuple[str, str], manner: str, adverb: str,
+            context: str) -> str | None:
+    """One training sentence, or None when the parts clash (repeated words, held-out wording)."""
+    noun, their = subject
+    if _repeats(noun, adverb) or (noun and manner and noun.split()[-1] in manner.split()):
+        return None
+    front, phrase = action
+    fields = dict(styled=noun, person=noun, action=(phrase, "third"), acting=(phrase, "ing"), act=(phrase, "base"),
+                  front=front, manner=manner, adverb=adverb, context=context)
+    sentence = template.format(**{k: _fill(inflect(*v) if isinstance(v, tuple) else v, their)
+                                  for k, v in fields.items() if "{" + k + "}" in template})
+    sentence = re.sub(r"\s+", " ", sentence).replace(" ,", ",").replace(" .", ".").strip(" ,")
+    sentence = sentence.replace(",,", ",").replace(",.", ".")
+    return None if shares_held_out_wording(sentence) else sentence
+
+
+@functools.lru_cache(maxsize=32)
+def _pool(content: str, key: str) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for template in TRAIN_TEMPLATES:
+        for parts in itertools.product(*_choices(template, content, STYLES[key])):
+            sentence = _render(template, *parts)
+            if sentence is not None:
+                seen.setdefault(sentence)
+    return tuple(seen)
 
 
 def training_caption_pool(content: str, style: str) -> list[str]:
-    """All training sentences for a content/style pair (the set ``training_captions`` samples from)."""
+    """All training sentences for a content/style pair, without misspellings (``training_captions`` samples
+    from these)."""
     _check_content(content)
-    return [s for group in _pool(TRAIN_TEMPLATES, ACTIONS[content], NEUTRAL, STYLES[_style_key(style)]) for s in group]
+    return list(_pool(content, _style_key(style)))
+
+
+def correct_typos(sentence: str) -> str:
+    """``sentence`` with the lexicon's misspellings replaced by the words they stand for."""
+    fix = {typo: word for word, typos in TYPOS.items() for typo in typos}
+    return re.sub(r"[a-z]+", lambda m: fix.get(m.group(0), m.group(0)), sentence)
+
+
+def _misspell(sentence: str, rng: random.Random) -> str:
+    """``sentence`` with one of its words replaced by a misspelling (unchanged when none applies)."""
+    words = [w for w in dict.fromkeys(words_of(sentence)) if w in TYPOS]
+    if not words:
+        return sentence
+    word = rng.choice(words)
+    return re.sub(rf"\b{re.escape(word)}\b", rng.choice(TYPOS[word]), sentence, count=1)
 
 
 def training_captions(content: str, style: str, clip_id: str, *, n: int = 6) -> list[str]:
     """``n`` distinct captions for one clip; the same clip id always gets the same captions.
 
-    Sentences are drawn round-robin over the templates so each clip mixes styled subjects
-    ("a tired man bows.") with neutral subjects and a manner ("someone bows wearily.").
+    Sentences are drawn round-robin over the templates (in an order shuffled per clip), so each clip mixes
+    styled subjects ("a tired man bows."), neutral subjects with a manner ("someone bows wearily."),
+    gerunds, imperatives and fronted phrases; about ``TYPO_SHARE`` of them carry one misspelling.
     """
     _check_content(content)
-    groups = _pool(TRAIN_TEMPLATES, ACTIONS[content], NEUTRAL, STYLES[_style_key(style)])
-    total = sum(len(group) for group in groups)
-    if n > total:
-        raise ValueError(f"asked for {n} captions but {content!r}/{style!r} has only {total} phrasings")
+    key = _style_key(style)
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
     rng = random.Random(int.from_bytes(hashlib.sha256(clip_id.encode("utf-8")).digest()[:8], "little"))
-    for group in groups:
-        rng.shuffle(group)
+    order = list(TRAIN_TEMPLATES)
+    rng.shuffle(order)
     chosen: list[str] = []
-    while len(chosen) < n:
-        for group in groups:
-            if group and len(chosen) < n:
-                chosen.append(group.pop())
-    return chosen
+    for _ in range(20):
+        for template in order:
+            options = _choices(template, content, STYLES[key])
+            for _ in range(10 if len(chosen) < n and all(options) else 0):
+                sentence = _render(template, *(rng.choice(o) for o in options))
+                if sentence is not None and sentence not in chosen:
+                    chosen.append(sentence)
+                    break
+        if len(chosen) >= n:
+            break
+    if len(chosen) < n:  # a tiny lexicon: take the rest from the whole pool
+        rest = [s for s in _pool(content, key) if s not in chosen]
+        if n > len(chosen) + len(rest):
+            raise ValueError(f"asked for {n} captions but {content!r}/{style!r} has only "
+                             f"{len(chosen) + len(rest)} phrasings")
+        rng.shuffle(rest)
+        chosen += rest[:n - len(chosen)]
+    return [_misspell(s, rng) if rng.random() < TYPO_SHARE else s for s in chosen]
 
 
 def evaluation_captions(content: str, style: str) -> list[str]:
     """Held-out captions for a content/style pair, in a fixed order; disjoint from every training caption."""
     _check_content(content)
-    key = _style_key(style)
-    return [s for group in _pool(EVAL_TEMPLATES, EVAL_ACTIONS[content], EVAL_NEUTRAL, EVAL_STYLES[key]) for s in group]
+    words = EVAL_STYLES[_style_key(style)]
+    seen: dict[str, None] = {}
+    for template in EVAL_TEMPLATES:
+        for action in EVAL_ACTIONS[content]:
+            if "{person}" in template:
+                fills = [dict(person=s, action=_fill(action, t), manner=_fill(m, t))
+                         for s, t in EVAL_NEUTRAL for m in words.manners + words.adverbs]
+            else:
+                fills = [dict(styled=s, action=_fill(action, t)) for s, t in words.subjects]
+            for fill in fills:
+                seen.setdefault(template.format(**fill))
+    return list(seen)
 
 
 def caption_labels() -> tuple[list[str], list[str]]:

@@ -8,7 +8,9 @@ parts, manner adjectives); other words fall back on suffix rules and finally NOU
 
 from __future__ import annotations
 
+import json
 import re
+from pathlib import Path
 
 _CLOSED = {
     "DET": "a an the this that these those some any each every both all another no his her their its my your our",
@@ -23,7 +25,8 @@ _CLOSED = {
     "NUM": "zero one two three four five six seven eight nine ten once twice",
     "ADV": "forward forwards backward backwards back ahead away again then still very too also just there here "
            "sideways together straight fast high low around upward upwards downward skyward leftward rightward "
-           "mid-stride forth partway",
+           "mid-stride forth partway overhead only",
+    "INTJ": "hi",
     "ADJ": "left right poised big small heavy old young elderly tired exhausted worn-out happy sad angry proud shy timid "
            "insecure confident macho tough manly graceful elegant childish little active energetic lively "
            "theatrical musical showy huge lumbering giant cocky unhappy furious cheerful normal ordinary relaxed "
@@ -31,7 +34,11 @@ _CLOSED = {
            "downcast forceful masculine feminine male strong soft delicate plain everyday average joyful "
            "sorrowful miserable enraged arrogant pleased unsure self-conscious burly frail weary spirited "
            "enormous wannabe drained exaggerated complete steady top quick slow large small-time upper outstretched hunched "
-           "big closer even moderate other polite",
+           "big closer even moderate other polite able afraid aged annoyed anxious athletic bad boastful deep "
+           "delighted depressed dignified easy flat glad gloomy good haughty heartbroken hesitant irritated mad "
+           "martial massive muscular nervous peppy playful respectful self-assured sleepy slight sporty stiff "
+           "superior tall teenage uncertain usual worn yakuza forward-left forward-right right-handed two-handed "
+           "fatigued",
 }
 _VERBS = (
     "walk run dash step move take bow bend wave raise lift put throw punch kick slash swing make cut dance "
@@ -39,7 +46,8 @@ _VERBS = (
     "hang puff hold drag come go jump sit stand stroll pace head retreat back race rush box strike deliver show "
     "direct summon bust act change lower carry drift hold reply greet spin squat crouch climb fall kneel "
     "stretch shake push pull give pick place hop skip march sway rotate circle clap stumble limp bid break hack lead "
-    "shout trot veer signal"
+    "shout trot veer signal amble attack bolt charge cross fight groove hit hurry invite keep reach see slice "
+    "snap tread usher yell motion reverse lack fume grieve grin smile cry play feel stomp watch collapse use jab"
 )
 _IRREGULAR = {
     "ran": "run", "running": "run", "took": "take", "taken": "take", "threw": "throw", "thrown": "throw",
@@ -48,7 +56,9 @@ _IRREGULAR = {
     "cutting": "cut", "putting": "put", "stepping": "step", "hopping": "hop", "skipping": "skip",
     "jogging": "jog", "getting": "get", "swimming": "swim", "fell": "fall", "knelt": "kneel", "spun": "spin",
     "spinning": "spin", "dragging": "drag", "busting": "bust", "boxing": "box", "drifting": "drift",
-    "goes": "go", "broke": "break", "led": "lead",
+    "goes": "go", "broke": "break", "led": "lead", "bidding": "bid", "jabbing": "jab", "trotting": "trot",
+    "snapping": "snap", "hitting": "hit",
+    "grinning": "grin", "drooping": "droop", "raging": "rage", "intimidating": "intimidate",
 }
 _NOUNS = (
     "person people man men woman women child children kid guy lady human individual figure character body "
@@ -58,7 +68,10 @@ _NOUNS = (
     "motion routine speed pace confidence rage swagger gait bearing gesture farewell goodbye hello vigour "
     "pep show broadway movement sprint bow kick punch wave dance turn gesture spirits age stiffness wannabe "
     "something somewhere ground floor chair ball door wall table stair move answer response bye jab cross music "
-    "reverse sweep diagonal slant enemy"
+    "reverse sweep diagonal slant enemy anger animation audience ballerina bounce breath capture champion citizen "
+    "clip combination corner creature delinquent dude face friend front grandma grandpa hook hooligan joint joy "
+    "katana ogre play pride question recording room scowl song sorrow spring student target temper theatre tilt "
+    "toddler tour troll underling vigor youth art shadowboxing"
 )
 
 _TAGS: dict[str, tuple[str, str]] = {}  # word -> (lemma, POS)
@@ -97,19 +110,32 @@ def _build() -> None:
 
 _build()
 
+_VERB_BASES = set(_VERBS.split())
+
+
+def _typo_table() -> dict[str, str]:
+    """Misspelling -> the word it stands for, from the caption lexicon (training captions carry a few)."""
+    path = Path(__file__).with_name("caption_lexicon.json")
+    typos = json.loads(path.read_text(encoding="utf-8")).get("typos", {}) if path.exists() else {}
+    return {typo: word for word, spellings in typos.items() for typo in spellings}
+
+
+_TYPO_FIX = _typo_table()
+
 _ADJ_EXCEPTIONS = {"lively", "elderly", "friendly", "early", "ugly", "lonely", "likely", "only"}
 _WORD = re.compile(r"[a-z0-9]+(?:[-'][a-z0-9]+)*")
 
 
 def is_known(word: str) -> bool:
-    """True when ``word`` is in the lexicon or is an ``-ly`` adverb (not a guess by the fallback rules)."""
-    word = word.lower()
+    """True when ``word`` is in the lexicon, a known misspelling of a lexicon word, or an ``-ly`` adverb
+    (not a guess by the fallback rules)."""
+    word = _TYPO_FIX.get(word.lower(), word.lower())
     return word in _TAGS or (word.endswith("ly") and word not in _ADJ_EXCEPTIONS)
 
 
 def tag_word(word: str) -> tuple[str, str]:
-    """(lemma, POS) of one lower-case word."""
-    word = word.lower()
+    """(lemma, POS) of one lower-case word; a known misspelling gets the tags of the word it stands for."""
+    word = _TYPO_FIX.get(word.lower(), word.lower())
     if word in _TAGS:
         return _TAGS[word]
     if word.isdigit():
@@ -126,16 +152,23 @@ def tag_word(word: str) -> tuple[str, str]:
 def tag_caption(text: str) -> list[tuple[str, str]]:
     """[(lemma, POS), ...] for the words of a caption; punctuation is dropped.
 
-    One context rule: a word that can be a noun or a verb ("takes a bow", "gives a wave") is a noun when it
-    follows DET or ADJ after the sentence's first verb ("a giant steps back" keeps its verb).
+    Three context rules: a word that can be a noun or a verb ("takes a bow", "gives a wave") is a noun when it
+    follows DET or ADJ after the sentence's first verb ("a giant steps back" keeps its verb); a verb's base
+    form that starts the caption is a verb (an imperative: "back up", "wave your right hand"); "do" is a verb
+    when no verb follows it ("does a kick").
     """
     tags: list[tuple[str, str]] = []
     for word in _WORD.findall(text.lower()):
         lemma, pos = tag_word(word)
+        if not tags and _TYPO_FIX.get(word, word) in _VERB_BASES:
+            lemma, pos = _TYPO_FIX.get(word, word), "VERB"
         after_verb = any(p == "VERB" for _, p in tags)
         if pos == "VERB" and after_verb and tags[-1][1] in ("DET", "ADJ") and word in _NOUN_FORMS:
             lemma, pos = _NOUN_FORMS[word], "NOUN"
         tags.append((lemma, pos))
+    for k, (lemma, pos) in enumerate(tags):  # "does a kick": 'do' is the main verb unless a verb follows
+        if lemma in ("do", "does", "did") and pos == "AUX" and (k + 1 == len(tags) or tags[k + 1][1] != "VERB"):
+            tags[k] = ("do", "VERB")
     return tags
 
 
