@@ -215,3 +215,44 @@ def test_no_quantizer_dropout_when_disabled():
     for _ in range(10):
         _, codes, _, _ = model.quantizer(torch.randn(2, 4, TINY.code_dim))
         assert (codes >= 0).all()
+
+
+def loss_of(recon, x, mean, std, **weights):
+    """The training loss of a tiny model whose forward returns `recon` as the reconstruction of `x`."""
+    model = make(**weights)
+    model.forward = lambda *_, **__: (recon, torch.zeros(()), torch.ones(()))
+    return model.loss(x, mean=mean, std=std)[1]
+
+
+SMOOTH = {"vel_weight": 1.0, "acc_weight": 1.0, "skate_weight": 1.0}
+
+
+def test_smoothness_terms_are_zero_for_an_exact_reconstruction(real):
+    x, mean, std = real
+    logs = loss_of(x.clone(), x, mean, std, **SMOOTH)
+    assert logs["vel"] == pytest.approx(0.0, abs=1e-6) and logs["acc"] == pytest.approx(0.0, abs=1e-6)
+    assert "vel" not in loss_of(x.clone(), x, mean, std)  # weights 0 (older configs): terms not computed
+
+
+def test_frame_to_frame_jitter_weighs_on_acceleration_more_than_on_velocity(real):
+    x, mean, std = real
+    sign = torch.tensor([(-1.0) ** t for t in range(x.shape[1])])[None, :, None]
+    jitter = x.clone()
+    jitter[..., 4:67] += 0.05 * sign  # joints relative to the root, alternating every frame
+    slow = x.clone()
+    slow[..., 4:67] += 0.05 * torch.linspace(-1, 1, x.shape[1])[None, :, None]  # a slow drift of equal size
+    j, s = loss_of(jitter, x, mean, std, **SMOOTH), loss_of(slow, x, mean, std, **SMOOTH)
+    assert j["acc"] > 10 * s["acc"] and j["acc"] > j["vel"]
+
+
+def test_skate_term_counts_foot_motion_only_where_the_input_foot_is_down(real):
+    x, mean, std = real
+    contacts = torch.as_tensor((x * torch.as_tensor(std) + torch.as_tensor(mean))[..., -4:] > 0.5)
+    assert contacts.any() and (~contacts).any()
+    base = loss_of(x.clone(), x, mean, std, **SMOOTH)["skate"]
+    slide = x.clone()
+    slide[..., 1] += 1.0  # root slides sideways in the facing frame: every foot moves, grounded or not
+    assert loss_of(slide, x, mean, std, **SMOOTH)["skate"] > base + 0.1
+    lifted = x.clone()
+    lifted[..., -4:] = (torch.as_tensor(-mean[-4:]) / torch.as_tensor(std[-4:])).float()  # no contact in x
+    assert loss_of(slide, lifted, mean, std, **SMOOTH)["skate"] == 0.0
