@@ -1,9 +1,10 @@
 """BAMM for Blender: text-to-motion, inpainting and outpainting on an SMPL-22 armature.
 
 Modules: ``props`` (scene settings), ``preferences``, ``operators`` (modal jobs), ``panel`` (sidebar UI),
-``backend`` (in-process thread / worker process), ``bake`` (keys), ``armature``, ``results``, ``headless``
-(the operators' work as plain functions), ``core`` (the model core package), ``retarget`` / ``retarget_ui``
-/ ``export`` (motion onto other rigs, file export).
+``backend`` (the bundled runtime's worker process by default, or torch in a worker / in Blender), ``bake``
+(keys), ``armature``, ``results``, ``headless`` (the operators' work as plain functions), ``core`` (the model
+core package, the extension's model folders), ``retarget`` / ``retarget_ui`` / ``export`` (motion onto other
+rigs, file export).
 """
 
 from . import operators, panel, preferences, props, retarget_ui
