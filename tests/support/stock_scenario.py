@@ -10,7 +10,8 @@ need it are skipped. Imports only the standard library, numpy, bpy and ``support
 
 Config (JSON): ``zip``, ``report``, ``fbx`` (paths); ``rigs_parent`` (folder holding ``support/``);
 ``probe_graph`` (a tiny ONNX graph for the wheel probe, or ""); ``prefs`` ({name: value} set on the add-on's
-preferences; empty: defaults); ``seconds`` (first Generate); ``warm_presses`` / ``warm_seconds``; ``steps``.
+preferences; empty: defaults); ``seconds`` (first Generate); ``warm_presses`` / ``warm_seconds`` (the warm
+presses, then as many generations split into the model job and the writing of keys); ``steps``.
 """
 
 from __future__ import annotations
@@ -144,13 +145,21 @@ def run(cfg: dict, report: dict) -> None:
     def warm():
         s = scene.bamm
         s.length_mode, s.seconds = "SECONDS", float(cfg.get("warm_seconds", 9.8))
-        times = []
+        times, split = [], []
         for k in range(int(cfg.get("warm_presses", 0))):
             s.seed = k + 1
             result, seconds = press(bpy.ops.bamm.generate)
             times.append(seconds)
+        headless = sys.modules[MODULE + ".bamm_blender.headless"]
+        for k in range(int(cfg.get("warm_presses", 0))):  # the same work split: model job, then keys
+            start = time.perf_counter()
+            task = headless.start_generate(bpy.context, prompt=s.prompt, seconds=s.seconds, seed=100 + k)
+            task.job.wait(600)
+            waited = time.perf_counter()
+            headless.finish(bpy.context, task)
+            split.append([waited - start, time.perf_counter() - waited])
         state["armature"] = s.target
-        return {"press_seconds": times, "keys": keys_of(s.target)}
+        return {"press_seconds": times, "job_and_keys_seconds": split, "keys": keys_of(s.target)}
 
     def regenerate():
         s = scene.bamm
