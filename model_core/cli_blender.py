@@ -40,6 +40,11 @@ import tomllib
 import zipfile
 from pathlib import Path
 
+try:
+    import fcntl
+except ImportError:  # Windows: builds are not run side by side there
+    fcntl = None
+
 from .cli import CLIError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]  # holds blender_manifest.toml in a source checkout
@@ -164,10 +169,17 @@ def export_runtime(source: Path, weights: Path, cache: Path, *, text_weights: st
     if not (Path(weights) / "bamm.json").is_file():
         raise CLIError(f"no BAMM weights in {weights} (bamm.json missing)")
     folder = Path(cache) / "runtime" / runtime_key(source, weights, text_weights)
-    if (folder / ".complete").is_file():
-        return folder
-    shutil.rmtree(folder, ignore_errors=True)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / ".lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one export at a time: a second build waits, then reuses it
+        if not (folder / ".complete").is_file():
+            _export_into(folder, source, weights, text_weights)
+    return folder
+
+
+def _export_into(folder: Path, source: Path, weights: Path, text_weights: str) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
     partial = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(source)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     print(f"exporting the runtime from {weights} (text encoder weights: {text_weights}; a few minutes)")
@@ -182,7 +194,6 @@ def export_runtime(source: Path, weights: Path, cache: Path, *, text_weights: st
                    key=lambda p: p.stat().st_mtime)
     for stale in older[:-KEEP_RUNTIMES]:  # exports of earlier weights or code
         shutil.rmtree(stale, ignore_errors=True)
-    return folder
 
 
 # ------------------------------------------------------------------------------------------------ staging
