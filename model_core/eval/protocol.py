@@ -156,8 +156,8 @@ def walk_confusion(results: dict, predicted: np.ndarray, truth: np.ndarray, cont
     if all(o > c for o, c in zip(own, crossed)):
         log("the classifier separates walk from walk-back on real clips")
     elif not any(crossed):
-        log("WARNING: the classifier never swaps walk and walk-back on real clips, but does not recognise "
-            "every label: see the counts above")
+        log("WARNING: the classifier never swaps walk and walk-back on real clips, but gives some of them "
+            "another label (counts above)")
     else:
         log("WARNING: the classifier does not separate walk from walk-back on real clips")
 
@@ -254,6 +254,8 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
     dyn_real = dynamics.set_dynamics(real_joints)
     dyn_rec = dynamics.set_dynamics(reconstruct_joints(bamm, real, mean, std))
     real_share, n_directed = dynamics.direction_matches(real_joints, contents)
+    log(f"direction check on {n_directed} directed locomotion clips: {real_share:.3f} of the real ones travel "
+        "the way their label says" if n_directed else "direction check skipped: no directed locomotion clip")
     rng = np.random.default_rng(seed)
     for r in range(repeats):
         walk_confusion(results, real_pred[0], c_true, labels["contents"], log if r == 0 else (lambda m: None))
