@@ -18,6 +18,7 @@ COMMANDS = {
     "edit": (".cli_generate", "regenerate a frame range of an existing motion (inpainting, prefix, suffix)"),
     "export": (".cli_blender", "export a motion (.npy joints) to BVH / FBX / GLB through Blender"),
     "build-extension": (".cli_blender", "build the Blender extension zip"),
+    "export-runtime": (".runtime.export", "export weights to ONNX graphs for the bundled runtime (ONNX Runtime)"),
 }
 
 

@@ -106,7 +106,7 @@ class ResidualTransformer(nn.Module):
         """x (B, N, D) summed lower-layer embeddings, layer (B,) target layer, cond (B, D) condition token,
         valid (B, N) -> logits (B, N, code_num) for layer `layer`."""
         seq = torch.cat([cond[:, None], self.layer_emb(layer)[:, None], self.pos_enc(x)], dim=1)
-        keys = torch.cat([valid.new_ones(len(valid), 2), valid], dim=1)  # padding is never attended to
+        keys = torch.cat([valid.new_ones(valid.shape[0], 2), valid], dim=1)  # padding is never attended to
         mask = torch.zeros(keys.shape, dtype=seq.dtype, device=seq.device).masked_fill(~keys, float("-inf"))
         mask = mask[:, None, None]  # (B, 1, 1, keys): the same keys for every query
         for block in self.blocks:
@@ -116,7 +116,7 @@ class ResidualTransformer(nn.Module):
 
     def _cond(self, text_emb: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
         """(B, text_dim) -> (B, D) condition tokens; rows where drop is True get the null condition."""
-        return torch.where(drop[:, None], self.null_cond.expand(len(drop), -1), self.cond_proj(text_emb))
+        return torch.where(drop[:, None], self.null_cond.expand(drop.shape[0], -1), self.cond_proj(text_emb))
 
     def loss(self, codes: torch.Tensor, text_emb: torch.Tensor, lengths: torch.Tensor):
         """Cross-entropy of one random layer j in [1, Q-1] per sample, given its layers < j.

@@ -177,10 +177,10 @@ class BAMMTransformer(nn.Module):
 
     def text_token(self, text_emb: torch.Tensor | None, drop: torch.Tensor) -> torch.Tensor:
         """(B, text_dim) embeddings (None: all dropped), drop (B,) bool -> (B, 1, C) position-0 inputs."""
-        null = self.null_text.expand(len(drop), -1)
+        null = self.null_text.expand(drop.shape[0], -1)
         if text_emb is None:
             return null[:, None]
-        if text_emb.shape != (len(drop), self.config.text_dim):
+        if text_emb.shape[1:] != (self.config.text_dim,) or text_emb.shape[0] != drop.shape[0]:
             raise ValueError(f"text_emb must have shape ({len(drop)}, {self.config.text_dim}), "
                              f"got {tuple(text_emb.shape)}")
         return torch.where(drop[:, None], null, self.text_proj(text_emb))[:, None]

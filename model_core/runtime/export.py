@@ -1,0 +1,175 @@
+"""Export a weights folder to a runtime folder for ONNX Runtime (build time: needs torch and onnx).
+
+    bamm export-runtime --weights weights --out runtime
+
+The runtime folder holds every graph the decoding loop calls through `nets.Nets` (read by `ort_nets`):
+
+- ``t2m_prefill.onnx``: ids (B, L-1) int64, text_emb (B, D) float32, drop (B,) bool, allowed (B, L, L) bool ->
+  logits (B, L, V), keys, values (n_layers, B, n_heads, L, head_dim); L = max_tokens + 1 fixed, B dynamic;
+- ``t2m_step.onnx``: ids (B, 1) int64, pos () int64, allowed (B, 1, L) bool, keys, values -> logits (B, 1, V),
+  keys, values (the cache with position pos written);
+- ``res.onnx``: codes (B, N, Q) int64, layer (B,) int64, text_emb (B, D), drop (B,) bool, valid (B, N) bool ->
+  logits (B, N, code_num); B and N dynamic;
+- ``vq_encode.onnx``: features (B, T, input_dim) float32 normalised, T = 4N -> codes (B, N, Q) int64;
+  ``vq_decode.onnx``: codes (B, N, Q) int64 -> features (B, 4N, input_dim); B and N dynamic;
+- ``stats.npz`` (mean, std float32), ``runtime.json`` (`nets.NetsConfig`, cache shape, text encoder, files);
+- the text encoder's files from `runtime.text_export.export_text_encoder` (text.onnx, text.json,
+  tokenizer.json).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+RUNTIME_FORMAT = 1
+GRAPHS = {"prefill": "t2m_prefill.onnx", "step": "t2m_step.onnx", "residual": "res.onnx",
+          "vq_encode": "vq_encode.onnx", "vq_decode": "vq_decode.onnx"}
+OPSET = 18
+
+
+class Prefill(nn.Module):
+    def __init__(self, t2m):
+        super().__init__()
+        self.t2m = t2m
+
+    def forward(self, ids, text_emb, drop, allowed):
+        return self.t2m.prefill(ids, text_emb, drop, allowed)
+
+
+class Step(nn.Module):
+    def __init__(self, t2m):
+        super().__init__()
+        self.t2m = t2m
+
+    def forward(self, ids, pos, allowed, keys, values):
+        return self.t2m.step(ids, pos, allowed, keys, values)
+
+
+class Residual(nn.Module):
+    def __init__(self, res):
+        super().__init__()
+        self.res = res
+
+    def forward(self, codes, layer, text_emb, drop, valid):
+        return self.res.layer_logits(codes, layer, text_emb, drop, valid)
+
+
+class Encode(nn.Module):
+    def __init__(self, vq):
+        super().__init__()
+        self.vq = vq
+
+    def forward(self, features):
+        return self.vq.quantizer.quantize(self.vq._latents(features))
+
+
+class Decode(nn.Module):
+    def __init__(self, vq):
+        super().__init__()
+        self.vq = vq
+
+    def forward(self, codes):
+        return self.vq._decode_latents(self.vq.quantizer.dequantize(codes))
+
+
+def _export(module: nn.Module, args: tuple, path: Path, names: list[str], outputs: list[str], shapes) -> None:
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # notices about optional torchvision ops
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(module.eval(), args, dynamo=True, external_data=False, opset_version=OPSET,
+                                    input_names=names, output_names=outputs, dynamic_shapes=shapes, verbose=False)
+    program.save(str(path))
+
+
+def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str = "float32") -> Path:
+    """Write the runtime folder `out_dir` from the weights folder `weights_dir` (see the module docstring).
+    text False leaves the text encoder out (the caller supplies embeddings); text_weights "float16" stores
+    the text encoder's weights at half size. Returns runtime.json's path."""
+    from ..generate import BAMM
+
+    weights, out = Path(weights_dir), Path(out_dir)
+    if not (weights / "bamm.json").is_file():
+        raise FileNotFoundError(f"no BAMM weights in '{weights}' (bamm.json not found)")
+    spec = json.loads((weights / "bamm.json").read_text())["text_encoder"]
+
+    class NoText:  # the embeddings' size is all the torch model needs from the encoder here
+        name, dim = spec, None
+
+        def to(self, device):
+            return self
+
+    t2m_json = json.loads((weights / "t2m.json").read_text())
+    NoText.dim = int(t2m_json["config"]["text_dim"])
+    model = BAMM.from_pretrained(weights, text_encoder=NoText(), device="cpu")
+    nets = model.nets
+    c = nets.config
+    out.mkdir(parents=True, exist_ok=True)
+    t2m = model.t2m
+    b, n_len = 2, c.length
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    ids = torch.full((b, n_len - 1), c.pad_id, dtype=torch.long)
+    text_emb, drop = torch.zeros(b, c.text_dim), torch.tensor([False, True])
+    allowed = torch.ones(b, n_len, n_len, dtype=torch.bool).tril()
+    _export(Prefill(t2m), (ids, text_emb, drop, allowed), out / GRAPHS["prefill"],
+            ["ids", "text_emb", "drop", "allowed"], ["logits", "keys_out", "values_out"],
+            ({0: batch}, {0: batch}, {0: batch}, {0: batch}))
+    _, keys, values = t2m.prefill(ids, text_emb, drop, allowed)
+    _export(Step(t2m), (ids[:, :1], torch.tensor(1), allowed[:, 1:2], keys, values), out / GRAPHS["step"],
+            ["ids", "pos", "allowed", "keys", "values"], ["logits", "keys_out", "values_out"],
+            ({0: batch}, None, {0: batch}, {1: batch}, {1: batch}))
+    tokens = torch.export.Dim("tokens", min=1, max=c.res_max_tokens)
+    q = c.num_quantizers
+    codes = torch.zeros(b, 8, q, dtype=torch.long)
+    _export(Residual(model.res), (codes, torch.ones(b, dtype=torch.long), text_emb, drop,
+                                  torch.ones(b, 8, dtype=torch.bool)), out / GRAPHS["residual"],
+            ["codes", "layer", "text_emb", "drop", "valid"], ["logits"],
+            ({0: batch, 1: tokens}, {0: batch}, {0: batch}, {0: batch}, {0: batch, 1: tokens}))
+    vq_tokens = torch.export.Dim("vq_tokens", min=1, max=4096)
+    f = c.frames_per_token
+    _export(Encode(model.vq), (torch.zeros(1, 8 * f, c.input_dim),), out / GRAPHS["vq_encode"], ["features"],
+            ["codes"], ({0: batch, 1: f * vq_tokens},))
+    _export(Decode(model.vq), (torch.zeros(1, 8, q, dtype=torch.long),), out / GRAPHS["vq_decode"], ["codes"],
+            ["features"], ({0: batch, 1: vq_tokens},))
+    np.savez(out / "stats.npz", mean=nets.mean.astype(np.float32), std=nets.std.astype(np.float32))
+    text_files = None
+    if text:
+        from .text_export import export_text_encoder
+
+        export_text_encoder(spec, out, weights_dtype=text_weights)
+        text_files = ["text.onnx", "text.json", "tokenizer.json"]
+    info = {"format_version": RUNTIME_FORMAT, "nets": c.to_json(), "text_encoder": spec, "text_files": text_files,
+            "cache": {"n_layers": t2m.config.n_layers, "n_heads": t2m.config.n_heads,
+                      "head_dim": t2m.config.latent_dim // t2m.config.n_heads},
+            "graphs": GRAPHS}
+    (out / "runtime.json").write_text(json.dumps(info, indent=2) + "\n")
+    return out / "runtime.json"
+
+
+def main(command_name: str, argv: list[str]) -> int:
+    """``bamm export-runtime --weights DIR --out DIR [--no-text]``."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="bamm export-runtime",
+                                description="export a weights folder to ONNX graphs for ONNX Runtime")
+    p.add_argument("--weights", default="weights", help="weights folder (bamm.json, t2m/res/vq, stats)")
+    p.add_argument("--out", required=True, help="runtime folder to write")
+    p.add_argument("--no-text", action="store_true", help="leave the text encoder out")
+    p.add_argument("--text-weights", choices=("float32", "float16"), default="float32",
+                   help="storage of the text encoder's weights (float16: half the size)")
+    args = p.parse_args(argv)
+    try:
+        path = export_runtime(args.weights, args.out, text=not args.no_text, text_weights=args.text_weights)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"bamm {command_name}: {e}", file=sys.stderr)
+        return 2
+    size = sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file())
+    print(f"runtime written to {path.parent} ({size / 2**20:.1f} MiB)")
+    return 0
