@@ -66,7 +66,8 @@ VQ_PRESETS = {
     # Trainable on 2 CPU cores: same depth and quantiser setup, a quarter of the channels; velocity,
     # acceleration and foot-skate terms keep reconstructions smooth and grounded (a quarter-width decoder
     # otherwise jitters at twice the real clips' acceleration).
-    "small": RVQVAEConfig(code_num=512, code_dim=128, width=128, vel_weight=0.5, acc_weight=2.0, skate_weight=4.0),
+    "small": RVQVAEConfig(code_num=512, code_dim=128, width=128, vel_weight=0.5, acc_weight=2.0,
+                          skate_weight=8.0, pos_weight=1.0),
     # Unit tests only.
     "tiny": RVQVAEConfig(code_num=32, code_dim=16, num_quantizers=3, width=16, depth=2, dropout=0.0),
 }
@@ -282,7 +283,7 @@ class RVQVAE(nn.Module):
         z_q, _, commit, ppl = self.quantizer(z, mask=mask)
         return self._decode_latents(z_q), commit, ppl
 
-    def loss(self, x, *, mean, std, lengths=None):
+    def loss(self, x, *, mean, std, lengths=None, decoder_only: bool = False):
         """Training loss on normalised features x (B, T, 263); mean/std (263,) de-normalise for the joints.
 
         loss = smoothL1(recon, x) + pos_weight * smoothL1(J(recon), J(x)) + vel_weight * L1(dJ(recon), dJ(x))
@@ -299,7 +300,11 @@ class RVQVAE(nn.Module):
         if mean.shape != (c.input_dim,) or std.shape != (c.input_dim,):
             raise ValueError(f"mean and std must have shape ({c.input_dim},), "
                              f"got {tuple(mean.shape)} and {tuple(std.shape)}")
-        recon, commit, ppl = self(x, lengths=lengths)
+        if decoder_only:
+            self._check_lengths(x, lengths)
+            recon, commit, ppl = self.decode(self.encode(x)), x.new_zeros(()), x.new_zeros(())
+        else:
+            recon, commit, ppl = self(x, lengths=lengths)
         frame_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
         if lengths is not None:
             frame_mask = lengths_to_mask(lengths.to(x.device), x.shape[1])

@@ -54,7 +54,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="bamm train", description=description, epilog=epilog,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="stage", required=True)
-    _common(sub.add_parser("vq", help="RVQ-VAE motion tokenizer"), needs_vq=False)
+    vq = sub.add_parser("vq", help="RVQ-VAE motion tokenizer")
+    _common(vq, needs_vq=False)
+    vq.add_argument("--decoder-only", action="store_true", default=None,
+                    help="with --init: fine-tune only the decoder, so every motion keeps its tokens (transformers "
+                    "trained on them stay valid)")
     _common(sub.add_parser("t2m", help="BAMM transformer (base token layer)"), needs_vq=True)
     _common(sub.add_parser("res", help="residual transformer (token layers 1..Q-1)"), needs_vq=True)
     e = sub.add_parser("export", help="assemble a weights folder from the three runs")
@@ -83,7 +87,7 @@ def run(args: argparse.Namespace) -> None:
                   progress=not args.no_progress, init=args.init)
     if args.stage == "vq":
         from .vq import train_vq
-        train_vq(args.data, args.out, **common)
+        train_vq(args.data, args.out, decoder_only=args.decoder_only, **common)
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,

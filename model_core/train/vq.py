@@ -39,8 +39,10 @@ def normalised(clips, mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
     return [((c.features - mean) / std).astype(np.float32) for c in clips]
 
 
-def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, seed: int) -> Stage:
-    """Model (seeded), crop datasets and loss of a tokenizer run on the dataset folder `data`."""
+def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, seed: int,
+             decoder_only: bool = False) -> Stage:
+    """Model (seeded), crop datasets and loss of a tokenizer run on the dataset folder `data`.
+    decoder_only: train the decoder alone (the tokens of every motion stay as they are; `RVQVAE.loss`)."""
     mean, std = load_stats(data)
     f = config.frames_per_token
     train_set = MotionCrops(normalised(load_split(data, "train"), mean, std), window=WINDOW, min_frames=f, seed=seed)
@@ -54,7 +56,7 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
 
     def loss_fn(net, batch):
         x, lengths = batch
-        return net.loss(x, mean=mean_t, std=std_t, lengths=lengths)
+        return net.loss(x, mean=mean_t, std=std_t, lengths=lengths, decoder_only=decoder_only)
 
     return Stage("vq", model, loss_fn, train_set, val_set if len(val_set) else None,
                  save_best=lambda m: save_best(out, "vq", m, config))
@@ -62,14 +64,20 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
 
 def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
              resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
-             progress: bool = True, init=None) -> RVQVAE:
-    """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk)."""
+             progress: bool = True, init=None, decoder_only: bool | None = None) -> RVQVAE:
+    """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk).
+    decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
+    transformers trained on its tokens stay valid."""
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
                         model_presets=VQ_PRESETS, data=data, steps=steps, batch_size=batch_size,
-                        extra={"init": str(Path(init).resolve()) if init is not None else None})
-    stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed)
+                        extra={"init": str(Path(init).resolve()) if init is not None else None,
+                               "decoder_only": bool(decoder_only) if not resume else decoder_only})
+    if settings.extra.get("decoder_only") and settings.extra.get("init") is None:
+        raise TrainError("--decoder-only fine-tunes a trained tokenizer: give it with --init")
+    stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed,
+                     decoder_only=bool(settings.extra.get("decoder_only")))
     if init is not None and not resume:
         warm_start(stage.model, init, "vq")
     if d.main:
