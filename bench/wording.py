@@ -89,7 +89,7 @@ def main() -> None:
     if frames is not None:
         missing = sorted({q.action for q in prompts} - set(frames))
         if missing:
-            raise SystemExit(f"no real test clips of {', '.join(missing)} to take a length from: use --length predicted")
+            raise SystemExit(f"no real clips of {', '.join(missing)} to take a length from: use --length predicted")
     bamm = BAMM.from_pretrained(args.weights)
     features = generate(bamm, prompts, frames, seed=args.seed, mean=mean, std=std)
     result = heldout.score_prompts(prompts, *classify(classifier, features), labels, real, from_train=from_train)

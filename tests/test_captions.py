@@ -98,7 +98,8 @@ def test_every_style_has_many_phrasings(style):
 
 
 @pytest.mark.parametrize("phrase,form,expected", [
-    ("wave", "third", "waves"), ("run forward", "ing", "running forward"), ("go for a walk", "third", "goes for a walk"),
+    ("wave", "third", "waves"), ("run forward", "ing", "running forward"),
+    ("go for a walk", "third", "goes for a walk"),
     ("dance", "ing", "dancing"), ("hurry forward", "third", "hurries forward"), ("punch", "third", "punches"),
     ("raise {their} hand and wave+", "third", "raises {their} hand and waves"),
     ("walk, turn+ left and keep+ walking", "ing", "walking, turning left and keeping walking"),
