@@ -256,3 +256,26 @@ def test_skate_term_counts_foot_motion_only_where_the_input_foot_is_down(real):
     lifted = x.clone()
     lifted[..., -4:] = (torch.as_tensor(-mean[-4:]) / torch.as_tensor(std[-4:])).float()  # no contact in x
     assert loss_of(slide, lifted, mean, std, **SMOOTH)["skate"] == 0.0
+
+
+def test_decoder_only_training_keeps_every_token_and_lowers_the_loss(real):
+    x, mean, std = real
+    model = make(quantize_dropout_prob=0.0)
+    model(x)  # one training pass fills the codebooks
+    model.eval()
+    tokens = model.encode(x)
+    encoder = {k: v.clone() for k, v in model.state_dict().items() if not k.startswith("decoder.")}
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    losses = []
+    for _ in range(30):
+        loss, logs = model.loss(x, mean=mean, std=std, decoder_only=True)
+        opt.zero_grad()
+        loss.backward()
+        assert all(p.grad is None for n, p in model.named_parameters() if not n.startswith("decoder."))
+        opt.step()
+        losses.append(logs["loss"])
+    assert np.mean(losses[-5:]) < 0.9 * np.mean(losses[:5])
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in encoder.items())
+    model.eval()
+    assert torch.equal(model.encode(x), tokens)
