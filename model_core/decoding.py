@@ -22,6 +22,9 @@ import numpy as np
 from .nets import Nets
 
 REFINE_MODES = ("every_other", "low_confidence", "suffix", "prefix")
+# [END] is not sampled before this many motion tokens: 5 tokens = 20 frames = 1 s, the shortest motion the
+# transformers are trained on (train.datasets.MIN_FRAMES); shorter "motions" are never what a prompt asks for.
+MIN_TOKENS = 5
 
 
 def is_number(value) -> bool:
@@ -159,7 +162,7 @@ def _pick(nets: Nets, row, rep: int, scale: float, st: Settings, sampler: Sample
 
 
 def sample_ar(nets: Nets, text, batch: int, st: Settings, sampler: Sampler, progress=None, use_cache: bool = True):
-    """Unidirectional pass: tokens until [END] (at least 1, at most max_tokens - 1). text (B, D) or None.
+    """Unidirectional pass: tokens until [END] (at least MIN_TOKENS, at most max_tokens - 1). text (B, D) or None.
     Returns codes (B, n) (0 past each length), lengths (B,) and conf (B, n). progress(fraction) per step."""
     c = nets.config
     s, scale = c.max_tokens, st.cfg[0]
@@ -180,7 +183,7 @@ def sample_ar(nets: Nets, text, batch: int, st: Settings, sampler: Sampler, prog
         if p == s - 1:  # longest motion reached
             new, prob = np.full(batch, c.end_id, np.int64), np.ones(batch)
         else:
-            new, prob = _pick(nets, row, rep, scale, st, sampler, ban_end=p == 0)  # p == 0: at least one token
+            new, prob = _pick(nets, row, rep, scale, st, sampler, ban_end=p < min(MIN_TOKENS, s - 1))
         new = np.where(done, c.pad_id, new)
         ended = ~done & (new == c.end_id)
         lengths = np.where(ended, p, lengths)

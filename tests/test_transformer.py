@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.decoding import Sampler, Settings, guide, hybrid_allowed, sample_ar, sample_masked
+from model_core.decoding import MIN_TOKENS, Sampler, Settings, guide, hybrid_allowed, sample_ar, sample_masked
 from model_core.models.layers import noisy_text
 from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from model_core.models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer, hybrid_attention_mask
@@ -197,10 +197,10 @@ def test_autoregressive_pass_ends_and_bounds_length():
     model = BAMMTransformer(config()).eval()
     nets = nets_of(model)
     with torch.no_grad():
-        model.head.bias[model.config.end_id] = 50.0  # END always most likely: still at least one token
+        model.head.bias[model.config.end_id] = 50.0  # END always most likely: still the shortest training motion
     codes, lengths, _ = sample_ar(nets, np.ones((2, 8), np.float32), 2, Settings(cfg=(0.0, 0.0), temperature=0.0),
                                   Sampler(0))
-    assert lengths.tolist() == [1, 1] and codes.shape == (2, 1)
+    assert lengths.tolist() == [MIN_TOKENS, MIN_TOKENS] and codes.shape == (2, MIN_TOKENS)
     with torch.no_grad():
         model.head.bias[model.config.end_id] = -50.0  # END never sampled: stops at the longest motion
     codes, lengths, _ = sample_ar(nets, None, 2, Settings(cfg=(0.0, 0.0)), Sampler(0))
@@ -231,7 +231,7 @@ def test_tiny_model_memorises_sequences_including_end():
     model = BAMMTransformer(config()).train()
     g = torch.Generator().manual_seed(0)
     text = torch.randn(3, 8, generator=g)
-    lengths = torch.tensor([4, 9, 13])
+    lengths = torch.tensor([MIN_TOKENS, 9, 13])
     codes = torch.randint(0, 32, (3, 13), generator=g).masked_fill(torch.arange(13)[None] >= lengths[:, None], 0)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(300):
