@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from model_core.decoding import MIN_TOKENS
 from model_core.editing import place, source_motion
 from model_core.generate import BAMM, Motion, refine_redo
 
@@ -101,7 +102,7 @@ def test_progress_is_monotone_and_can_cancel(bamm):
 def test_greedy_decoding_reproduces_memorised_sequences_with_their_length():
     model = BAMM.random(preset="tiny", seed=1)
     text = torch.from_numpy(model.encode_text(PROMPTS))
-    lengths = torch.tensor([4, 9, 13])
+    lengths = torch.tensor([MIN_TOKENS, 9, 13])  # the shortest motion decoding allows
     codes = torch.randint(0, 32, (3, 13), generator=torch.Generator().manual_seed(0))
     codes = codes.masked_fill(torch.arange(13)[None] >= lengths[:, None], 0)
     opt = torch.optim.AdamW(model.t2m.parameters(), lr=3e-3)
