@@ -132,15 +132,10 @@ def _download(requirement: str, platform: str, python: str, folder: Path) -> Non
 
 # ------------------------------------------------------------------------------------------------ runtime
 EXPORT = """
-import json, sys
-from pathlib import Path
+import sys
 from model_core.runtime.export import export_runtime
-from model_core.runtime.text_export import export_text_encoder
 weights, out, text_weights = sys.argv[1:4]
-export_runtime(weights, out)
-if text_weights != "float32":  # same file names: replaces the float32 text encoder export_runtime wrote
-    export_text_encoder(json.loads((Path(weights) / "bamm.json").read_text())["text_encoder"], out,
-                        weights_dtype=text_weights)
+export_runtime(weights, out, text_weights=text_weights)
 """
 
 
@@ -159,7 +154,7 @@ def runtime_key(source: Path, weights: Path, text_weights: str) -> str:
 
 def export_runtime(source: Path, weights: Path, cache: Path, *, text_weights: str = TEXT_WEIGHTS) -> Path | None:
     """The runtime folder exported from ``weights`` by the ``source`` checkout's ``model_core.runtime``
-    (``export_runtime``, then the text encoder again with ``text_weights`` storage), cached by
+    (``export_runtime`` with the text encoder's weights stored as ``text_weights``), cached by
     ``runtime_key``; None, with a notice, when the checkout has no runtime exporter."""
     if not (Path(source) / "model_core" / "runtime" / "export.py").is_file():
         print("notice: model_core/runtime/export.py is missing: the zip carries no runtime/ folder")
