@@ -8,7 +8,8 @@ ignores the object transform); glTF after setting the scene's frame rate (times 
 Command line (the ``bamm export`` command)::
 
     python -m bamm_blender joints.npy --format fbx|bvh|glb --out FILE   (or: bamm export …)
-        [--target RIG.blend|RIG.fbx --armature NAME] [--in-place] [--keep-root] [--loop] [--foot-lock]
+        [--target RIG.blend|RIG.fbx --armature NAME --bone-map MAP.json --partial] [--in-place] [--keep-root]
+        [--loop] [--foot-lock]
 
 reads 20-fps joints ``(T, 22, 3)``, bakes them onto a BAMM Skeleton, retargets onto the target armature when
 one is given (the BAMM Skeleton is then removed), exports, prints the written path. Bad input: a message on
@@ -26,7 +27,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, bake, retarget
+from . import armature, bake, bone_map, retarget
 from .core import MODEL_FPS
 from .errors import BammError, BammInputError
 
@@ -148,14 +149,24 @@ def load_target(context, path, name: str | None):
 
 
 def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_file=None, armature_name=None,
-                  options: retarget.RetargetOptions = retarget.RetargetOptions()) -> Path:
-    """The command line's work: joints -> BAMM Skeleton -> (target) -> file. Returns the written path."""
+                  bone_map_file=None, options: retarget.RetargetOptions = retarget.RetargetOptions()) -> Path:
+    """The command line's work: joints -> BAMM Skeleton -> (target) -> file. Returns the written path.
+    ``bone_map_file``: a bone-map preset (.json) for the target (None: found from its bone names / chains)."""
     out = Path(out)
     fmt = _format_of(out, fmt)
     if not out.resolve().parent.is_dir():
         raise BammInputError(f"Cannot export to {out}: folder {out.resolve().parent} does not exist")
+    if bone_map_file is not None and target_file is None:
+        raise BammInputError("--bone-map needs --target (the character the map is for)")
+    preset = bone_map.load_preset(bone_map_file) if bone_map_file is not None else None
+    mapping = None
     if target_file is not None:
         target = load_target(bpy.context, target_file, armature_name)
+        if preset is not None:
+            mapping, dropped = bone_map.fit_preset(bone_map.Rig.from_armature(target), preset)
+            if dropped:
+                raise BammInputError(f"Bone map {bone_map_file}: armature '{target.name}' has no bone "
+                                     + ", ".join(f"'{preset[j]}' ({j})" for j in dropped))
     else:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = int(MODEL_FPS), 1.0
@@ -167,7 +178,7 @@ def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_fil
     motion = bake.bake_joints(source, joints, scene=context.scene, first_frame=1, name="BAMM motion")
     bake.assign_action(source, motion)
     if target is not None:
-        retarget.retarget(context, source, target, options=options)
+        retarget.retarget(context, source, target, mapping, options=options)
         data = source.data
         bpy.data.objects.remove(source)
         bpy.data.armatures.remove(data)
@@ -191,6 +202,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="file to write")
     parser.add_argument("--target", help="character to retarget onto: a .blend or .fbx file")
     parser.add_argument("--armature", help="armature object in --target (needed when it has several)")
+    parser.add_argument("--bone-map", help="bone-map preset (.json: SMPL joint -> bone of --target), for rigs whose "
+                        "bones the automatic map does not find")
+    parser.add_argument("--partial", action="store_true",
+                        help="retarget although the map has no bone for an arm joint (it keeps its rest pose)")
     parser.add_argument("--in-place", action="store_true", help="remove the root's horizontal motion")
     parser.add_argument("--keep-root", action="store_true", help="no root translation keys (rotations only)")
     parser.add_argument("--loop", action="store_true", help="make the last pose match the first (root-relative)")
@@ -204,12 +219,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     options = retarget.RetargetOptions(in_place=args.in_place, keep_root=args.keep_root, loop=args.loop,
-                                       foot_lock=args.foot_lock)
+                                       foot_lock=args.foot_lock, partial=args.partial)
     try:
         joints = load_joints(args.joints)
         with _stdout_to_stderr():  # Blender and its exporters log on stdout: keep it for the path alone
             path = export_joints(joints, args.out, fmt=args.format, target_file=args.target,
-                                 armature_name=args.armature, options=options)
+                                 armature_name=args.armature, bone_map_file=args.bone_map, options=options)
     except BammError as exc:
         print(f"bamm export: error: {exc}", file=sys.stderr)
         return 2

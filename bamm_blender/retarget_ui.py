@@ -42,6 +42,8 @@ class BAMM_RetargetSettings(bpy.types.PropertyGroup):
     keep_root: BoolProperty(name="Keep Root", description="No root translation keys: rotations only")
     loop: BoolProperty(name="Loop", description="Blend so the last pose matches the first (root-relative)")
     foot_lock: BoolProperty(name="Foot Lock", description="Pin the feet while they touch the floor")
+    partial: BoolProperty(name="Partial Map", description="Retarget although the map has no bone for an arm "
+                          "joint (those bones keep their rest pose); otherwise such a map is refused")
     export_format: EnumProperty(name="Format", default="fbx", items=[
         ("fbx", "FBX", "Autodesk FBX: armature, meshes and the baked action"),
         ("bvh", "BVH", "Biovision hierarchy: the armature and its motion"),
@@ -109,7 +111,7 @@ def run_retarget(context):
     """Retarget the source motion onto the Character with the panel's map and options (a new action)."""
     s = settings(context)
     options = retarget.RetargetOptions(in_place=s.in_place, keep_root=s.keep_root, loop=s.loop,
-                                       foot_lock=s.foot_lock)
+                                       foot_lock=s.foot_lock, partial=s.partial)
     return retarget.retarget(context, source_of(context), _target(context), mapping_of(context), options=options)
 
 
@@ -263,7 +265,7 @@ def draw_retarget(layout, context) -> None:
     row.operator("bamm.bone_map_save", text="Save…", icon="FILE_TICK")
     layout.template_list("BAMM_UL_bone_map", "", s, "bone_map", s, "bone_map_index", rows=6)
     grid = layout.grid_flow(columns=2, align=True)
-    for name in ("in_place", "keep_root", "loop", "foot_lock"):
+    for name in ("in_place", "keep_root", "loop", "foot_lock", "partial"):
         grid.prop(s, name)
     layout.operator("bamm.retarget", icon="ARMATURE_DATA")
     row = layout.row(align=True)

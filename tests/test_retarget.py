@@ -276,3 +276,48 @@ def test_loop_pose_matches_ends():
     np.testing.assert_allclose(looped.root[[0, -1], 1], pose.root[[0, 0], 1])
     np.testing.assert_allclose(looped.root[:, [0, 2]], pose.root[:, [0, 2]])
     np.testing.assert_allclose(looped.rotations[0], pose.rotations[0], atol=1e-12)
+
+
+def imported_german(tmp_path, *, a_pose=True, arms=True):
+    """The German-named rig (A-pose) written to FBX and imported back: leaf hands as long as the forearms.
+    ``arms`` False: the arms stop at the upper arm (no limb the bone chains can find)."""
+    context = new_scene()
+    rig = rigs.build_rig(context, "german", a_pose=a_pose)
+    if not arms:
+        context.view_layer.objects.active = rig
+        bpy.ops.object.mode_set(mode="EDIT")
+        for name in ("Unterarm_L", "Hand_L", "Unterarm_R", "Hand_R"):
+            rig.data.edit_bones.remove(rig.data.edit_bones[name])
+        bpy.ops.object.mode_set(mode="OBJECT")
+    target = rigs.fbx_round_trip(context, rig, tmp_path / "figur.fbx")
+    context.scene.render.fps, context.scene.render.fps_base = 20, 1.0
+    return bpy.context, target
+
+
+def test_unknown_names_from_fbx_map_every_limb_by_the_bone_chains(walk, tmp_path):
+    context, target = imported_german(tmp_path)
+    hand, forearm = (target.data.bones[n] for n in ("Hand_L", "Unterarm_L"))
+    assert abs(hand.length - forearm.length) < 0.01 * forearm.length  # the importer's leaf length
+    mapping = bone_map.auto_map(bone_map.Rig.from_armature(target))
+    expected = rigs.expected("german")
+    assert {j: b for j, b in mapping.items() if j in expected} == expected
+    source = bamm_skeleton(context, walk[:80])
+    retarget.retarget(context, source, target)
+    errors = direction_errors(source, target, mapping, range(1, 81))
+    arms = {j: e for j, e in errors.items() if j.endswith(("shoulder", "elbow"))}
+    assert len(arms) == 4 and max(errors.values()) < 5.0, errors
+
+
+def test_unknown_names_without_arms_are_refused_naming_the_joints(walk, tmp_path):
+    context, target = imported_german(tmp_path, arms=False)
+    source = bamm_skeleton(context, walk[:20])
+    actions = set(bpy.data.actions)
+    message = (r"^Cannot retarget onto armature 'german' \(\d+ bones\): no bone found for l_shoulder, l_elbow, "
+               r"l_wrist, r_shoulder, r_elbow, r_wrist; .*bone map.*preset.*Partial Map")
+    with pytest.raises(BammInputError, match=message) as error:
+        retarget.retarget(context, source, target)
+    assert "\n" not in str(error.value)
+    assert target.animation_data is None and set(bpy.data.actions) == actions and not source.hide_get()
+    action = retarget.retarget(context, source, target, options=retarget.RetargetOptions(partial=True))
+    keyed = {fc.data_path.split('"')[1] for fc in bake.channels(action, target).fcurves}
+    assert "Oberschenkel_L" in keyed and "Oberarm_L" not in keyed  # unmapped: left in its rest pose
