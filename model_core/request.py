@@ -169,8 +169,8 @@ def _show(value) -> str:
 
 
 def check_prompt(prompt, limits: Limits, *, required: bool) -> str | None:
-    """A prompt stripped of surrounding space; None allowed unless ``required``."""
-    if prompt is None or (isinstance(prompt, str) and not prompt.strip() and not required):
+    """A prompt stripped of surrounding space; None allowed unless ``required`` (an empty string never)."""
+    if prompt is None:
         if required:
             raise InputError("the prompt is empty: describe the motion, e.g. 'a person jumps forward'")
         return None
@@ -183,7 +183,7 @@ def check_prompt(prompt, limits: Limits, *, required: bool) -> str | None:
         raise InputError(f"the prompt has {len(prompt)} characters; at most {limits.max_prompt_chars} are allowed")
     if any(ord(c) < 32 and c not in "\t\n" for c in prompt):
         raise InputError("the prompt contains control characters")
-    return " ".join(prompt.split())
+    return prompt
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -223,7 +223,7 @@ class Request:
             raise InputError(f"op must be one of {', '.join(OPS)}, got {_show(self.op)}")
         changes: dict = {}
         changes["prompt"] = check_prompt(self.prompt, lim, required=self.op == "generate")
-        changes["n"] = _int(self.n, "n (variations)", 1, lim.max_n)
+        changes["n"] = _int(self.n, "n", 1, lim.max_n)
         changes["seed"] = _int(self.seed, "seed", 0, MAX_SEED)
         cfg = self.cfg
         if isinstance(cfg, (str, bytes)) or not hasattr(cfg, "__len__") or len(cfg) != 2:
@@ -251,7 +251,7 @@ class Request:
             before = _number(self.before_s, "before_s (seconds added before)", 0.0, lim.max_seconds)
             after = _number(self.after_s, "after_s (seconds added after)", 0.0, lim.max_seconds)
             if round(before * fps / f) == 0 and round(after * fps / f) == 0:
-                raise InputError(f"extend adds nothing: extend by at least {f / 2 / fps:.2f} s (rounded to whole "
+                raise InputError(f"before_s / after_s add nothing: extend by at least {f / 2 / fps:.2f} s (rounded to whole "
                                  f"tokens of {f / fps:.1f} s), got {before:g} s before / {after:g} s after")
             changes["before_s"], changes["after_s"] = before, after
         elif self.before_s or self.after_s:
@@ -282,14 +282,17 @@ class Request:
         r = self.range
         if isinstance(r, (str, bytes)) or not hasattr(r, "__len__") or len(r) != 2:
             raise InputError(f"the range must be a (start, end) pair of frames, got {_show(r)}")
-        hi = total if total is not None else lim.max_source_frames
-        start, end = _int(r[0], "the range start", 0, hi), _int(r[1], "the range end", 0, hi)
+        big = 10 * lim.max_source_frames
+        start, end = _int(r[0], "the range start", -big, big), _int(r[1], "the range end", -big, big)
         if end <= start:
             raise InputError(f"the range {start}..{end} is empty or reversed: the start must come before the end")
+        hi = total if total is not None else lim.max_source_frames
+        if start < 0 or end > hi:
+            raise InputError(f"the range {start}..{end} lies outside the clip (frames 0..{hi})")
         f = lim.frames_per_token
         if end - start < f:
-            raise InputError(f"the range {start}..{end} covers {end - start} frames; at least {f} (one token) "
-                             f"are needed")
+            raise InputError(f"the range {start}..{end} covers {end - start} frames, shorter than one token: at "
+                             f"least {f} frames are needed")
         if end - start > lim.max_frames:
             raise InputError(f"the range {start}..{end} covers {end - start} frames; these weights regenerate at "
                              f"most {lim.max_frames} frames ({lim.max_seconds:g} s) at once")
