@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,11 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 FORMAT_VERSION = 1
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few hundred bytes
+MAX_HEADER_BYTES = 100_000_000  # a safetensors header (JSON) of any real model is far smaller
+_TORCH_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 def save_tensors(path, tensors: dict) -> Path:
@@ -60,6 +66,8 @@ def read_json_object(path, *, what: str = "file") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ValueError(f"{path}: {path.stat().st_size} bytes is too large for a config file")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -85,7 +93,81 @@ def load_config(config_cls, path):
     if unknown or missing:
         raise ValueError(f"{path}: config keys do not match {config_cls.__name__}: "
                          f"unknown {unknown}, missing {missing}")
-    return config_cls(**values)
+    for f in dataclasses.fields(config_cls):
+        if f.name in values and not _has_type(values[f.name], str(f.type)):
+            raise ValueError(f"{path}: config {f.name!r} must be {f.type}, got {values[f.name]!r}")
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as e:
+        raise ValueError(f"{path}: {e}") from None
+
+
+def _has_type(value, annotation: str) -> bool:
+    """Whether a JSON value fits a config field's annotation (int, float, bool, str, optional, tuple)."""
+    if "None" in annotation and value is None:
+        return True
+    kind = annotation.split("|")[0].split("[")[0].strip()
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**31
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e30
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind in ("tuple", "list"):
+        return isinstance(value, list)
+    return True
+
+
+def read_header(path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (dtype, shape)} of a safetensors file from its header alone (no tensor is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tensor file not found: {path}")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            if not 0 < n <= min(MAX_HEADER_BYTES, size - 8):
+                raise ValueError(f"header length {n} does not fit the file of {size} bytes")
+            header = json.loads(fh.read(n))
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            shape = tuple(int(d) for d in info["shape"])
+            start, end = (int(v) for v in info["data_offsets"])
+            want = DTYPE_BYTES.get(info["dtype"], 0) * int(np.prod(shape, dtype=np.int64))
+            if not 0 <= start <= end <= size - 8 - n or end - start != want:
+                raise ValueError(f"tensor {name!r} {info['dtype']} {list(shape)} does not fit its bytes")
+            out[name] = (_TORCH_NAMES.get(info["dtype"], info["dtype"]), shape)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, struct.error) as e:
+        raise ValueError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+
+
+def check_shapes(cls, config, weights_path, *, widen: tuple[str, ...] = ()) -> None:
+    """Compare the module a config builds (on torch's meta device: nothing allocated) with the file's tensors,
+    so a config that asks for a huge model, or weights of another model, fail before any allocation."""
+    with torch.device("meta"):
+        expected = cls(config).state_dict()
+    stored = read_header(weights_path)
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise ValueError(f"{weights_path}: tensors do not match {cls.__name__} (weights of another "
+                         f"version or model?): missing {_some(missing)}, unexpected {_some(unexpected)}")
+    for key, want in expected.items():
+        dtype, shape = stored[key]
+        if key in widen and len(shape) == 2 and want.dim() == 2 and shape[0] == want.shape[0] \
+                and shape[1] < want.shape[1]:
+            continue
+        if shape != tuple(want.shape) or dtype != str(want.dtype).removeprefix("torch."):
+            raise ValueError(f"{weights_path}: parameter {key!r} has shape {shape} torch.{dtype}, the model expects "
+                             f"{tuple(want.shape)} {want.dtype} (as its config file sets it)")
 
 
 def _some(names: list[str], shown: int = 6) -> str:
@@ -125,6 +207,7 @@ def load_model(cls, config_cls, directory, name: str, *, device: str = "cpu") ->
     """
     directory = Path(directory)
     config = load_config(config_cls, directory / f"{name}.json")
+    check_shapes(cls, config, directory / f"{name}.safetensors")
     module = cls(config)
     load_weights_into(module, directory / f"{name}.safetensors")
     return module.to(device).eval()
