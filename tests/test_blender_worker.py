@@ -140,17 +140,16 @@ def test_blender_side_through_the_worker(worker):
     bamm_blender.register()
     try:
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        headless.configure(backend_instance=worker, model_spec=TINY)
-        (action,) = headless.generate(bpy.context, prompt="a person walks", seconds=2.0, timeout=180)
+        engine = headless.Engine(worker, TINY)
+        (action,) = headless.generate(bpy.context, prompt="a person walks", seconds=2.0, timeout=180, engine=engine)
         obj = bpy.context.scene.bamm.target
         first, last = bake.key_range(obj, action)
         assert last - first + 1 == int(np.floor(39 * bake.scene_fps(bpy.context.scene) / 20 + 1e-6)) + 1
         stored = results.source(obj, action, bpy.context.scene, model=headless.model_key(TINY))
         assert stored.tokens is not None and stored.tokens.shape[0] == 10  # 40 frames / 4
-        (edited,) = headless.regenerate_range(bpy.context, target=obj, first=10, last=30, timeout=180)
+        (edited,) = headless.regenerate_range(bpy.context, target=obj, first=10, last=30, timeout=180, engine=engine)
         assert results.source(obj, edited, bpy.context.scene, model=headless.model_key(TINY)).tokens is not None
     finally:
-        headless.configure()
         bamm_blender.unregister()
 
 

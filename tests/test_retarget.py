@@ -10,7 +10,8 @@ bpy = pytest.importorskip("bpy")
 from mathutils import Matrix  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
-from bamm_blender import armature, bake, bone_map, retarget, retarget_ui  # noqa: E402
+import bamm_blender  # noqa: E402
+from bamm_blender import armature, bake, bone_map, panel, retarget, retarget_scene  # noqa: E402
 from bamm_blender.errors import BammInputError  # noqa: E402
 from model_core.motion import foot_contact  # noqa: E402
 
@@ -219,7 +220,7 @@ def test_foot_lock_reduces_target_foot_skate(walk):
 
 def test_panel_functions_and_operators(walk, tmp_path):
     context = new_scene()
-    retarget_ui.register(panel=False)
+    bamm_blender.register()
     try:
         source = bamm_skeleton(context, walk[:40])
         target = rigs.build_rig(context, "rigify", a_pose=True)
@@ -236,7 +237,7 @@ def test_panel_functions_and_operators(walk, tmp_path):
         assert bpy.ops.bamm.retarget() == {"FINISHED"}
         keyed = {fc.data_path.split('"')[1] for fc in bake.channels(target.animation_data.action, target).fcurves}
         assert "DEF-spine.006" not in keyed and "DEF-spine.004" in keyed
-        assert retarget_ui.source_of(context) == source
+        assert retarget_scene.source_of(context) == source
 
         class Recorder:  # checks that every property and operator the panel draws exists
             def __getattr__(self, name):
@@ -251,9 +252,9 @@ def test_panel_functions_and_operators(walk, tmp_path):
                     assert hasattr(args[2], args[3]) and hasattr(args[4], args[5])
                 return self
 
-        retarget_ui.draw_retarget(Recorder(), context)
+        panel.draw_retarget(Recorder(), context)
     finally:
-        retarget_ui.unregister()
+        bamm_blender.unregister()
 
 
 def test_scene_at_30_fps(walk):
