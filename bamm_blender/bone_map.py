@@ -67,6 +67,9 @@ class Rig:
     def from_armature(cls, obj) -> Rig:
         if obj is None or getattr(obj, "type", None) != "ARMATURE":
             raise BammInputError(f"'{getattr(obj, 'name', obj)}' is not an armature")
+        if not len(obj.data.bones):
+            raise BammInputError(f"Armature '{obj.name}' has no bones: pick the character's armature with its "
+                                 "skeleton (or add bones in Edit Mode)")
         bones = sorted(obj.data.bones, key=lambda b: len(b.parent_recursive))  # parents first
         order = {b.name: i for i, b in enumerate(bones)}
         world = np.array(obj.matrix_world)

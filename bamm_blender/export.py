@@ -7,7 +7,7 @@ ignores the object transform); glTF after setting the scene's frame rate (times 
 
 Command line (the ``bamm export`` command)::
 
-    python -m bamm_blender joints.npy --format fbx|bvh|glb --out FILE   (or: bamm export …)
+    python -m bamm_blender joints.npy --format fbx|bvh|glb --out FILE [--overwrite]   (or: bamm export …)
         [--target RIG.blend|RIG.fbx --armature NAME --bone-map MAP.json --partial] [--in-place] [--keep-root]
         [--loop] [--foot-lock]
 
@@ -28,8 +28,10 @@ import bpy
 import numpy as np
 
 from . import armature, bake, bone_map, retarget
-from .core import MODEL_FPS
+from .core import MODEL_FPS, model_module
 from .errors import BammError, BammInputError
+
+outputs = model_module(".outputs")
 
 FORMATS = {"fbx": ".fbx", "bvh": ".bvh", "glb": ".glb"}
 TARGET_SUFFIXES = (".blend", ".fbx")
@@ -149,13 +151,21 @@ def load_target(context, path, name: str | None):
 
 
 def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_file=None, armature_name=None,
-                  bone_map_file=None, options: retarget.RetargetOptions = retarget.RetargetOptions()) -> Path:
+                  bone_map_file=None, overwrite: bool = False,
+                  options: retarget.RetargetOptions = retarget.RetargetOptions()) -> Path:
     """The command line's work: joints -> BAMM Skeleton -> (target) -> file. Returns the written path.
-    ``bone_map_file``: a bone-map preset (.json) for the target (None: found from its bone names / chains)."""
+    ``bone_map_file``: a bone-map preset (.json) for the target (None: found from its bone names / chains).
+    An existing ``out`` is refused unless ``overwrite``; the file is written under a temporary name and renamed
+    into place, so a failed export leaves no half file (and the old one, if any)."""
     out = Path(out)
     fmt = _format_of(out, fmt)
+    if out.suffix.lower() != FORMATS[fmt]:  # as export_armature names it
+        out = out.with_name(out.name + FORMATS[fmt])
     if not out.resolve().parent.is_dir():
         raise BammInputError(f"Cannot export to {out}: folder {out.resolve().parent} does not exist")
+    if os.path.lexists(out) and (not overwrite or out.is_dir()):
+        raise BammInputError(f"{out} already exists: pass --overwrite to replace it, or choose another --out"
+                             if not out.is_dir() else f"{out} is a folder: name the file to write")
     if bone_map_file is not None and target_file is None:
         raise BammInputError("--bone-map needs --target (the character the map is for)")
     preset = bone_map.load_preset(bone_map_file) if bone_map_file is not None else None
@@ -183,7 +193,7 @@ def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_fil
         bpy.data.objects.remove(source)
         bpy.data.armatures.remove(data)
         bpy.data.actions.remove(motion)
-        return export_armature(context, target, out, fmt=fmt)
+        return _write(context, target, out, fmt)
     if options.foot_lock or options.loop or options.in_place or options.keep_root:
         frames, pose = retarget.source_motion(source, context.scene, options)
         if options.keep_root:
@@ -191,7 +201,20 @@ def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_fil
         action = bake.new_action(source, "BAMM motion", int(frames[0]), *bake.to_bone_space(source, pose))
         bake.assign_action(source, action)
         bpy.data.actions.remove(motion)
-    return export_armature(context, source, out, fmt=fmt)
+    return _write(context, source, out, fmt)
+
+
+def _write(context, obj, out: Path, fmt: str) -> Path:
+    """``export_armature`` into a temporary file next to ``out``, renamed into place when complete."""
+    def writer(tmp) -> None:
+        export_armature(context, obj, tmp, fmt=fmt)
+
+    try:
+        return outputs.write(out, writer)
+    except outputs.InputError as e:
+        raise BammInputError(str(e)) from None
+    except OSError as e:
+        raise BammError(f"Cannot write {out}: {e.strerror or e}") from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -206,6 +229,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "bones the automatic map does not find")
     parser.add_argument("--partial", action="store_true",
                         help="retarget although the map has no bone for an arm joint (it keeps its rest pose)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--in-place", action="store_true", help="remove the root's horizontal motion")
     parser.add_argument("--keep-root", action="store_true", help="no root translation keys (rotations only)")
     parser.add_argument("--loop", action="store_true", help="make the last pose match the first (root-relative)")
@@ -224,7 +248,8 @@ def main(argv=None) -> int:
         joints = load_joints(args.joints)
         with _stdout_to_stderr():  # Blender and its exporters log on stdout: keep it for the path alone
             path = export_joints(joints, args.out, fmt=args.format, target_file=args.target,
-                                 armature_name=args.armature, bone_map_file=args.bone_map, options=options)
+                                 armature_name=args.armature, bone_map_file=args.bone_map,
+                                 overwrite=args.overwrite, options=options)
     except BammError as exc:
         print(f"bamm export: error: {exc}", file=sys.stderr)
         return 2
