@@ -42,6 +42,7 @@ HOW_TO_MAP = ("map them in the bone map (Retarget & Export: Auto Map, then pick 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESET_FORMAT = "bamm-bone-map"
 RIGIFY_SPINE = ("pelvis", "spine1", "spine2", "spine3", "neck", None, "head")  # spine, spine.001 ... .006
+MAX_ELBOW_SPLIT = 0.2  # |upper arm - forearm| / (upper arm + forearm) of an arm found from its chain (people: ~0.05)
 LENGTH_TOLERANCE = 0.01  # relative: a leaf this close to its parent's length has an importer-made length
 _DEFORM_PREFIX = re.compile(r"^DEF[-_.]")
 
@@ -271,8 +272,9 @@ def _leg(rig: Rig, chain: list[int], prefix: str, up: np.ndarray) -> dict[str, i
 def _arm(rig: Rig, chain: list[int], kids: dict[int, list[int]], prefix: str, spine3: int,
          height: float) -> dict[str, int]:
     """Collar (when the chain starts near the spine), shoulder, elbow and wrist: the wrist is where three or
-    more fingers branch, else the bone that splits the arm into two nearly equal halves at its elbow and
-    leaves a hand shorter than the forearm (measured to the last head when the chain ends in a leaf)."""
+    more fingers branch, else the bone that splits the arm into two nearly equal halves at its elbow (within
+    ``MAX_ELBOW_SPLIT``) and leaves a hand shorter than the forearm (measured to the last head when the chain
+    ends in a leaf). No such bone (an arm without a hand): no arm."""
     heads = rig.heads[chain]
     inboard = abs((heads[0] - rig.heads[spine3]) @ rig.lateral) < 0.07 * height
     start = 1 if inboard and len(chain) >= 4 else 0
@@ -287,7 +289,8 @@ def _arm(rig: Rig, chain: list[int], kids: dict[int, list[int]], prefix: str, sp
     hand_end = rig.heads[chain[-1]] if rig.is_leaf(chain[-1]) else rig.tails[chain[-1]]  # a leaf's tail is
     # whatever the file or its importer made up (Blender's FBX importer: the forearm's length)
     options = fingers[:1] or [w for w in range(start + 2, len(chain)) if np.linalg.norm(hand_end - heads[w])
-                              < np.linalg.norm(heads[w] - heads[elbow_of(w)[0]])]  # the hand is shorter
+                              < np.linalg.norm(heads[w] - heads[elbow_of(w)[0]])  # the hand is shorter
+                              and elbow_of(w)[1] < MAX_ELBOW_SPLIT]
     if not options:
         return {}
     wrist = min(options, key=lambda w: elbow_of(w)[1])

@@ -322,3 +322,60 @@ def test_unknown_names_without_arms_are_refused_naming_the_joints(walk, tmp_path
     action = retarget.retarget(context, source, target, options=retarget.RetargetOptions(partial=True))
     keyed = {fc.data_path.split('"')[1] for fc in bake.channels(action, target).fcurves}
     assert "Oberschenkel_L" in keyed and "Oberarm_L" not in keyed  # unmapped: left in its rest pose
+
+
+def test_export_command_onto_an_fbx_rig_with_unknown_names(walk, tmp_path):
+    """``bamm export --target figur.fbx``: all limbs when the chains give them; else exit 2 naming the joints, no
+    file; a bone-map preset then maps them."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    joints = tmp_path / "walk.npy"
+    np.save(joints, walk[:40])
+
+    def run(*args):
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        return subprocess.run([sys.executable, "-m", "bamm_blender", str(joints), *map(str, args)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=240)
+
+    for arms in (True, False):
+        context = new_scene()
+        rig = rigs.build_rig(context, "german", a_pose=True, name="Figur")
+        if not arms:
+            context.view_layer.objects.active = rig
+            bpy.ops.object.mode_set(mode="EDIT")
+            for name in ("Hand_L", "Hand_R"):
+                rig.data.edit_bones.remove(rig.data.edit_bones[name])
+            bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.ops.export_scene.fbx(filepath=str(tmp_path / f"figur_{arms}.fbx"), object_types={"ARMATURE"},
+                                 add_leaf_bones=False)
+    done = run("--target", tmp_path / "figur_True.fbx", "--out", tmp_path / "ok.fbx")
+    assert done.returncode == 0 and (tmp_path / "ok.fbx").is_file(), done.stderr[-1500:]
+    refused = run("--target", tmp_path / "figur_False.fbx", "--out", tmp_path / "armless.fbx")
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and not (tmp_path / "armless.fbx").exists()
+    assert lines[-1].startswith("bamm export: error: Cannot retarget onto armature") and "l_elbow" in lines[-1]
+    preset = {"format": "bamm-bone-map", "version": 1, "bones": {**rigs.expected("german"),
+                                                                  "l_wrist": "Unterarm_L", "r_wrist": "Unterarm_R",
+                                                                  "l_elbow": "Oberarm_L", "r_elbow": "Oberarm_R",
+                                                                  "l_shoulder": "Schlüsselbein_L",
+                                                                  "r_shoulder": "Schlüsselbein_R"}}
+    for j in ("l_collar", "r_collar"):
+        del preset["bones"][j]
+    (tmp_path / "figur.json").write_text(json.dumps(preset), encoding="utf-8")
+    mapped = run("--target", tmp_path / "figur_False.fbx", "--bone-map", tmp_path / "figur.json",
+                 "--out", tmp_path / "armless.fbx")
+    assert mapped.returncode == 0 and (tmp_path / "armless.fbx").is_file(), mapped.stderr[-1500:]
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)  # the written file's arms are not in the rig's A-pose
+    bpy.ops.import_scene.fbx(filepath=str(tmp_path / "ok.fbx"), anim_offset=0.0)
+    (figur,) = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
+    posed = world_heads(figur, ["Oberarm_L", "Hand_L", "Oberarm_R", "Hand_R"], range(1, 41))
+    for k, side in enumerate("lr"):
+        a_pose = rigs.points(side, True)
+        gap = np.linalg.norm(posed[:, 2 * k + 1] - posed[:, 2 * k] - (a_pose["wrist"] - a_pose["shoulder"]), axis=-1)
+        assert gap.min() > 0.1, (side, gap.min())
