@@ -307,6 +307,8 @@ def test_unknown_names_from_fbx_map_every_limb_by_the_bone_chains(walk, tmp_path
     errors = direction_errors(source, target, mapping, range(1, 81))
     arms = {j: e for j, e in errors.items() if j.endswith(("shoulder", "elbow"))}
     assert len(arms) == 4 and max(errors.values()) < 5.0, errors
+    print(f"German rig from FBX: {len(mapping)} joints mapped, worst bone direction error "
+          f"{max(errors.values()):.3f} deg (arms {max(arms.values()):.3f} deg)")
 
 
 def test_unknown_names_without_arms_are_refused_naming_the_joints(walk, tmp_path):
