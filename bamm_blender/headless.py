@@ -19,9 +19,10 @@ import bpy
 import numpy as np
 
 from . import armature, bake, backend, preferences, results
-from .core import MODEL_FPS, RUNTIME_DIR, WEIGHTS_DIR, has_runtime, ik
-from .core import max_frames as core_max_frames
+from .core import MODEL_FPS, RUNTIME_DIR, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
+
+request = model_module(".request")  # the request contract: every check of a request's fields
 
 SEAM_BLEND_S = 0.2  # rotation crossfade with the kept keys at each seam, seconds
 MIN_RANGE = 4  # scene frames
@@ -63,10 +64,22 @@ def model_key(spec: dict) -> str:
     return json.dumps({k: spec.get(k) for k in ("backend", "runtime", "weights", "random")}, sort_keys=True)
 
 
-def max_frames(spec: dict) -> int | None:
-    """The spec's frame limit from its runtime or weights config (None: a test model, which checks itself)."""
+def limits(spec: dict):
+    """The request contract's limits of a spec's runtime or weights folder (a test model: the defaults; the
+    worker checks again against the loaded model)."""
     folder = spec.get("runtime") or spec.get("weights")
-    return core_max_frames(folder) if folder else None
+    try:
+        return request.Limits.from_folder(folder) if folder else request.Limits()
+    except request.InputError as e:
+        raise BammInputError(str(e)) from None
+
+
+def checked(spec: dict, source_frames: int | None = None, **fields):
+    """``request.Request(**fields)`` checked against the spec's limits; bad input -> BammInputError."""
+    try:
+        return request.Request(**fields).check(limits(spec), source_frames=source_frames)
+    except request.InputError as e:
+        raise BammInputError(str(e)[:1].upper() + str(e)[1:]) from None
 
 
 def wheel_paths() -> list[str]:
@@ -109,10 +122,6 @@ class Task:
     model: str = ""  # ``model_key`` of the job's spec (stored with the result's tokens)
 
 
-def _cfg(cfg) -> list[float]:
-    return [float(cfg[0]), float(cfg[1])]
-
-
 def _target(obj):
     return None if obj is None else armature.check_armature(obj)
 
@@ -121,21 +130,14 @@ def start_generate(context, *, prompt: str, seconds: float | None = None, seed: 
                    cfg=(4.0, 3.0), target=None) -> Task:
     """Submit a text-to-motion job. ``seconds`` None: the model picks the length. ``target`` None: a new
     BAMM Skeleton is created when the job finishes."""
-    if not prompt or not prompt.strip():
+    if not isinstance(prompt, str) or not prompt.strip():
         raise BammInputError("Type a prompt first (what the character should do)")
-    if seconds is not None and seconds <= 0:
-        raise BammInputError(f"Length must be positive, got {seconds} s")
     _target(target)
     spec = model_spec(context)
-    frames = None if seconds is None else max(4, int(round(seconds * MODEL_FPS)))
-    limit = max_frames(spec)
-    if frames is not None and limit is not None and frames > limit:
-        raise BammInputError(f"Length {seconds:g} s is over the model's limit of {limit / MODEL_FPS:g} s "
-                             f"({limit} frames)")
-    args = {"prompt": prompt.strip(), "frames": frames, "n": int(variations), "seed": int(seed), "cfg": _cfg(cfg)}
-    job = get_backend(context).submit(backend.Request("generate", spec, args))
+    req = checked(spec, op="generate", prompt=prompt, seconds=seconds, n=variations, seed=seed, cfg=tuple(cfg))
+    job = get_backend(context).submit(backend.Request("generate", spec, req.to_args()))
     return Task("generate", job, context.scene.name, target.name if target else None, first=context.scene.frame_start,
-                origin=context.scene.frame_start, seed=int(seed), prompt=prompt.strip(), model=model_key(spec))
+                origin=context.scene.frame_start, seed=req.seed, prompt=req.prompt, model=model_key(spec))
 
 
 def frame_range(context, source: str = "PREVIEW", manual: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -187,11 +189,12 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
     if end - start < FRAMES_PER_TOKEN:  # the model regenerates whole tokens: widen a short range
         start = max(0, end - FRAMES_PER_TOKEN)
         end = min(len(joints), start + FRAMES_PER_TOKEN)
-    args = {**_source_args(found), "frames": [start, end], "prompt": _prompt(prompt, action), "n": int(variations),
-            "seed": int(seed), "cfg": _cfg(cfg)}
+    req = checked(spec, len(joints), op="edit", range=(start, end), prompt=_prompt(prompt, action), n=variations,
+                  seed=seed, cfg=tuple(cfg))
+    args = {**_source_args(found), **req.to_args()}
     job = get_backend(context).submit(backend.Request("edit", spec, args))
     return Task("regenerate", job, context.scene.name, obj.name, action.name, key_first, (first, last),
-                float(key_first), int(seed), args["prompt"] or "", model_key(spec))
+                float(key_first), req.seed, req.prompt or "", model_key(spec))
 
 
 def start_extend(context, *, target, side: str, seconds: float, prompt: str | None = None, seed: int = 0,
@@ -199,11 +202,13 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
     """Submit an outpainting job adding ``seconds`` before (side "BEFORE") or after ("AFTER") the action."""
     if side not in ("BEFORE", "AFTER"):
         raise BammInputError(f"side must be BEFORE or AFTER, got {side!r}")
-    added = int(round(seconds * MODEL_FPS / FRAMES_PER_TOKEN)) * FRAMES_PER_TOKEN  # whole tokens, as the model
-    if added < FRAMES_PER_TOKEN:
-        raise BammInputError(f"Extend by at least {FRAMES_PER_TOKEN / MODEL_FPS:.1f} s (one token), got {seconds} s")
     spec = model_spec(context)
     obj, action, found = _source(context, target, spec)
+    req = checked(spec, len(found.joints), op="extend", before_s=seconds if side == "BEFORE" else 0.0,
+                  after_s=seconds if side == "AFTER" else 0.0, prompt=_prompt(prompt, action), n=variations,
+                  seed=seed, cfg=tuple(cfg))
+    seconds = req.before_s + req.after_s
+    added = int(round(seconds * MODEL_FPS / FRAMES_PER_TOKEN)) * FRAMES_PER_TOKEN  # whole tokens, as the model
     joints, key_first, key_last = found.joints, found.first, found.last
     step = bake.scene_fps(context.scene) / MODEL_FPS
     if side == "BEFORE":
@@ -212,12 +217,10 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
     else:
         origin = float(key_first)
         span = (key_last + 1, int(math.floor(key_first + (len(joints) - 1 + added) * step + 1e-6)))
-    args = {**_source_args(found), "before_s": seconds if side == "BEFORE" else 0.0,
-            "after_s": seconds if side == "AFTER" else 0.0, "prompt": _prompt(prompt, action), "n": int(variations),
-            "seed": int(seed), "cfg": _cfg(cfg)}
+    args = {**_source_args(found), **req.to_args()}
     job = get_backend(context).submit(backend.Request("extend", spec, args))
-    return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, int(seed),
-                args["prompt"] or "", model_key(spec))
+    return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, req.seed,
+                req.prompt or "", model_key(spec))
 
 
 def _prompt(prompt: str | None, action) -> str | None:
