@@ -79,7 +79,7 @@ def checked(spec: dict, source_frames: int | None = None, **fields):
     try:
         return request.Request(**fields).check(limits(spec), source_frames=source_frames)
     except request.InputError as e:
-        raise BammInputError(str(e)[:1].upper() + str(e)[1:]) from None
+        raise BammInputError(str(e)) from None
 
 
 def wheel_paths() -> list[str]:
