@@ -37,6 +37,7 @@ from pathlib import Path
 
 import torch
 
+from ..request import InputError  # a ValueError: a CLIP file that cannot be read is the user's to fix
 from .text import check_texts
 
 CLIP_PATH_ENV = "BAMM_CLIP_PATH"
@@ -94,7 +95,7 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own error type for damaged files
-            raise ValueError(f"{path}: not a readable .safetensors file: {exc}") from exc
+            raise InputError(f"{path}: not a readable .safetensors file: {exc}") from exc
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
@@ -102,14 +103,14 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
                     return _read_torchscript_tensors(path, archive, names)
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
-            raise ValueError(f"{path}: damaged TorchScript archive: {exc}") from exc
+            raise InputError(f"{path}: damaged TorchScript archive: {exc}") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or unsafe files
-        raise ValueError(f"{path}: not a readable CLIP checkpoint (state dict, .safetensors or TorchScript "
+        raise InputError(f"{path}: not a readable CLIP checkpoint (state dict, .safetensors or TorchScript "
                          f"archive): {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a state dict (a dict of tensors by key), got {type(state).__name__}")
+        raise InputError(f"{path}: expected a state dict (a dict of tensors by key), got {type(state).__name__}")
     return state
 
 
@@ -171,20 +172,20 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
 def _read_torchscript_tensors(path: Path, archive: zipfile.ZipFile, names: list[str]) -> dict[str, torch.Tensor]:
     pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pickles) != 1:
-        raise ValueError(f"{path}: TorchScript archive without a single top-level data.pkl")
+        raise InputError(f"{path}: TorchScript archive without a single top-level data.pkl")
     prefix = pickles[0].split("/")[0]
     for name in (pickles[0], f"{prefix}/byteorder"):  # sizes as declared: reads never go past them
         if name in names and archive.getinfo(name).file_size > MAX_PICKLE_BYTES:
-            raise ValueError(f"{path}: {name} declares {archive.getinfo(name).file_size} bytes, more than a "
+            raise InputError(f"{path}: {name} declares {archive.getinfo(name).file_size} bytes, more than a "
                              f"CLIP archive holds ({MAX_PICKLE_BYTES})")
     if f"{prefix}/byteorder" in names and archive.read(f"{prefix}/byteorder").strip() != b"little":
-        raise ValueError(f"{path}: big-endian TorchScript archives are not supported")
+        raise InputError(f"{path}: big-endian TorchScript archives are not supported")
     try:
         with archive.open(pickles[0]) as file:
             root = _TensorOnlyUnpickler(file, archive, prefix, path).load()
     except (pickle.UnpicklingError, RuntimeError, TypeError, ValueError, KeyError, EOFError, AttributeError,
             IndexError, OverflowError, zipfile.BadZipFile, zlib.error, OSError) as exc:
-        raise ValueError(f"{path}: cannot read the tensors of this TorchScript archive: {exc}") from exc
+        raise InputError(f"{path}: cannot read the tensors of this TorchScript archive: {exc}") from exc
     tensors: dict[str, torch.Tensor] = {}
     _collect_tensors(root, "", tensors)
     return tensors
@@ -215,7 +216,7 @@ def to_transformers(state: dict[str, torch.Tensor], path: Path):
 
     def take(key: str) -> torch.Tensor:
         if key not in state:
-            raise ValueError(f"{path}: not an OpenAI CLIP checkpoint, the key '{key}' is missing")
+            raise InputError(f"{path}: not an OpenAI CLIP checkpoint, the key '{key}' is missing")
         return state[key].float()
 
     width = take("ln_final.weight").shape[0]
@@ -272,7 +273,7 @@ def load_clip_vocab(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """(token -> id, merges) in CLIP's order: 256 byte symbols, the same with '</w>', merges, SOT, EOT."""
     raw = path.read_bytes()
     if hashlib.sha256(raw).hexdigest() != VOCAB_SHA256:
-        raise ValueError(f"{path}: not CLIP's BPE vocabulary (SHA-256 differs); reinstall {VOCAB_PACKAGE}")
+        raise InputError(f"{path}: not CLIP's BPE vocabulary (SHA-256 differs); reinstall {VOCAB_PACKAGE}")
     lines = gzip.decompress(raw).decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1:1 + N_MERGES]]
     # byte-level BPE shows printable bytes as themselves and maps the other 68 bytes to chr(256 + n), in order
