@@ -124,6 +124,16 @@ def load_joints(path) -> np.ndarray:
     return joints.astype(np.float32)
 
 
+BLEND_MAGIC = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")  # plain, gzip- or zstd-compressed .blend
+
+
+def _looks_like(suffix: str, head: bytes) -> bool:
+    """Whether a file's first bytes fit its suffix (binary FBX header, or ASCII FBX naming itself; .blend)."""
+    if suffix == ".blend":
+        return head.startswith(BLEND_MAGIC)
+    return head.startswith(b"Kaydara FBX Binary") or (b"FBX" in head and b"\x00" not in head)
+
+
 def load_target(context, path, name: str | None):
     """Open a .blend (replaces the open file) or import an .fbx into an empty scene; return its armature."""
     path = Path(path)
@@ -131,12 +141,20 @@ def load_target(context, path, name: str | None):
         raise BammInputError(f"Target {path} must be a .blend or .fbx file")
     if not path.is_file():
         raise BammInputError(f"Target file {path} does not exist")
-    if path.suffix.lower() == ".blend":
-        bpy.ops.wm.open_mainfile(filepath=str(path))
-    else:
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = int(MODEL_FPS), 1.0
-        bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if not _looks_like(path.suffix.lower(), head):
+        raise BammInputError(f"Target {path} is not a {path.suffix[1:].upper()} file (its header does not match)")
+    try:
+        if path.suffix.lower() == ".blend":
+            bpy.ops.wm.open_mainfile(filepath=str(path))
+        else:
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+            bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = int(MODEL_FPS), 1.0
+            bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+    except (RuntimeError, ValueError, TypeError, AttributeError, KeyError, IndexError, OSError, EOFError) as exc:
+        reason = " ".join(str(exc).split()).removeprefix("Error: ")[:200]
+        raise BammInputError(f"Target {path} cannot be read as a {path.suffix[1:].upper()} file ({reason})") from None
     rigs = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
     if name:
         match = [o for o in rigs if o.name == name]
@@ -250,8 +268,8 @@ def main(argv=None) -> int:
             path = export_joints(joints, args.out, fmt=args.format, target_file=args.target,
                                  armature_name=args.armature, bone_map_file=args.bone_map,
                                  overwrite=args.overwrite, options=options)
-    except BammError as exc:
-        print(f"bamm export: error: {exc}", file=sys.stderr)
+    except (BammError, ValueError) as exc:  # ValueError: joints the bone solver cannot use (degenerate)
+        print(f"bamm export: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(path)
     return 0

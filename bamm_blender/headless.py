@@ -27,7 +27,7 @@ from . import armature, bake, backend, preferences, results
 from .core import MODEL_FPS, RUNTIME_DIR, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
 
-request = model_module(".request")
+request = model_module(".request")  # the request contract: every check of a request's fields
 
 SEAM_BLEND_S = 0.2  # rotation crossfade with the kept keys at each seam, seconds
 MIN_RANGE = 4  # scene frames
@@ -98,8 +98,8 @@ def model_key(spec: dict) -> str:
 
 
 def limits(spec: dict):
-    """The spec's ``request.Limits`` from its runtime or weights config, read without loading a model (the
-    defaults for a test model, which checks itself again); an unreadable config -> BammInputError."""
+    """The request contract's limits of a spec's runtime or weights folder (a test model: the defaults; the
+    worker checks again against the loaded model)."""
     folder = spec.get("runtime") or spec.get("weights")
     try:
         return request.Limits.from_folder(folder) if folder else request.Limits()
@@ -108,7 +108,7 @@ def limits(spec: dict):
 
 
 def checked(spec: dict, source_frames: int | None = None, **fields):
-    """A ``request.Request`` of ``fields`` checked against the spec's limits (InputError -> BammInputError)."""
+    """``request.Request(**fields)`` checked against the spec's limits; bad input -> BammInputError."""
     try:
         return request.Request(**fields).check(limits(spec), source_frames=source_frames)
     except request.InputError as e:
@@ -162,6 +162,8 @@ def start_generate(context, *, prompt: str, seconds: float | None = None, seed: 
                    cfg=(4.0, 3.0), target=None, engine: Engine | None = None) -> Task:
     """Submit a text-to-motion job. ``seconds`` None: the model picks the length. ``target`` None: a new
     BAMM Skeleton is created when the job finishes."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise BammInputError("Type a prompt first (what the character should do)")
     _target(target)
     spec = spec_of(context, engine)
     req = checked(spec, op="generate", prompt=prompt, seconds=seconds, n=variations, seed=seed, cfg=tuple(cfg))

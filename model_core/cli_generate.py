@@ -163,8 +163,8 @@ def cmd_generate(argv: list[str]) -> int:
     limits = _limits(args)
     req = Request(op="generate", prompt=args.prompt, frames=args.frames, seconds=args.seconds, n=args.n,
                   seed=args.seed, cfg=tuple(args.cfg), rounds=args.rounds).check(limits)
-    out = outputs.check_folder(args.out)
     _check_device(args)
+    out = outputs.check_folder(args.out)
     bamm = _load(args)
     motions = bamm.generate([req.prompt], frames=req.frames, n=req.n, seed=req.seed, **req.settings())
     for k, m in enumerate(motions):
@@ -212,8 +212,8 @@ def cmd_edit(argv: list[str]) -> int:
         raise CLIError("the prompt is empty: leave it out to inpaint unconditionally")
     req = Request(op="edit", prompt=args.prompt, range=parse_range(args.range, limits.fps), seed=args.seed,
                   cfg=tuple(args.cfg), rounds=args.rounds).check(limits, source_frames=len(joints))
-    out = outputs.check_folder(args.out)
     _check_device(args)
+    out = outputs.check_folder(args.out)
     bamm = _load(args)
     start, end = req.range
     m = bamm.edit(joints, req.range, req.prompt, seed=req.seed, **req.settings())

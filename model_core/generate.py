@@ -256,7 +256,7 @@ class BAMM(Generator):
             raise ValueError(f"{root / 'stats.safetensors'}: expected tensors 'mean' and 'std', got {sorted(stats)}")
         for key, value in stats.items():
             if value.dim() != 1 or not bool(value.isfinite().all()) or (key == "std" and not bool((value > 0).all())):
-                raise ValueError(f"{root / 'stats.safetensors'}: tensor {key!r} must be a finite vector"
+                raise InputError(f"{root / 'stats.safetensors'}: tensor {key!r} must be a finite vector"
                                  + (" of positive values" if key == "std" else "") + " (NaN, inf or 0 found)")
         t2m = load_model(BAMMTransformer, BAMMConfig, root, "t2m")
         if t2m.config.text_dim != text_encoder.dim:

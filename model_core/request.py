@@ -224,7 +224,7 @@ class Request:
         changes: dict = {}
         changes["prompt"] = check_prompt(self.prompt, lim, required=self.op == "generate")
         changes["n"] = _int(self.n, "n", 1, lim.max_n)
-        changes["seed"] = _int(self.seed, "seed", 0, MAX_SEED)
+        changes["seed"] = _int(self.seed, "seed", 0, MAX_SEED - changes["n"] + 1)  # variations use seed + k
         cfg = self.cfg
         if isinstance(cfg, (str, bytes)) or not hasattr(cfg, "__len__") or len(cfg) != 2:
             raise InputError(f"cfg must be a pair of guidance scales (first pass, refinement), got {_show(cfg)}")
@@ -251,8 +251,8 @@ class Request:
             before = _number(self.before_s, "before_s (seconds added before)", 0.0, lim.max_seconds)
             after = _number(self.after_s, "after_s (seconds added after)", 0.0, lim.max_seconds)
             if round(before * fps / f) == 0 and round(after * fps / f) == 0:
-                raise InputError(f"before_s / after_s add nothing: extend by at least {f / 2 / fps:.2f} s (rounded to whole "
-                                 f"tokens of {f / fps:.1f} s), got {before:g} s before / {after:g} s after")
+                raise InputError(f"before_s / after_s add nothing once rounded to whole tokens of {f / fps:g} s: "
+                                 f"extend by at least {f / fps:g} s, got {before:g} s before / {after:g} s after")
             changes["before_s"], changes["after_s"] = before, after
         elif self.before_s or self.after_s:
             raise InputError(f"{self.op} takes no before_s / after_s")
