@@ -28,6 +28,7 @@ from . import decoding as D
 from .decoding import REFINE_MODES, Sampler, Settings, check_positive_int, is_number, refine_redo  # noqa: F401
 from .motion import features as F
 from .nets import Nets
+from .request import InputError, Limits, Request
 
 FORMAT_VERSION = 1
 
@@ -68,14 +69,20 @@ class Progress:
         return None if self.callback is None else (lambda f: self(stage, f))
 
 
-def check_prompts(prompts) -> list[str]:
+def check_prompts(prompts, limits: Limits | None = None) -> list[str]:
+    """One prompt or a list -> a list of prompts, each checked by the request contract."""
     prompts = [prompts] if isinstance(prompts, str) else prompts
     if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError(f"prompts must be a non-empty string or list of strings, got {prompts!r}")
+        raise InputError(f"prompts must be a non-empty string or list of strings, got {prompts!r}"[:200])
+    out = []
     for i, p in enumerate(prompts):
         if not isinstance(p, str) or not p.strip():
-            raise ValueError(f"prompts[{i}] must be a non-empty string, got {p!r}")
-    return list(prompts)
+            raise InputError(f"prompts[{i}] must be a non-empty string, got {p!r}"[:200])
+        try:
+            out.append(Request(prompt=p).check(limits).prompt)
+        except InputError as e:
+            raise InputError(f"prompts[{i}]: {e}") from None
+    return out
 
 
 class Generator:
@@ -100,6 +107,11 @@ class Generator:
     @property
     def max_frames(self) -> int:
         return self.max_tokens * self.frames_per_token
+
+    @property
+    def limits(self) -> Limits:
+        """What these weights accept (the request contract's limits)."""
+        return Limits.from_nets(self.nets.config)
 
     # ------------------------------------------------------------------------------------ building blocks
 
@@ -143,17 +155,15 @@ class Generator:
         progress(stage, fraction) is called during decoding (fraction: overall, 0..1); an exception raised
         from it aborts the call. use_cache False recomputes every position at each step (same result).
         """
-        prompts = check_prompts(prompts)
-        n = check_positive_int(n, "n")
-        st = Settings(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
+        prompts = check_prompts(prompts, self.limits)
+        req = Request(op="generate", prompt=prompts[0], frames=frames, n=n, seed=seed, cfg=cfg, refine=refine,
+                      rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg).check(self.limits)
+        n, seed = req.n, req.seed
+        st = Settings(**req.settings())
         batch = len(prompts) * n
         lengths = None
-        if frames is not None:
-            f = self.frames_per_token
-            frames = check_positive_int(frames, "frames")
-            if not f <= frames <= self.max_frames:
-                raise ValueError(f"frames must be in [{f}, {self.max_frames}] for these weights, got {frames}")
-            lengths = np.full(batch, frames // f, np.int64)
+        if req.frames is not None:
+            lengths = np.full(batch, req.frames // self.frames_per_token, np.int64)
         sampler = Sampler(seed)
         prog = Progress(progress, {"text": 1, "tokens": 6, "refine": 3 * (st.passes > 0), "residual": 2,
                                    "decode": 1})
@@ -244,6 +254,10 @@ class BAMM(Generator):
         stats = load_tensors(root / "stats.safetensors")
         if set(stats) != {"mean", "std"}:
             raise ValueError(f"{root / 'stats.safetensors'}: expected tensors 'mean' and 'std', got {sorted(stats)}")
+        for key, value in stats.items():
+            if value.dim() != 1 or not bool(value.isfinite().all()) or (key == "std" and not bool((value > 0).all())):
+                raise InputError(f"{root / 'stats.safetensors'}: tensor {key!r} must be a finite vector"
+                                 + (" of positive values" if key == "std" else "") + " (NaN, inf or 0 found)")
         t2m = load_model(BAMMTransformer, BAMMConfig, root, "t2m")
         if t2m.config.text_dim != text_encoder.dim:
             raise ValueError(f"{root} was trained with the text encoder '{meta['text_encoder']}' "

@@ -110,8 +110,8 @@ def test_enabled_add_on_defaults_to_the_bundled_runtime(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("files, frames", [
     ({"bamm.json": {"max_frames": 120}}, 120),
-    ({"runtime.json": {"nets": {"max_tokens": 31, "frames_per_token": 4}}}, 120),  # 30 motion tokens + [END]
-    ({"runtime.json": {"nets": {"max_tokens": 21, "frames_per_token": 4}}, "bamm.json": {"max_frames": 120}}, 80),
+    ({"runtime.json": {"nets": {"max_tokens": 31, "frames_per_token": 4, "fps": 20.0}}}, 120),  # 30 motion tokens + [END]
+    ({"runtime.json": {"nets": {"max_tokens": 21, "frames_per_token": 4, "fps": 20.0}}, "bamm.json": {"max_frames": 120}}, 80),
     ({"runtime.json": {"format_version": 1}}, core.DEFAULT_MAX_FRAMES),
     ({"bamm.json": {"fps": 20}}, core.DEFAULT_MAX_FRAMES),
     ({}, core.DEFAULT_MAX_FRAMES),
@@ -140,11 +140,10 @@ def test_seconds_over_the_limit_is_refused():
         settings = bpy.context.scene.bamm
         settings.seconds = 10.0  # clamped by the property
         assert settings.seconds == pytest.approx(core.max_seconds())
-        headless.configure(model_spec={"weights": str(ROOT / "weights")})
-        with pytest.raises(BammInputError, match=r"10 s is over the model's limit of 9.8 s \(196 frames\)"):
-            headless.start_generate(bpy.context, prompt="walk", seconds=10.0)
+        engine = headless.Engine(spec={"weights": str(ROOT / "weights")})
+        with pytest.raises(BammInputError, match=r"10 s is over these weights' limit of 9.8 s \(196 frames"):
+            headless.start_generate(bpy.context, prompt="walk", seconds=10.0, engine=engine)
     finally:
-        headless.configure()
         bamm_blender.unregister()
 
 

@@ -155,23 +155,36 @@ def _parse_channels(tokens: _Tokens, joint: str) -> tuple[str, ...]:
     return tuple(channels)
 
 
-def _parse_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> None:
+MAX_DEPTH = 256  # joint nesting levels (real rigs: under 40); deeper files are refused with a message
+
+
+def _open_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> int:
+    """Read ``<name> { OFFSET x y z`` of a joint, append it; returns its index."""
     name = tokens.name()
     for keyword in ("{", "OFFSET"):
         tokens.expect(keyword)
-    offset = tokens.vector(f"OFFSET of {name!r}")
-    index = len(joints)
-    joints.append(BvhJoint(name=name, parent=parent, offset=offset))
-    has_children = False
-    while True:
+    joints.append(BvhJoint(name=name, parent=parent, offset=tokens.vector(f"OFFSET of {name!r}")))
+    return len(joints) - 1
+
+
+def _parse_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> None:
+    """The joint after ``ROOT`` / ``JOINT`` and all its descendants, depth-first, without recursion (a file
+    nested thousands of levels deep gets a message, not a RecursionError)."""
+    stack, has_children = [_open_joint(tokens, joints, parent)], set()
+    while stack:
+        index = stack[-1]
+        name = joints[index].name
         tok = tokens.next(f"CHANNELS, JOINT, End Site or '}}' in joint {name!r}")
         if tok == "CHANNELS":
-            if has_children or joints[index].channels:
+            if index in has_children or joints[index].channels:
                 raise tokens.error(f"joint {name!r}: CHANNELS must come once, before the child joints")
             joints[index].channels = _parse_channels(tokens, name)
         elif tok == "JOINT":
-            has_children = True
-            _parse_joint(tokens, joints, index)
+            has_children.add(index)
+            if len(stack) >= MAX_DEPTH:
+                raise tokens.error(f"joint {name!r} is nested {len(stack)} levels deep; at most {MAX_DEPTH} are "
+                                   "supported")
+            stack.append(_open_joint(tokens, joints, index))
         elif tok == "End":
             for keyword in ("Site", "{", "OFFSET"):
                 tokens.expect(keyword)
@@ -181,7 +194,7 @@ def _parse_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> None:
                 raise tokens.error(f"joint {name!r} has more than one End Site")
             joints[index].end_site = end
         elif tok == "}":
-            return
+            stack.pop()
         else:
             raise tokens.error(f"unexpected {tok!r} in joint {name!r}")
 
