@@ -83,6 +83,7 @@ class Generator:
 
     def __init__(self, nets: Nets):
         self.nets = nets
+        self.profile = "bamm"  # decoding profile of `generate` when it is not given ("bamm" or "official")
 
     @property
     def fps(self) -> float:
@@ -132,7 +133,7 @@ class Generator:
     def generate(self, prompts: str | list[str], *, frames: int | None = None, n: int = 1, seed: int = 0,
                  cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other", rounds: int = 2,
                  temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0,
-                 progress=None, use_cache: bool = True, profile: str = "bamm") -> list[Motion]:
+                 progress=None, use_cache: bool = True, profile: str | None = None) -> list[Motion]:
         """Motions for one prompt or a list, `n` each, prompt-major (len(prompts) * n results), one batch.
 
         frames: None lets the model end each motion ([END], 1..max_frames / 4 tokens); an int asks for that
@@ -143,8 +144,10 @@ class Generator:
         progress(stage, fraction) is called during decoding (fraction: overall, 0..1); an exception raised
         from it aborts the call. use_cache False recomputes every position at each step (same result).
         profile "official" decodes as the published BAMM code (`decoding.official_settings`; cfg, refine,
-        rounds, top_k and res_cfg are then the official ones), for published numbers with imported weights.
+        rounds, top_k and res_cfg are then the official ones), for published numbers with imported weights;
+        None: `self.profile`.
         """
+        profile = self.profile if profile is None else profile
         prompts = check_prompts(prompts)
         n = check_positive_int(n, "n")
         if profile == "official":

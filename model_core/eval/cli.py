@@ -49,7 +49,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="decoding rounds: 1 = AR only, 2 = cascaded")
-    p.add_argument("--length", default="gt", choices=["gt", "predicted"])
+    p.add_argument("--length", choices=["gt", "predicted"],
+                   help="motion length: the clip's (gt, default) or the model's (predicted, default with the "
+                        "official profile, as the published evaluation)")
+    p.add_argument("--profile", default="auto", choices=["auto", "bamm", "official"],
+                   help="decoding profile; auto: official for imported official weights with --official, else bamm")
     p.add_argument("--ablations", action="store_true",
                    help="also run rounds 1/2/3 and predicted-vs-ground-truth length")
     p.add_argument("--phrasings", default="held-out", choices=["held-out", "training"],
@@ -104,6 +108,11 @@ def main(command_name: str, argv: list[str]) -> int:
     from .reconstruction import tokenizer_mpjpe
 
     bamm = BAMM.from_pretrained(weights, device=args.device, int8=args.int8)
+    if args.profile == "auto":
+        args.profile = "official" if official is not None and bamm.t2m.config.arch == "official" else "bamm"
+    bamm.profile = args.profile
+    args.length = args.length or ("predicted" if args.profile == "official" else "gt")
+    print(f"decoding profile: {args.profile}, length: {args.length}")
     rec = tokenizer_mpjpe(bamm.vq, bamm.mean, bamm.std, data, split=args.split)
     print(f"tokenizer reconstruction ({rec['clips']} {args.split} clips): MPJPE {rec['aligned_mpjpe_mm']:.1f} mm "
           f"pelvis-aligned (MoMask protocol), {rec['mpjpe_mm']:.1f} mm with the global trajectory")
