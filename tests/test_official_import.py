@@ -149,3 +149,47 @@ def test_cli_reports_one_line_and_keeps_an_existing_folder(imported, tmp_path):
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
     assert run.returncode == 1 and "not an empty folder" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == before
+
+
+def _random_clip_file(path: Path) -> Path:
+    """An OpenAI-keyed CLIP checkpoint with a small random text tower (width 64, one layer, 512-d output)
+    and a stand-in image tower, saved with torch.save."""
+    g = torch.Generator().manual_seed(7)
+    w = 64
+    state = {"token_embedding.weight": torch.randn(49408, w, generator=g) * 0.02,
+             "positional_embedding": torch.randn(77, w, generator=g) * 0.01,
+             "ln_final.weight": torch.ones(w), "ln_final.bias": torch.zeros(w),
+             "text_projection": torch.randn(w, 512, generator=g) * 0.1, "logit_scale": torch.tensor(4.6),
+             "visual.proj": torch.randn(32, 512, generator=g)}
+    p = "transformer.resblocks.0."
+    for name, shape in [("attn.in_proj_weight", (3 * w, w)), ("attn.in_proj_bias", (3 * w,)),
+                        ("attn.out_proj.weight", (w, w)), ("attn.out_proj.bias", (w,)),
+                        ("ln_1.weight", (w,)), ("ln_1.bias", (w,)), ("ln_2.weight", (w,)), ("ln_2.bias", (w,)),
+                        ("mlp.c_fc.weight", (4 * w, w)), ("mlp.c_fc.bias", (4 * w,)),
+                        ("mlp.c_proj.weight", (w, 4 * w)), ("mlp.c_proj.bias", (w,))]:
+        state[p + name] = torch.randn(shape, generator=g) * 0.05 + (1.0 if name.endswith("ln_1.weight") or
+                                                                      name.endswith("ln_2.weight") else 0.0)
+    torch.save(state, path)
+    return path
+
+
+def test_clip_text_tower_travels_with_the_folder(imported, tmp_path):
+    pytest.importorskip("transformers")
+    from model_core.generate import BAMM
+    from model_core.models.clip_text import CLIPTextEncoder
+    from model_core.models.text import clear_text_encoder_cache
+
+    paths, _ = imported
+    clip = _random_clip_file(tmp_path / "ViT-B-32.pt")
+    import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], clip=clip, out=tmp_path / "w")
+    moved = tmp_path / "elsewhere"
+    (tmp_path / "w").rename(moved)
+    tensors = load_file(str(moved / "clip_text.safetensors"))
+    assert "text_projection" in tensors and not any(k.startswith("visual.") for k in tensors)
+    clear_text_encoder_cache()
+    model = BAMM.from_pretrained(moved)
+    prompts = ["a person walks forward", "someone jumps"]
+    want = CLIPTextEncoder(path=clip).encode(prompts)
+    assert torch.allclose(torch.as_tensor(model.encode_text(prompts)), want, atol=1e-5)
+    motion = model.generate(prompts[0], seed=1, profile="official")[0]
+    assert motion.frames == 4 * len(motion.tokens) and np.isfinite(motion.joints).all()
