@@ -53,3 +53,21 @@ def test_official_profile_is_token_identical_on_onnx_runtime(both, temperature):
     for x, y in zip(a, b):
         assert np.array_equal(x.tokens, y.tokens)
         assert np.abs(x.features - y.features).max() < 1e-3
+
+
+def test_imported_folder_with_clip_exports_a_complete_runtime(tmp_path):
+    """With --clip the folder's runtime carries the CLIP text tower: prompts in, motions out, no torch
+    encoder needed; its embeddings equal the torch encoder's."""
+    from model_core.runtime.export import export_runtime
+    from test_official_import import _random_clip_file
+
+    paths = write_official(tmp_path / "ckpt", seed=0, end_bias=1.0)
+    clip = _random_clip_file(tmp_path / "ViT-B-32.pt")
+    import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], clip=clip, out=tmp_path / "w")
+    export_runtime(tmp_path / "w", tmp_path / "rt")
+    ort_gen = Generator(load_runtime(tmp_path / "rt", "cpu", threads=1))
+    torch_gen = BAMM.from_pretrained(tmp_path / "w")
+    prompts = ["a person walks forward", "someone  Jumps twice"]
+    assert np.abs(ort_gen.encode_text(prompts) - torch_gen.encode_text(prompts)).max() < 1e-4
+    motion = ort_gen.generate(prompts[0], seed=2, profile="official")[0]
+    assert motion.frames == 4 * len(motion.tokens) and np.isfinite(motion.joints).all()

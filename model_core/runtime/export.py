@@ -142,7 +142,9 @@ def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str
     if text:
         from .text_export import export_text_encoder
 
-        export_text_encoder(spec, out, weights_dtype=text_weights)
+        from ..generate import folder_text_spec
+
+        export_text_encoder(folder_text_spec(spec, weights), out, weights_dtype=text_weights)
         text_files = ["text.onnx", "text.json", "tokenizer.json"]
     info = {"format_version": RUNTIME_FORMAT, "nets": c.to_json(), "text_encoder": spec, "text_files": text_files,
             "cache": {"n_layers": t2m.config.n_layers, "n_heads": t2m.config.n_heads,
