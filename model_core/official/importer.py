@@ -87,8 +87,8 @@ def clip_text_tensors(path) -> dict[str, torch.Tensor]:
     from ..models.clip_text import read_clip_state_dict, to_transformers
 
     state = read_clip_state_dict(path)
-    text = {k: v for k, v in state.items() if not k.startswith("visual.") and k not in ("logit_scale", "input_resolution",
-                                                                                         "context_length", "vocab_size")}
+    skip = ("logit_scale", "input_resolution", "context_length", "vocab_size")  # image tower and training scalars
+    text = {k: v for k, v in state.items() if not k.startswith("visual.") and k not in skip}
     to_transformers(text, Path(path))  # every key the text encoder needs is there (clear error otherwise)
     return {k: v.contiguous().clone() for k, v in text.items()}
 

@@ -48,7 +48,7 @@ def random_state(layout: dict, seed: int) -> dict[str, torch.Tensor]:
             fan_in = int(np.prod(shape[1:])) if len(shape) > 1 else shape[0]
             out[key] = torch.randn(shape, generator=g) / math.sqrt(fan_in)
         else:
-            out[key] = 0.02 * torch.randn(shape, generator=g) if len(shape) > 1 else 0.05 * torch.randn(shape, generator=g)
+            out[key] = (0.02 if len(shape) > 1 else 0.05) * torch.randn(shape, generator=g)
     return out
 
 
