@@ -3,7 +3,7 @@
   bamm eval train-evaluator --data <dataset> --out <folder> [--steps N]
   bamm eval --data <dataset> --weights <weights> [--split test] [--repeats 3] [--rounds 2]
             [--length gt|predicted] [--ablations] [--phrasings held-out|training] [--evaluator <folder>]
-            [--official <folder>]
+            [--official <folder>] [--profile auto|bamm|official]
 
 Besides the text-motion metrics the table reports the dynamics of the joints (``dynamics.py``: mean joint
 acceleration, high-frequency share, foot skate, floor penetration; median over clips) of the real clips,
@@ -14,7 +14,8 @@ the real clips' share, and the action classifier's walk / walk-back confusion on
 ``--official`` uses HumanML3D's official evaluator (files supplied by the user, layout in
 ``model_core/eval/official.py``): <folder>/text_mot_match/model/finest.tar, <folder>/Comp_v6_KLD01/meta/
 {mean,std}.npy, <folder>/glove/our_vab_{data,words}.npy. Published tables use --repeats 20
---mm-prompts 100 --mm-samples 30.
+--mm-prompts 100 --mm-samples 30. With weights imported by ``bamm import-official`` the default profile
+``auto`` decodes as the published code does (``decoding.official_settings``) at the model's own lengths.
 """
 
 from __future__ import annotations
