@@ -193,3 +193,20 @@ def test_clip_text_tower_travels_with_the_folder(imported, tmp_path):
     assert torch.allclose(torch.as_tensor(model.encode_text(prompts)), want, atol=1e-5)
     motion = model.generate(prompts[0], seed=1, profile="official")[0]
     assert motion.frames == 4 * len(motion.tokens) and np.isfinite(motion.joints).all()
+
+
+def test_statistics_files_are_checked(imported, tmp_path):
+    paths, _ = imported
+    files = {k: paths[k] for k in ("t2m", "res", "vq")}
+    with pytest.raises(FileNotFoundError, match="mean.npy"):
+        import_official(**files, meta=tmp_path / "nowhere", out=tmp_path / "w")
+    meta = tmp_path / "meta"
+    meta.mkdir()
+    np.save(meta / "mean.npy", np.zeros(263, np.float32))
+    np.save(meta / "std.npy", np.array([{"not": "numbers"}], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="std.npy: not a plain numpy array"):
+        import_official(**files, meta=meta, out=tmp_path / "w")
+    np.save(meta / "std.npy", np.zeros(263, np.float32))
+    with pytest.raises(ValueError, match="must be > 0"):
+        import_official(**files, meta=meta, out=tmp_path / "w")
+    assert not (tmp_path / "w").exists()
