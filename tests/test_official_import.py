@@ -210,3 +210,14 @@ def test_statistics_files_are_checked(imported, tmp_path):
     with pytest.raises(ValueError, match="must be > 0"):
         import_official(**files, meta=meta, out=tmp_path / "w")
     assert not (tmp_path / "w").exists()
+
+
+def test_attention_heads_come_from_the_runs_options(imported, tmp_path):
+    from model_core.official.importer import heads_of
+
+    paths, _ = imported
+    assert heads_of(paths["vq"]) == 6  # no opt.txt beside the run: the published models' 6
+    run = tmp_path / "run"
+    (run / "model").mkdir(parents=True)
+    (run / "opt.txt").write_text("------------ Options -------------\nlatent_dim: 384\nn_heads: 4\n---- End ----\n")
+    assert heads_of(run / "model" / "latest.tar") == 4

@@ -93,15 +93,34 @@ def clip_text_tensors(path) -> dict[str, torch.Tensor]:
     return {k: v.contiguous().clone() for k, v in text.items()}
 
 
-def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int = N_HEADS,
-                    res_heads: int = N_HEADS) -> Path:
-    """Write the weights folder `out` from the official checkpoints. Returns its bamm.json path."""
+def heads_of(checkpoint) -> int:
+    """Attention heads from the training options the official code writes beside the checkpoint
+    (``<run>/opt.txt``, a line ``n_heads: 6``, for a checkpoint at ``<run>/model/<file>.tar``); N_HEADS when
+    there is no such file or line."""
+    opt = Path(checkpoint).resolve().parent.parent / "opt.txt"
+    try:
+        lines = opt.read_text(errors="replace").splitlines() if opt.is_file() else []
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "n_heads" and value.strip().isdigit():
+            return int(value.strip())
+    return N_HEADS
+
+
+def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int | None = None,
+                    res_heads: int | None = None) -> Path:
+    """Write the weights folder `out` from the official checkpoints. Returns its bamm.json path. heads /
+    res_heads: attention heads (None: from the run's opt.txt, else 6)."""
     from ..generate import FORMAT_VERSION
     from ..models.checkpoint import save_model, save_tensors
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder; choose a new folder (nothing overwritten)")
+    heads = heads_of(t2m) if heads is None else heads
+    res_heads = heads_of(res) if res_heads is None else res_heads
     t2m_m, res_m, vq_m = convert(t2m_path=t2m, res_path=res, vq_path=vq, heads=heads, res_heads=res_heads)
     meta = Path(meta) if meta else Path(vq).resolve().parent.parent / "meta"
     mean, std = read_stats(meta, vq_m.config.input_dim)
@@ -133,8 +152,9 @@ def main(name: str = "import-official", argv: list[str] | None = None) -> int:
     p.add_argument("--meta", help="folder with mean.npy and std.npy (default: meta/ beside the RVQ-VAE's model/)")
     p.add_argument("--clip", help="OpenAI CLIP ViT-B/32 file (ViT-B-32.pt); its text tower is copied into the "
                                   "folder (default: none, found at load time)")
-    p.add_argument("--heads", type=int, default=N_HEADS, help="attention heads of the BAMM transformer (6)")
-    p.add_argument("--res-heads", type=int, default=N_HEADS, help="attention heads of the residual transformer (6)")
+    p.add_argument("--heads", type=int, help="attention heads of the BAMM transformer (default: n_heads of the "
+                                             "run's opt.txt beside model/, else 6)")
+    p.add_argument("--res-heads", type=int, help="attention heads of the residual transformer (default: as --heads)")
     p.add_argument("--out", required=True, help="new weights folder")
     args = p.parse_args(argv)
     try:
