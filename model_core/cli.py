@@ -28,6 +28,7 @@ COMMANDS = {
     "export": (".cli_blender", "export a motion (.npy joints) to BVH / FBX / GLB through Blender"),
     "build-extension": (".cli_blender", "build the Blender extension zip"),
     "export-runtime": (".runtime.export", "export weights to ONNX graphs for the bundled runtime (ONNX Runtime)"),
+    "import-official": (".official.importer", "import the published BAMM / MoMask checkpoints into a weights folder"),
 }
 
 

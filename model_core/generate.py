@@ -90,6 +90,7 @@ class Generator:
 
     def __init__(self, nets: Nets):
         self.nets = nets
+        self.profile = "bamm"  # decoding profile of `generate` when it is not given ("bamm" or "official")
 
     @property
     def fps(self) -> float:
@@ -144,7 +145,7 @@ class Generator:
     def generate(self, prompts: str | list[str], *, frames: int | None = None, n: int = 1, seed: int = 0,
                  cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other", rounds: int = 2,
                  temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0,
-                 progress=None, use_cache: bool = True) -> list[Motion]:
+                 progress=None, use_cache: bool = True, profile: str | None = None) -> list[Motion]:
         """Motions for one prompt or a list, `n` each, prompt-major (len(prompts) * n results), one batch.
 
         frames: None lets the model end each motion ([END], 1..max_frames / 4 tokens); an int asks for that
@@ -154,12 +155,21 @@ class Generator:
         temperature 0 or top_k=1 picks the most likely tokens. Same seed -> same motions (on either back end).
         progress(stage, fraction) is called during decoding (fraction: overall, 0..1); an exception raised
         from it aborts the call. use_cache False recomputes every position at each step (same result).
+        profile "official" decodes as the published BAMM code (`decoding.official_settings`; cfg, refine,
+        rounds, top_k and res_cfg are then the official ones), for published numbers with imported weights;
+        None: `self.profile`.
         """
+        profile = self.profile if profile is None else profile
+        if profile not in D.PROFILES:
+            raise InputError(f"profile must be one of {', '.join(D.PROFILES)}, got {profile!r}")
         prompts = check_prompts(prompts, self.limits)
         req = Request(op="generate", prompt=prompts[0], frames=frames, n=n, seed=seed, cfg=cfg, refine=refine,
                       rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg).check(self.limits)
         n, seed = req.n, req.seed
-        st = Settings(**req.settings())
+        if profile == "official":
+            st = D.official_settings(temperature=req.temperature)
+        else:
+            st = Settings(**req.settings())
         batch = len(prompts) * n
         lengths = None
         if req.frames is not None:
@@ -177,7 +187,14 @@ class Generator:
         prog("residual", 1.0)
         motions = []
         for i in range(batch):
-            motions.append(self.tokens_to_motion(codes[i, :int(lengths[i])], prompts[i // n]))
+            tokens = codes[i, :int(lengths[i])]
+            if st.profile == "bamm":
+                motions.append(self.tokens_to_motion(tokens, prompts[i // n]))
+            else:  # the tokenizer sees every slot (zero vectors past the end); the motion is trimmed after
+                feats, _ = self.decode(D.decoder_codes(tokens, st, self.max_tokens + 1))
+                feats = feats[:len(tokens) * self.frames_per_token]
+                motions.append(Motion(joints=F.recover_from_ric(feats), features=feats, tokens=tokens,
+                                      prompt=prompts[i // n], fps=self.fps))
             prog("decode", (i + 1) / batch)
         return motions
 
@@ -196,6 +213,15 @@ class Generator:
         """One motion from [(prompt, frames or None), ...] segments joined by regenerated transitions."""
         from .editing import generate_long
         return generate_long(self, segments, **kwargs)
+
+
+def folder_text_spec(spec: str, root) -> str:
+    """A weights folder's text encoder spec with a relative CLIP file ("clip:clip_text.safetensors", written
+    by `bamm import-official`) resolved against the folder."""
+    kind, _, arg = spec.partition(":")
+    if kind.strip().lower() == "clip" and arg.strip() and not Path(arg.strip()).expanduser().is_absolute():
+        return f"clip:{Path(root) / arg.strip()}"
+    return spec
 
 
 class BAMM(Generator):
@@ -250,7 +276,8 @@ class BAMM(Generator):
         if not isinstance(meta.get("text_encoder"), str):
             raise ValueError(f"{meta_path}: expected an object with a 'text_encoder' string")
         if text_encoder is None or isinstance(text_encoder, str):
-            text_encoder = load_text_encoder(text_encoder or meta["text_encoder"], device=device)
+            text_encoder = load_text_encoder(text_encoder or folder_text_spec(meta["text_encoder"], root),
+                                             device=device)
         stats = load_tensors(root / "stats.safetensors")
         if set(stats) != {"mean", "std"}:
             raise ValueError(f"{root / 'stats.safetensors'}: expected tensors 'mean' and 'std', got {sorted(stats)}")

@@ -216,8 +216,10 @@ class ResidualVQ(nn.Module):
         return torch.stack(codes, -1)
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, N, q) codes of the first q layers -> (B, N, D) summed code vectors."""
-        return sum(self.layers[i].embed[codes[..., i]] for i in range(codes.shape[-1]))
+        """(B, N, q) codes of the first q layers -> (B, N, D) summed code vectors; code -1 adds a zero vector
+        (a slot past the end of a motion, as the official decoder sees it)."""
+        return sum(self.layers[i].embed[codes[..., i].clamp_min(0)] * (codes[..., i, None] >= 0)
+                   for i in range(codes.shape[-1]))
 
 
 class RVQVAE(nn.Module):
@@ -260,15 +262,16 @@ class RVQVAE(nn.Module):
         return self.quantizer.quantize(self._latents(x))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, N, q), q <= Q (the first q layers) -> normalised features (B, 4N, 263)."""
+        """codes (B, N, q), q <= Q (the first q layers) -> normalised features (B, 4N, 263). -1: no code."""
         c = self.config
         if codes.ndim != 3 or not 1 <= codes.shape[-1] <= c.num_quantizers:
             raise ValueError(f"codes must have shape (B, N, q) with 1 <= q <= {c.num_quantizers}, "
                              f"got {tuple(codes.shape)}")
         if codes.dtype != torch.long:
             raise ValueError(f"codes must be int64, got {codes.dtype}")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= c.code_num):
-            raise ValueError(f"codes must lie in [0, {c.code_num}), got [{int(codes.min())}, {int(codes.max())}]")
+        if codes.numel() and (codes.min() < -1 or codes.max() >= c.code_num):
+            raise ValueError(f"codes must lie in [0, {c.code_num}) (or -1: no code), got [{int(codes.min())}, "
+                             f"{int(codes.max())}]")
         return self._decode_latents(self.quantizer.dequantize(codes))
 
     def forward(self, x: torch.Tensor, *, lengths: torch.Tensor | None = None):

@@ -36,7 +36,7 @@ CHECK_PROMPTS = ["a person walks forward", "A man jumps, then waves his LEFT han
 def export_text_encoder(spec: str, out_dir, *, weights_dtype: str = "float32") -> dict:
     """Writes text.onnx, tokenizer.json and text.json for the encoder `spec` into `out_dir` (created if needed).
 
-    spec: "minilm" (384-d) or "minilm-lexical" (768-d); weights_dtype: "float32" (default, ~91 MB) or
+    spec: "minilm" (384-d), "minilm-lexical" (768-d) or "clip[:/path]" (512-d, `clip_export`); weights_dtype: "float32" (default, ~91 MB) or
     "float16" (weights stored as float16, ~46 MB, computed in float32). Checks the graph against the torch
     encoder on a few prompts and returns the text.json contents plus ``check_max_abs_error`` (float) and
     ``onnx_bytes`` (int).
@@ -48,6 +48,10 @@ def export_text_encoder(spec: str, out_dir, *, weights_dtype: str = "float32") -
     from ..models.text import load_text_encoder
     from .text_ort import OrtTextEncoder, token_arrays
 
+    if isinstance(spec, str) and spec.partition(":")[0].strip().lower() == "clip":  # "clip" or "clip:/path"
+        from .clip_export import export_clip_text
+
+        return export_clip_text(spec.partition(":")[2].strip() or None, out_dir, weights_dtype=weights_dtype)
     kind = _check_spec(spec)
     if weights_dtype not in WEIGHTS_DTYPES:
         raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
