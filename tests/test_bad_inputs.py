@@ -386,3 +386,27 @@ def test_export_garbage_target_is_one_line(tmp_path, capfd):
     assert "Traceback" not in err and err.splitlines()[-1] == \
         f"bamm export: error: Target {target} is not a FBX file (its header does not match)"
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("seconds, message", [
+    (float("nan"), "seconds must be a finite number > 0, got nan"),
+    (float("inf"), "seconds must be a finite number > 0, got inf"),
+    (10.0, "10 s is over these weights' limit of 9.8 s"),
+    (0.0, "seconds must be a finite number > 0"),
+])
+def test_headless_length_goes_through_the_contract(seconds, message):
+    bpy = pytest.importorskip("bpy")
+    from bamm_blender import headless
+    from bamm_blender.errors import BammInputError
+
+    class NoBackend:
+        def submit(self, request):
+            raise AssertionError("a bad request reached the backend")
+
+    headless.configure(backend_instance=NoBackend(), model_spec={"weights": str(SHIPPED)})
+    try:
+        with pytest.raises(BammInputError) as caught:
+            headless.start_generate(bpy.context, prompt="a person walks", seconds=seconds)
+        assert message in str(caught.value)
+    finally:
+        headless.configure()
