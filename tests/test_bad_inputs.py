@@ -69,7 +69,7 @@ GENERATE_CASES = [
     (["--seconds", "inf"], "seconds must be a finite number > 0, got inf"),
     (["--seconds", "nan"], "seconds must be a finite number > 0, got nan"),
     (["--seconds", "-1"], "seconds must be a finite number > 0"),
-    (["--seconds", "9.9"], "9.9 s is over these weights' limit of 9.8 s (196 frames at 20 fps)"),
+    (["--seconds", "9.9"], "9.9 s is over the model's limit of 9.8 s (196 frames)"),
     (["--frames", "2"], "frames must be an integer in [4, 196], got 2"),
     (["--n", "0"], "n must be an integer in [1, 32], got 0"),
     (["--n", "1000"], "n must be an integer in [1, 32], got 1000"),
@@ -391,7 +391,7 @@ def test_export_garbage_target_is_one_line(tmp_path, capfd):
 @pytest.mark.parametrize("seconds, message", [
     (float("nan"), "seconds must be a finite number > 0, got nan"),
     (float("inf"), "seconds must be a finite number > 0, got inf"),
-    (10.0, "10 s is over these weights' limit of 9.8 s"),
+    (10.0, "10 s is over the model's limit of 9.8 s"),
     (0.0, "seconds must be a finite number > 0"),
 ])
 def test_headless_length_goes_through_the_contract(seconds, message):
