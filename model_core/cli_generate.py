@@ -1,7 +1,12 @@
 """``bamm generate`` and ``bamm edit``: the main job from the command line.
 
   bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--weights weights/] [--out out/]
-  bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/]
+                [--overwrite]
+  bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/] [--overwrite]
+
+The request is checked by the request contract (``request.py``) against the weights' limits before a model
+is loaded, and the output folder before generating. Outputs are written to temporary files renamed into
+place under a free name (``walk.npy``, else ``walk-2.npy``, ... reported) unless ``--overwrite``.
 
 Each result is written as joints (.npy, (T, 22, 3) metres Y-up 20 fps), a BVH of the SMPL-22 skeleton,
 an FBX with the baked armature (through Blender's own exporter, when bpy is installed), an animated
