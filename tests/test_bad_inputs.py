@@ -140,6 +140,17 @@ def test_edit_bad_motion_inputs(tmp_path, capsys, no_model_load):
     assert snapshot(tmp_path) == before
 
 
+@pytest.mark.parametrize("argv, message", [
+    (["generate"], "the following arguments are required: prompt (see 'bamm generate --help')"),
+    (["generate", "walk", "--seconds", "abc"], "argument --seconds: invalid float value: 'abc'"),
+    (["generate", "walk", "--seconds", "1", "--frames", "8"], "not allowed with argument --seconds"),
+    (["edit", "m.npy"], "the following arguments are required: --range"),
+])
+def test_usage_errors_are_one_line(argv, message, capsys):
+    assert bamm(argv) == 2
+    assert message in one_line_error(capsys, argv[0])
+
+
 def test_debug_prints_the_traceback(tmp_path, capsys, no_model_load):
     assert bamm(["generate", "walk", "--seconds", "inf", "--weights", str(SHIPPED), "--debug",
                  "--out", str(tmp_path / "o")]) == 2
