@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 import traceback
@@ -11,6 +12,13 @@ from .request import InputError
 
 class CLIError(InputError):
     """A user-facing error of a sub-command: printed as one line, without a traceback (exit code 2)."""
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the ``bamm`` convention: a usage error is one line (exit 2), not the usage text."""
+
+    def error(self, message: str):
+        raise CLIError(f"{message} (see '{self.prog} --help')")
 
 
 # bad input: the user names a file or folder that is missing, unreadable or in the way

@@ -1,7 +1,12 @@
 """``bamm generate`` and ``bamm edit``: the main job from the command line.
 
   bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--weights weights/] [--out out/]
-  bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/]
+                [--overwrite]
+  bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/] [--overwrite]
+
+The request is checked by the request contract (``request.py``) against the weights' limits before a model
+is loaded, and the output folder before generating. Outputs are written to temporary files renamed into
+place under a free name (``walk.npy``, else ``walk-2.npy``, ... reported) unless ``--overwrite``.
 
 Each result is written as joints (.npy, (T, 22, 3) metres Y-up 20 fps), a BVH of the SMPL-22 skeleton,
 an FBX with the baked armature (through Blender's own exporter, when bpy is installed), an animated
@@ -19,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import outputs
-from .cli import CLIError
+from .cli import ArgumentParser, CLIError
 from .request import InputError, Limits, Request
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -152,7 +157,7 @@ def _print(stem: str, paths: dict, line: str, wanted: str) -> None:
 
 
 def cmd_generate(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="bamm generate", description="generate motion from a prompt")
+    p = ArgumentParser(prog="bamm generate", description="generate motion from a prompt")
     p.add_argument("prompt", help="what the character does, e.g. 'a person walks forward and waves'")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=float, help="length in seconds (default: the model chooses)")
@@ -200,7 +205,7 @@ def load_joints(path, limits: Limits) -> np.ndarray:
 
 
 def cmd_edit(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="bamm edit", description="regenerate a range of a motion (inpainting)")
+    p = ArgumentParser(prog="bamm edit", description="regenerate a range of a motion (inpainting)")
     p.add_argument("motion", help="joints .npy (T, 22, 3) written by bamm generate")
     p.add_argument("prompt", nargs="?", default=None, help="what happens in the range (optional)")
     p.add_argument("--range", required=True, help="2.0s:4.5s (seconds) or 40:90 (frames)")

@@ -268,8 +268,8 @@ class Request:
                 raise InputError(f"seconds must be a finite number > 0, got {_show(seconds)}")
             frames = int(round(float(seconds) * lim.fps))
             if frames > lim.max_frames:
-                raise InputError(f"{float(seconds):g} s is over these weights' limit of {lim.max_seconds:g} s "
-                                 f"({lim.max_frames} frames at {lim.fps:g} fps)")
+                raise InputError(f"{float(seconds):g} s is over the model's limit of {lim.max_seconds:g} s "
+                                 f"({lim.max_frames} frames)")
             if frames < f:
                 raise InputError(f"{float(seconds):g} s is shorter than the shortest motion, {f / lim.fps:g} s "
                                  f"({f} frames)")

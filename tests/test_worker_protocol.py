@@ -117,3 +117,32 @@ def test_a_silent_worker_is_reported_within_the_bound(tmp_path):
         assert not runner.alive()
     finally:
         runner.shutdown()
+
+
+def test_twenty_requests_in_a_row_leave_nothing_behind(tmp_path):
+    pytest.importorskip("torch")
+    import threading
+
+    from bamm_blender import backend
+    from bamm_blender.errors import BammInputError
+    from support.tiny_dataset import synthetic_joints
+
+    tiny = {"random": {"preset": "tiny", "text_encoder": "minilm"}}
+    runner = backend.WorkerBackend(sys.executable, exchange_dir=str(tmp_path))
+    try:
+        runner.submit(backend.Request("generate", tiny, {"prompt": "walk", "frames": 8})).wait(180)
+        pid, threads = runner.process.pid, threading.active_count()
+        for k in range(20):
+            if k % 5 == 4:  # bad requests among them: answered, nothing kept
+                with pytest.raises(BammInputError, match="frames must be an integer"):
+                    runner.submit(backend.Request("generate", tiny, {"prompt": "walk", "frames": 2})).wait(60)
+                continue
+            source = synthetic_joints(np.random.default_rng(k), 16).astype(np.float32)
+            op, args = ("generate", {"prompt": "walk", "frames": 8, "seed": k}) if k % 2 else \
+                ("edit", {"source": source, "frames": [4, 12], "seed": k})
+            (motion,) = runner.submit(backend.Request(op, tiny, args)).wait(60)
+            assert motion.joints.shape[1:] == (22, 3)
+        assert runner.process.pid == pid and not runner.jobs and threading.active_count() == threads
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["worker.log"]
+    finally:
+        runner.shutdown()

@@ -26,6 +26,7 @@ ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
 _CANONICAL = {name.lower(): name for name in POSITION_CHANNELS + ROTATION_CHANNELS}
 _TOKEN = re.compile(r"[{}]|[^\s{}]+")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+MAX_DEPTH = 256  # joint nesting levels (real rigs: under 40); deeper files are refused with a message
 
 
 class BvhError(ValueError):
@@ -155,22 +156,17 @@ def _parse_channels(tokens: _Tokens, joint: str) -> tuple[str, ...]:
     return tuple(channels)
 
 
-MAX_DEPTH = 256  # joint nesting levels (real rigs: under 40); deeper files are refused with a message
-
-
-def _open_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> int:
-    """Read ``<name> { OFFSET x y z`` of a joint, append it; returns its index."""
-    name = tokens.name()
-    for keyword in ("{", "OFFSET"):
-        tokens.expect(keyword)
-    joints.append(BvhJoint(name=name, parent=parent, offset=tokens.vector(f"OFFSET of {name!r}")))
-    return len(joints) - 1
-
-
 def _parse_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> None:
     """The joint after ``ROOT`` / ``JOINT`` and all its descendants, depth-first, without recursion (a file
     nested thousands of levels deep gets a message, not a RecursionError)."""
-    stack, has_children = [_open_joint(tokens, joints, parent)], set()
+    def open_joint(parent: int) -> int:  # ``<name> { OFFSET x y z``
+        name = tokens.name()
+        for keyword in ("{", "OFFSET"):
+            tokens.expect(keyword)
+        joints.append(BvhJoint(name=name, parent=parent, offset=tokens.vector(f"OFFSET of {name!r}")))
+        return len(joints) - 1
+
+    stack, has_children = [open_joint(parent)], set()
     while stack:
         index = stack[-1]
         name = joints[index].name
@@ -184,7 +180,7 @@ def _parse_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> None:
             if len(stack) >= MAX_DEPTH:
                 raise tokens.error(f"joint {name!r} is nested {len(stack)} levels deep; at most {MAX_DEPTH} are "
                                    "supported")
-            stack.append(_open_joint(tokens, joints, index))
+            stack.append(open_joint(index))
         elif tok == "End":
             for keyword in ("Site", "{", "OFFSET"):
                 tokens.expect(keyword)
@@ -358,17 +354,9 @@ def format_bvh(clip: BvhClip, *, decimals: int = 6) -> str:
     return "\n".join(out) + "\n" + buffer.getvalue()
 
 
-def clip_from_rotations(
-    names: list[str],
-    parents: list[int] | np.ndarray,
-    offsets: np.ndarray,
-    root_positions: np.ndarray,
-    local_rotations,
-    fps: float,
-    order: str = "ZYX",
-    *,
-    end_sites: dict[int, np.ndarray] | None = None,
-) -> BvhClip:
+def clip_from_rotations(names: list[str], parents: list[int] | np.ndarray, offsets: np.ndarray,
+                        root_positions: np.ndarray, local_rotations, fps: float, order: str = "ZYX", *,
+                        end_sites: dict[int, np.ndarray] | None = None) -> BvhClip:
     """Build a clip from per-joint local rotations and the root translation.
 
     names, parents, offsets (J, 3): the rig (parents[root] = -1, any joint order).
