@@ -323,7 +323,12 @@ class RVQVAE(nn.Module):
                              f"got {tuple(mean.shape)} and {tuple(std.shape)}")
         if decoder_only:
             self._check_lengths(x, lengths)
-            recon, commit, ppl = self.decode(self.encode(x)), x.new_zeros(()), x.new_zeros(())
+            training = self.encoder.training
+            self.encoder.eval()  # the tokens the transformers see: no dropout in the frozen encoder
+            with torch.no_grad():
+                codes = self.encode(x)
+            self.encoder.train(training)
+            recon, commit, ppl = self.decode(codes), x.new_zeros(()), x.new_zeros(())
         else:
             recon, commit, ppl = self(x, lengths=lengths)
         frame_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
