@@ -14,22 +14,7 @@ pytest.importorskip("onnx")
 from model_core.generate import BAMM, Generator  # noqa: E402
 from model_core.official.importer import import_official  # noqa: E402
 from model_core.runtime.ort_nets import load_runtime  # noqa: E402
-from support.official_ckpt import fixed_inputs, write_official  # noqa: E402
-
-
-class FixedText:
-    name, dim = "fixed", 512
-
-    def to(self, device):
-        return self
-
-    def encode(self, prompts):
-        return fixed_inputs()["text"][["ab".index(p) for p in prompts]]
-
-
-class FixedTextNumpy(FixedText):
-    def encode(self, prompts):
-        return super().encode(prompts).numpy()
+from support.official_ckpt import FixedText, write_official  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +26,7 @@ def both(tmp_path_factory):
     import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], out=root / "w")
     export_runtime(root / "w", root / "rt", text=False)
     torch_gen = BAMM.from_pretrained(root / "w", text_encoder=FixedText())
-    ort_gen = Generator(load_runtime(root / "rt", "cpu", threads=1, text_encoder=FixedTextNumpy()))
+    ort_gen = Generator(load_runtime(root / "rt", "cpu", threads=1, text_encoder=FixedText(numpy=True)))
     return torch_gen, ort_gen
 
 
