@@ -11,19 +11,18 @@ t2m config asking for ff_dim 10^6 (about 3 GB of weights for the shipped width),
 from __future__ import annotations
 
 import argparse
-import collections
-import io
 import json
-import pickle
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
-import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))  # the archives of tests/test_clip_archives.py
+
+from support.clip_archives import write_zip_bomb  # noqa: E402
+
 MEASURE = """
 import resource, sys, time
 t = time.perf_counter()
@@ -34,32 +33,6 @@ except BaseException as e:
     outcome = type(e).__name__ + ": " + " ".join(str(e).split())[:90]
 print(f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f}\\t{time.perf_counter() - t:.2f}\\t{outcome}")
 """
-
-
-def bomb(path: Path, mib: int = 600) -> None:
-    import torch
-
-    numel = mib * 2**20 // 4
-
-    class Storage:
-        pass
-
-    class Tensor:
-        def __reduce__(self):
-            return torch._utils._rebuild_tensor_v2, (Storage(), 0, (numel,), (1,), False, collections.OrderedDict())
-
-    class Pickler(pickle.Pickler):
-        def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "0", "cpu", numel) if isinstance(obj, Storage) else None
-
-    buffer = io.BytesIO()
-    Pickler(buffer, protocol=2).dump({"weight": Tensor()})
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("bomb/data.pkl", buffer.getvalue())
-        z.writestr("bomb/constants.pkl", b"")
-        with z.open("bomb/data/0", "w", force_zip64=True) as member:
-            for _ in range(mib):
-                member.write(bytes(2**20))
 
 
 def run(tree: Path, code: str, cwd: Path) -> str:
@@ -74,7 +47,7 @@ def main() -> None:
     tree = parser.parse_args().tree.resolve()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        bomb(tmp / "bomb.pt")
+        write_zip_bomb(tmp / "bomb.pt", mib=600)
         weights = tmp / "weights"
         shutil.copytree(ROOT / "weights", weights, ignore=shutil.ignore_patterns("evaluator", "*.md"))
         meta = json.loads((weights / "t2m.json").read_text())

@@ -47,8 +47,10 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def reference_base(t2m, text_emb, *, cfg, sampler):
-    """The official decoding loop (49 steps per pass, whole sequence every step, doubled CFG batch)."""
+def reference_ids(t2m, text_emb, *, cfg, sampler, keep):
+    """The official decoding loop's base tokens (1, max_tokens): 49 steps per pass, the whole sequence every
+    step, a doubled CFG batch; the refinement pass re-predicts the tokens where `keep` (bool, (max_tokens,)) is
+    False."""
     import numpy as np
     import torch
 
@@ -64,7 +66,6 @@ def reference_base(t2m, text_emb, *, cfg, sampler):
         logits = guide(t2m(ids.repeat(2, 1), text, causal)[:, k].numpy(), 2, cfg[0])
         ids[:, k] = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
     ids[:, steps] = c.end_id
-    keep = torch.arange(c.max_tokens) % 2 == 1  # re-predict every other token
     unmasked = torch.cat([torch.tensor([True]), keep | (ids[0] == c.end_id)])[None].repeat(2, 1)
     hybrid = hybrid_attention_mask(unmasked)
     for k in range(steps):
@@ -73,6 +74,17 @@ def reference_base(t2m, text_emb, *, cfg, sampler):
         new = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
         if not keep[k]:
             ids[:, k] = new
+    return ids
+
+
+def reference_base(t2m, text_emb, *, cfg, sampler):
+    """The official decoding loop with every other token re-predicted: (base tokens, lengths)."""
+    import numpy as np
+    import torch
+
+    steps = t2m.config.max_tokens - 1
+    keep = torch.arange(t2m.config.max_tokens) % 2 == 1  # re-predict every other token
+    ids = reference_ids(t2m, text_emb, cfg=cfg, sampler=sampler, keep=keep)
     return ids[:, :steps].numpy(), np.array([steps])
 
 
@@ -83,27 +95,12 @@ def official_reference(model, text_emb, *, st, sampler):
     import torch
 
     from model_core.decoding import guide
-    from model_core.models.transformer import hybrid_attention_mask
 
     t2m, res = model.t2m, model.res
     c = t2m.config
     steps = c.max_tokens - 1
-    text = t2m.text_token(torch.from_numpy(text_emb).repeat(2, 1), torch.tensor([False, True]))
-    ids = torch.full((1, c.max_tokens), c.pad_id, dtype=torch.long)
-    causal = hybrid_attention_mask(torch.zeros(2, c.max_tokens + 1, dtype=torch.bool), True)
-    for k in range(steps):
-        logits = guide(t2m(ids.repeat(2, 1), text, causal)[:, k].numpy(), 2, st.cfg[0])
-        ids[:, k] = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
-    ids[:, steps] = c.end_id
     keep = torch.arange(c.max_tokens) >= round(steps / 2)  # the first half is re-predicted
-    unmasked = torch.cat([torch.tensor([True]), keep | (ids[0] == c.end_id)])[None].repeat(2, 1)
-    hybrid = hybrid_attention_mask(unmasked)
-    for k in range(steps):
-        logits = guide(t2m(ids.repeat(2, 1), text, hybrid)[:, k].numpy(), 2, st.cfg[1])
-        logits[:, c.end_id] = -np.inf
-        new = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
-        if not keep[k]:
-            ids[:, k] = new
+    ids = reference_ids(t2m, text_emb, cfg=st.cfg, sampler=sampler, keep=keep)
     q = res.config.num_quantizers
     codes = torch.zeros(1, c.max_tokens, q, dtype=torch.long)
     codes[..., 0] = ids.masked_fill(ids >= c.code_num, 0)  # [END] and PAD slots are padding here

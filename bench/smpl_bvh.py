@@ -20,41 +20,22 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the measure of tests/test_smpl_bvh.py
 
-from model_core.motion.bvh import forward_kinematics, read_bvh, write_bvh  # noqa: E402
-from model_core.motion.skeleton import JOINT_NAMES, PARENTS  # noqa: E402
-from model_core.motion.smpl_bvh import SPREAD_JOINTS, joints_to_bvh_clip  # noqa: E402
+from model_core.motion.bvh import read_bvh, write_bvh  # noqa: E402
+from model_core.motion.smpl_bvh import joints_to_bvh_clip  # noqa: E402
+from support.bone_angles import bone_angles, freeze_spread_joints  # noqa: E402
 
 HML = ROOT.parent / "shared" / "data" / "humanml3d-format" / "new_joints"
 PROMPTS = ("a person walks forward and waves", "a person jumps", "a person does a cartwheel",
            "a person kicks with the right leg")
 
 
-def bone_angles(clip, joints) -> dict[str, float]:
-    positions = forward_kinematics(clip)[:, [clip.skeleton.names.index(n) for n in JOINT_NAMES]]
-    out = {}
-    for j, p in enumerate(PARENTS):
-        if p >= 0:
-            a, b = positions[:, j] - positions[:, p], joints[:, j] - joints[:, p]
-            cos = np.sum(a * b, axis=-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-            out[JOINT_NAMES[j]] = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).max())
-    return out
-
-
-def frozen(clip):
-    """The clip with the SPREAD_JOINTS' position channels held at their OFFSET (fixed offsets)."""
-    for name in SPREAD_JOINTS:
-        j = clip.skeleton.names.index(name)
-        start = clip.skeleton.channel_starts[j]
-        clip.motion[:, start:start + 3] = clip.skeleton.joints[j].offset
-    return clip
-
-
 def report(label: str, joints: np.ndarray, folder: Path) -> None:
     path = folder / "clip.bvh"
     write_bvh(path, joints_to_bvh_clip(joints))
     written = bone_angles(read_bvh(path), joints)
-    fixed = bone_angles(frozen(read_bvh(path)), joints)
+    fixed = bone_angles(freeze_spread_joints(read_bvh(path)), joints)
     worst = max(fixed, key=fixed.get)
     print(f"  {label:44s} fixed offsets: {fixed[worst]:6.2f} deg ({worst:8s})   as written: "
           f"{max(written.values()):5.3f} deg")

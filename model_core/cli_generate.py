@@ -1,7 +1,7 @@
 """``bamm generate`` and ``bamm edit``: the main job from the command line.
 
-  bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--weights weights/] [--out out/]
-                [--overwrite]
+  bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--profile bamm|official]
+                [--weights weights/] [--out out/] [--overwrite]
   bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/] [--overwrite]
 
 The request is checked by the request contract (``request.py``) against the weights' limits before a model
@@ -25,7 +25,7 @@ import numpy as np
 
 from . import outputs
 from .cli import ArgumentParser, CLIError
-from .request import InputError, Limits, Request
+from .request import InputError, Limits, Request, check_profile
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SUFFIXES = (".npy", ".bvh", ".gif", "_filmstrip.png", ".fbx")  # one result's files; the first is its claim
@@ -163,15 +163,20 @@ def cmd_generate(argv: list[str]) -> int:
     length.add_argument("--seconds", type=float, help="length in seconds (default: the model chooses)")
     length.add_argument("--frames", type=int, help="length in 20-fps frames (default: the model chooses)")
     p.add_argument("--n", type=int, default=1, help="number of variations")
+    p.add_argument("--profile", default="bamm", metavar="bamm|official",
+                   help="decoding profile (default: bamm); official decodes as the published BAMM code, for "
+                        "imported official weights (its guidance and refinement replace --cfg and --rounds)")
     _common(p)
     args = p.parse_args(argv)
     limits = _limits(args)
     req = Request(op="generate", prompt=args.prompt, frames=args.frames, seconds=args.seconds, n=args.n,
                   seed=args.seed, cfg=tuple(args.cfg), rounds=args.rounds).check(limits)
+    profile = check_profile(args.profile)
     _check_device(args)
     out = outputs.check_folder(args.out)
     bamm = _load(args)
-    motions = bamm.generate([req.prompt], frames=req.frames, n=req.n, seed=req.seed, **req.settings())
+    motions = bamm.generate([req.prompt], frames=req.frames, n=req.n, seed=req.seed, profile=profile,
+                            **req.settings())
     for k, m in enumerate(motions):
         wanted = slugify(req.prompt) + (f"_{k}" if req.n > 1 else "")
         paths = write_outputs(m.joints, out, wanted, caption=req.prompt, fbx=not args.no_fbx,

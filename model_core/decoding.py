@@ -29,10 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .nets import Nets
+from .request import PROFILES, REFINE_MODES  # the request contract's names
 
-REFINE_MODES = ("every_other", "low_confidence", "suffix", "prefix")
 REFINE_CHOICES = REFINE_MODES + ("official",)  # "official": the published code's choice (official profile)
-PROFILES = ("bamm", "official")
 # [END] is not sampled before this many motion tokens: 5 tokens = 20 frames = 1 s, the shortest motion the
 # transformers are trained on (train.datasets.MIN_FRAMES); shorter "motions" are never what a prompt asks for.
 MIN_TOKENS = 5

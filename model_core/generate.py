@@ -28,7 +28,7 @@ from . import decoding as D
 from .decoding import REFINE_MODES, Sampler, Settings, check_positive_int, is_number, refine_redo  # noqa: F401
 from .motion import features as F
 from .nets import Nets
-from .request import InputError, Limits, Request
+from .request import InputError, Limits, Request, check_profile
 
 FORMAT_VERSION = 1
 
@@ -159,9 +159,7 @@ class Generator:
         rounds, top_k and res_cfg are then the official ones), for published numbers with imported weights;
         None: `self.profile`.
         """
-        profile = self.profile if profile is None else profile
-        if profile not in D.PROFILES:
-            raise InputError(f"profile must be one of {', '.join(D.PROFILES)}, got {profile!r}")
+        profile = check_profile(self.profile if profile is None else profile)
         prompts = check_prompts(prompts, self.limits)
         req = Request(op="generate", prompt=prompts[0], frames=frames, n=n, seed=seed, cfg=cfg, refine=refine,
                       rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg).check(self.limits)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 OPS = ("generate", "edit", "extend")
 REFINE_MODES = ("every_other", "low_confidence", "suffix", "prefix")
+PROFILES = ("bamm", "official")  # decoding profiles (decoding.py)
 MAX_PROMPT_CHARS = 1000  # a prompt is a sentence or two; the text encoders read far fewer tokens anyway
 MAX_N = 32  # variations of one request (one batch)
 MAX_SEED = 2**32 - 1
@@ -166,6 +167,13 @@ def _number(value, name: str, lo: float, hi: float) -> float:
 def _show(value) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_profile(profile) -> str:
+    """The decoding profile of a generate request ("bamm" or "official"), or InputError."""
+    if profile not in PROFILES:
+        raise InputError(f"profile must be one of {', '.join(PROFILES)}, got {_show(profile)}")
+    return profile
 
 
 def check_prompt(prompt, limits: Limits, *, required: bool) -> str | None:

@@ -157,7 +157,7 @@ CASES = {  # id: (call, message)
     "generate: NaN seconds": (generate(seconds=math.nan), r"seconds must be a finite number > 0, got nan"),
     "generate: infinite seconds": (generate(seconds=math.inf), r"seconds must be a finite number > 0, got inf"),
     "generate: negative seconds": (generate(seconds=-2.0), r"seconds must be a finite number > 0, got -2.0"),
-    "generate: over the weights' limit": (generate(seconds=10.0), r"10 s is over these weights' limit of 9.8 s"),
+    "generate: over the weights' limit": (generate(seconds=10.0), r"10 s is over the model's limit of 9.8 s"),
     "generate: empty prompt": (generate(prompt="  "), r"Type a prompt first"),
     "generate: NaN guidance": (generate(cfg=(math.nan, 3.0)), r"cfg \(guidance\) must be a finite number"),
     "generate: not an SMPL armature": (lambda c, s, t: headless.start_generate(

@@ -141,7 +141,7 @@ def test_seconds_over_the_limit_is_refused():
         settings.seconds = 10.0  # clamped by the property
         assert settings.seconds == pytest.approx(core.max_seconds())
         engine = headless.Engine(spec={"weights": str(ROOT / "weights")})
-        with pytest.raises(BammInputError, match=r"10 s is over these weights' limit of 9.8 s \(196 frames"):
+        with pytest.raises(BammInputError, match=r"10 s is over the model's limit of 9.8 s \(196 frames\)"):
             headless.start_generate(bpy.context, prompt="walk", seconds=10.0, engine=engine)
     finally:
         bamm_blender.unregister()

@@ -70,12 +70,39 @@ def test_edit_keeps_frames_outside_the_range(weights, tmp_path):
     (["generate", "walk", "--frames", "4000"], "frames"),
     (["generate", "walk", "--weights", "/nonexistent/weights"], "no weights"),
     (["generate", "walk", "--int8", "--device", "cuda"], "--int8 runs on the CPU only"),
+    (["generate", "walk", "--profile", "paper"], "profile must be one of bamm, official, got 'paper'"),
 ])
 def test_generate_bad_input_is_a_clear_error(weights, tmp_path, capsys, argv, message):
     if "--weights" not in argv:
         argv = argv + ["--weights", str(weights)]
     assert bamm(argv + ["--out", str(tmp_path), "--no-fbx"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_generate_profile_official(weights, tmp_path, capsys, monkeypatch):
+    """--profile official decodes as `Generator.generate(profile="official")`; a bad profile is refused before
+    the model loads."""
+    from model_core import cli_generate
+    from model_core.generate import BAMM
+
+    argv = ["generate", "a person jumps", "--frames", "40", "--seed", "3", "--weights", str(weights), "--no-fbx",
+            "--no-preview"]
+    assert bamm(argv + ["--profile", "official", "--out", str(tmp_path / "official")]) == 0
+    assert bamm(argv + ["--out", str(tmp_path / "bamm")]) == 0
+    official = np.load(tmp_path / "official" / "a_person_jumps.npy")
+    (want,) = BAMM.from_pretrained(weights).generate("a person jumps", frames=40, seed=3, profile="official")
+    np.testing.assert_array_equal(official, want.joints)
+    assert not np.array_equal(official, np.load(tmp_path / "bamm" / "a_person_jumps.npy"))
+    capsys.readouterr()
+
+    def no_load(_args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli_generate, "_load", no_load)
+    assert bamm(argv + ["--profile", "Official", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "profile must be one of bamm, official, got 'Official'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_edit_bad_input(weights, tmp_path, capsys):

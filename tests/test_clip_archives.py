@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-import collections
-import io
-import pickle
 import tracemalloc
 import zipfile
 
@@ -13,39 +10,15 @@ import pytest
 
 from model_core.request import InputError
 
-torch = pytest.importorskip("torch")
+pytest.importorskip("torch")
 
-
-def _pickle_with_storage(numel: int) -> bytes:
-    """A TorchScript-style data.pkl whose one tensor's storage 'data/0' holds ``numel`` float32 values."""
-    class Storage:
-        pass
-
-    class Tensor:
-        def __reduce__(self):
-            return torch._utils._rebuild_tensor_v2, (Storage(), 0, (numel,), (1,), False, collections.OrderedDict())
-
-    class Pickler(pickle.Pickler):
-        def persistent_id(self, obj):
-            return ("storage", torch.FloatStorage, "0", "cpu", numel) if isinstance(obj, Storage) else None
-
-    buffer = io.BytesIO()
-    Pickler(buffer, protocol=2).dump({"weight": Tensor()})
-    return buffer.getvalue()
+from support.clip_archives import pickle_with_storage, write_zip_bomb  # noqa: E402
 
 
 def test_clip_zip_bomb_is_refused_before_reading(tmp_path):
     from model_core.models.clip_text import read_clip_state_dict
 
-    numel = 600 * 2**20 // 4  # 600 MiB of zeros: about 600 kB compressed
-    archive = tmp_path / "bomb.pt"
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
-        z.writestr("bomb/data.pkl", _pickle_with_storage(numel))
-        z.writestr("bomb/constants.pkl", b"")
-        with z.open("bomb/data/0", "w", force_zip64=True) as member:
-            chunk = bytes(2**20)
-            for _ in range(600):
-                member.write(chunk)
+    archive = write_zip_bomb(tmp_path / "bomb.pt", mib=600)  # 600 MiB of zeros: about 600 kB compressed
     assert archive.stat().st_size < 5 * 2**20
     tracemalloc.start()
     try:
@@ -77,7 +50,7 @@ def test_storage_size_must_match_its_member(tmp_path):
 
     archive = tmp_path / "lies.pt"
     with zipfile.ZipFile(archive, "w") as z:
-        z.writestr("x/data.pkl", _pickle_with_storage(1000))
+        z.writestr("x/data.pkl", pickle_with_storage(1000))
         z.writestr("x/constants.pkl", b"")
         z.writestr("x/data/0", bytes(16))
     with pytest.raises(InputError, match="storage 0 declares 16 bytes for 1000 values"):

@@ -13,21 +13,9 @@ from safetensors.torch import load_file
 from model_core import decoding as D
 from model_core.generate import BAMM
 from model_core.official.importer import import_official
-from support.official_ckpt import fixed_inputs, write_official
+from support.official_ckpt import FixedText, write_official
 
 REF = Path(__file__).parent / "data" / "official" / "reference.safetensors"
-
-
-class FixedText:
-    """The reference's text vectors for the prompts "a" and "b" (the text encoder is not under test)."""
-
-    name, dim = "fixed", 512
-
-    def to(self, device):
-        return self
-
-    def encode(self, prompts):
-        return fixed_inputs()["text"][["ab".index(p) for p in prompts]]
 
 
 @pytest.fixture(scope="module", params=[1.0, 4.0], ids=["end-at-24", "end-first"])

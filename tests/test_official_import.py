@@ -20,7 +20,7 @@ from model_core.models.residual import ResidualConfig, ResidualTransformer
 from model_core.models.transformer import BAMMConfig, BAMMTransformer
 from model_core.models.vq import RVQVAE, RVQVAEConfig
 from model_core.official.importer import import_official
-from support.official_ckpt import fixed_inputs, write_official
+from support.official_ckpt import fixed_inputs, random_clip_file, write_official
 
 REF = Path(__file__).parent / "data" / "official" / "reference.safetensors"
 
@@ -151,28 +151,6 @@ def test_cli_reports_one_line_and_keeps_an_existing_folder(imported, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == before
 
 
-def _random_clip_file(path: Path) -> Path:
-    """An OpenAI-keyed CLIP checkpoint with a small random text tower (width 64, one layer, 512-d output)
-    and a stand-in image tower, saved with torch.save."""
-    g = torch.Generator().manual_seed(7)
-    w = 64
-    state = {"token_embedding.weight": torch.randn(49408, w, generator=g) * 0.02,
-             "positional_embedding": torch.randn(77, w, generator=g) * 0.01,
-             "ln_final.weight": torch.ones(w), "ln_final.bias": torch.zeros(w),
-             "text_projection": torch.randn(w, 512, generator=g) * 0.1, "logit_scale": torch.tensor(4.6),
-             "visual.proj": torch.randn(32, 512, generator=g)}
-    p = "transformer.resblocks.0."
-    for name, shape in [("attn.in_proj_weight", (3 * w, w)), ("attn.in_proj_bias", (3 * w,)),
-                        ("attn.out_proj.weight", (w, w)), ("attn.out_proj.bias", (w,)),
-                        ("ln_1.weight", (w,)), ("ln_1.bias", (w,)), ("ln_2.weight", (w,)), ("ln_2.bias", (w,)),
-                        ("mlp.c_fc.weight", (4 * w, w)), ("mlp.c_fc.bias", (4 * w,)),
-                        ("mlp.c_proj.weight", (w, 4 * w)), ("mlp.c_proj.bias", (w,))]:
-        state[p + name] = torch.randn(shape, generator=g) * 0.05 + (1.0 if name.endswith("ln_1.weight") or
-                                                                      name.endswith("ln_2.weight") else 0.0)
-    torch.save(state, path)
-    return path
-
-
 def test_clip_text_tower_travels_with_the_folder(imported, tmp_path):
     pytest.importorskip("transformers")
     from model_core.generate import BAMM
@@ -180,7 +158,7 @@ def test_clip_text_tower_travels_with_the_folder(imported, tmp_path):
     from model_core.models.text import clear_text_encoder_cache
 
     paths, _ = imported
-    clip = _random_clip_file(tmp_path / "ViT-B-32.pt")
+    clip = random_clip_file(tmp_path / "ViT-B-32.pt")
     import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], clip=clip, out=tmp_path / "w")
     moved = tmp_path / "elsewhere"
     (tmp_path / "w").rename(moved)

@@ -7,10 +7,9 @@ import pytest
 
 from model_core.eval.cli import main as eval_main
 from model_core.official.importer import import_official
-from support.official_ckpt import write_official
+from support.official_ckpt import random_clip_file, write_official
 from support.tiny_dataset import write_tiny_dataset
 from test_official_eval import write_fake_official
-from test_official_import import _random_clip_file
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +17,7 @@ def setup(tmp_path_factory):
     pytest.importorskip("transformers")
     root = tmp_path_factory.mktemp("protocol")
     paths = write_official(root / "ckpt", seed=0, end_bias=1.0)
-    clip = _random_clip_file(root / "ViT-B-32.pt")
+    clip = random_clip_file(root / "ViT-B-32.pt")
     import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], clip=clip, out=root / "w")
     data = write_tiny_dataset(root / "data", n_train=4, n_val=1, n_test=32, min_frames=40, max_frames=64)
     return root / "w", data, write_fake_official(root / "evaluator")

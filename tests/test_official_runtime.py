@@ -14,22 +14,7 @@ pytest.importorskip("onnx")
 from model_core.generate import BAMM, Generator  # noqa: E402
 from model_core.official.importer import import_official  # noqa: E402
 from model_core.runtime.ort_nets import load_runtime  # noqa: E402
-from support.official_ckpt import fixed_inputs, write_official  # noqa: E402
-
-
-class FixedText:
-    name, dim = "fixed", 512
-
-    def to(self, device):
-        return self
-
-    def encode(self, prompts):
-        return fixed_inputs()["text"][["ab".index(p) for p in prompts]]
-
-
-class FixedTextNumpy(FixedText):
-    def encode(self, prompts):
-        return super().encode(prompts).numpy()
+from support.official_ckpt import FixedText, random_clip_file, write_official  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +26,7 @@ def both(tmp_path_factory):
     import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], out=root / "w")
     export_runtime(root / "w", root / "rt", text=False)
     torch_gen = BAMM.from_pretrained(root / "w", text_encoder=FixedText())
-    ort_gen = Generator(load_runtime(root / "rt", "cpu", threads=1, text_encoder=FixedTextNumpy()))
+    ort_gen = Generator(load_runtime(root / "rt", "cpu", threads=1, text_encoder=FixedText(numpy=True)))
     return torch_gen, ort_gen
 
 
@@ -59,10 +44,9 @@ def test_imported_folder_with_clip_exports_a_complete_runtime(tmp_path):
     """With --clip the folder's runtime carries the CLIP text tower: prompts in, motions out, no torch
     encoder needed; its embeddings equal the torch encoder's."""
     from model_core.runtime.export import export_runtime
-    from test_official_import import _random_clip_file
 
     paths = write_official(tmp_path / "ckpt", seed=0, end_bias=1.0)
-    clip = _random_clip_file(tmp_path / "ViT-B-32.pt")
+    clip = random_clip_file(tmp_path / "ViT-B-32.pt")
     import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], clip=clip, out=tmp_path / "w")
     export_runtime(tmp_path / "w", tmp_path / "rt")
     ort_gen = Generator(load_runtime(tmp_path / "rt", "cpu", threads=1))
@@ -71,3 +55,4 @@ def test_imported_folder_with_clip_exports_a_complete_runtime(tmp_path):
     assert np.abs(ort_gen.encode_text(prompts) - torch_gen.encode_text(prompts)).max() < 1e-4
     motion = ort_gen.generate(prompts[0], seed=2, profile="official")[0]
     assert motion.frames == 4 * len(motion.tokens) and np.isfinite(motion.joints).all()
+

@@ -13,8 +13,7 @@ import numpy as np
 import pytest
 
 from model_core.official.importer import import_official
-from support.official_ckpt import write_official
-from test_official_import import _random_clip_file
+from support.official_ckpt import random_clip_file, write_official
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_worker_generates_and_edits_with_official_weights(tmp_path):
     pytest.importorskip("transformers")
     paths = write_official(tmp_path / "ckpt", seed=0, end_bias=1.0)
-    clip = _random_clip_file(tmp_path / "ViT-B-32.pt")
+    clip = random_clip_file(tmp_path / "ViT-B-32.pt")
     import_official(t2m=paths["t2m"], res=paths["res"], vq=paths["vq"], clip=clip, out=tmp_path / "w")
     model = {"backend": "torch", "weights": str(tmp_path / "w"), "text_encoder": None, "device": "cpu"}
     out = tmp_path / "out"

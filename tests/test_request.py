@@ -41,6 +41,14 @@ def test_bad_limit_files(tmp_path, content, message):
         Limits.from_folder(tmp_path)
 
 
+def test_request_sampling_defaults_are_the_decoding_defaults():
+    """Request (the contract) and decoding.Settings (the loop) declare the same sampling defaults."""
+    from model_core.decoding import Settings
+
+    defaults = Request().settings()
+    assert defaults == {name: getattr(Settings(), name) for name in defaults}
+
+
 def test_generate_request_is_normalised():
     req = Request(op="generate", prompt="  a person waves  ", seconds=4.0, n=2, seed=7, cfg=[4, 3]).check(LIMITS)
     assert (req.prompt, req.frames, req.seconds, req.n, req.seed, req.cfg) == ("a person waves", 80, None, 2, 7,

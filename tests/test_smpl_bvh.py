@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 
 from model_core.motion.bvh import forward_kinematics, read_bvh, write_bvh
-from model_core.motion.skeleton import JOINT_NAMES, PARENTS
+from model_core.motion.skeleton import JOINT_NAMES
 from model_core.motion.smpl_bvh import SPREAD_JOINTS, joints_to_bvh_clip
+from support.bone_angles import bone_angles, freeze_spread_joints
 
 
 @pytest.mark.parametrize("clip_id", ["000000", "M010968"])
@@ -31,19 +32,6 @@ def _swaying_joints(frames: int = 60) -> np.ndarray:
     return rest_joints()[None] + 0.03 * np.sin(0.3 * t + phase) + t * np.array([0.01, 0.0, 0.05])
 
 
-def bone_angles(clip, joints) -> dict[str, float]:
-    """Worst angle (degrees, over frames) between each bone of the clip (parent joint -> joint, through forward
-    kinematics) and the same bone of ``joints``."""
-    positions = forward_kinematics(clip)[:, [clip.skeleton.names.index(n) for n in JOINT_NAMES]]
-    out = {}
-    for j, p in enumerate(PARENTS):
-        if p >= 0:
-            a, b = positions[:, j] - positions[:, p], joints[:, j] - joints[:, p]
-            cos = np.sum(a * b, axis=-1) / np.linalg.norm(a, axis=-1) / np.linalg.norm(b, axis=-1)
-            out[JOINT_NAMES[j]] = float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))).max())
-    return out
-
-
 def test_every_bone_points_where_the_joints_do(tmp_path):
     joints = _swaying_joints()
     path = tmp_path / "sway.bvh"
@@ -55,11 +43,7 @@ def test_every_bone_points_where_the_joints_do(tmp_path):
     spread = {n: clip.skeleton.joints[clip.skeleton.names.index(n)].channels[:3] for n in SPREAD_JOINTS}
     assert set(SPREAD_JOINTS) == {"l_hip", "r_hip", "spine1", "neck", "l_collar", "r_collar"}
     assert all(c == ("Xposition", "Yposition", "Zposition") for c in spread.values()), spread
-    fixed = read_bvh(path)
-    for name in SPREAD_JOINTS:  # the same file with those channels frozen at their rest OFFSET
-        j = fixed.skeleton.names.index(name)
-        start = fixed.skeleton.channel_starts[j]
-        fixed.motion[:, start:start + 3] = fixed.skeleton.joints[j].offset
+    fixed = freeze_spread_joints(read_bvh(path))  # the same file with those channels frozen at their rest OFFSET
     assert max(bone_angles(fixed, joints)[n] for n in SPREAD_JOINTS) > 2.0
     np.testing.assert_allclose(forward_kinematics(clip)[:, clip.skeleton.names.index("pelvis")], joints[:, 0],
                                atol=1e-5)

@@ -15,8 +15,6 @@
 
 from __future__ import annotations
 
-import json
-import warnings
 from pathlib import Path
 
 import torch
@@ -81,12 +79,8 @@ def runtime_tokenizer(tokenizer, max_length: int):
 def export_clip_text(path, out_dir, *, weights_dtype: str = "float32") -> dict:
     """Writes text.onnx, tokenizer.json and text.json for the CLIP file `path` into `out_dir`; checks the graph
     against the torch encoder on a few prompts. Returns text.json's contents plus ``check_max_abs_error``."""
-    import numpy as np
-    import onnx
-
     from ..models.clip_text import CLIPTextEncoder, read_clip_state_dict, resolve_clip_path
-    from .text_export import FORMAT_VERSION, INPUT_NAMES, OPSET, OUTPUT_NAME, WEIGHTS_DTYPES, store_weights_float16
-    from .text_ort import OrtTextEncoder, token_arrays
+    from .text_export import WEIGHTS_DTYPES, write_runtime
 
     if weights_dtype not in WEIGHTS_DTYPES:
         raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
@@ -96,29 +90,6 @@ def export_clip_text(path, out_dir, *, weights_dtype: str = "float32") -> dict:
     out.mkdir(parents=True, exist_ok=True)
     graph = ClipTextGraph(read_clip_state_dict(path), eot_id=int(encoder.tokenizer.eos_token_id)).eval()
     tokenizer = runtime_tokenizer(encoder.tokenizer, encoder.context_length)
-    ids, mask = token_arrays(tokenizer, CHECK_PROMPTS[:2], 0)
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=encoder.context_length)
-    shapes = {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}
-    with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on axis names and pytree specs
-        warnings.filterwarnings("ignore", message=".*(axis name|LeafSpec).*")
-        program = torch.onnx.export(graph, (torch.from_numpy(ids), torch.from_numpy(mask)), dynamo=True,
-                                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=shapes, opset_version=OPSET, optimize=True, verbose=False)
-    model = program.model_proto
-    if weights_dtype == "float16":
-        model = store_weights_float16(model)
-    onnx.checker.check_model(model)
-    onnx_path = out / "text.onnx"
-    onnx.save_model(model, str(onnx_path))
-    tokenizer.save(str(out / "tokenizer.json"))
-    info = {"format_version": FORMAT_VERSION, "text_encoder": "clip", "dim": int(encoder.dim),
-            "max_length": int(encoder.context_length), "pad_id": 0, "weights_dtype": weights_dtype,
-            "inputs": list(INPUT_NAMES), "output": OUTPUT_NAME}
-    (out / "text.json").write_text(json.dumps(info, indent=2) + "\n")
-    expected = encoder.encode(CHECK_PROMPTS).cpu().numpy()
-    got = OrtTextEncoder(out).encode(CHECK_PROMPTS)
-    error = float(np.abs(got - expected).max())
-    limit = 1e-4 if weights_dtype == "float32" else 5e-3
-    if not error <= limit:
-        raise RuntimeError(f"exported CLIP differs from the torch encoder by {error:.2e} (limit {limit:.0e})")
-    return {**info, "check_max_abs_error": error, "onnx_bytes": onnx_path.stat().st_size}
+    return write_runtime(out, graph, tokenizer, encoder, kind="clip", max_length=int(encoder.context_length),
+                         pad_id=0, weights_dtype=weights_dtype, sample=CHECK_PROMPTS[:2], check=CHECK_PROMPTS,
+                         length_bound=encoder.context_length)

@@ -97,3 +97,42 @@ def fixed_inputs() -> dict[str, torch.Tensor]:
     codes = torch.randint(0, 512, (2, 12, NUM_Q), generator=g)
     features = torch.randn(1, 48, 263, generator=g)
     return {"text": text, "ids": ids, "codes": codes, "features": features}
+
+
+def random_clip_file(path: Path) -> Path:
+    """An OpenAI-keyed CLIP checkpoint with a small random text tower (width 64, one layer, 512-d output)
+    and a stand-in image tower, saved with torch.save."""
+    g = torch.Generator().manual_seed(7)
+    w = 64
+    state = {"token_embedding.weight": torch.randn(49408, w, generator=g) * 0.02,
+             "positional_embedding": torch.randn(77, w, generator=g) * 0.01,
+             "ln_final.weight": torch.ones(w), "ln_final.bias": torch.zeros(w),
+             "text_projection": torch.randn(w, 512, generator=g) * 0.1, "logit_scale": torch.tensor(4.6),
+             "visual.proj": torch.randn(32, 512, generator=g)}
+    p = "transformer.resblocks.0."
+    for name, shape in [("attn.in_proj_weight", (3 * w, w)), ("attn.in_proj_bias", (3 * w,)),
+                        ("attn.out_proj.weight", (w, w)), ("attn.out_proj.bias", (w,)),
+                        ("ln_1.weight", (w,)), ("ln_1.bias", (w,)), ("ln_2.weight", (w,)), ("ln_2.bias", (w,)),
+                        ("mlp.c_fc.weight", (4 * w, w)), ("mlp.c_fc.bias", (4 * w,)),
+                        ("mlp.c_proj.weight", (w, 4 * w)), ("mlp.c_proj.bias", (w,))]:
+        state[p + name] = torch.randn(shape, generator=g) * 0.05 + (1.0 if name.endswith("ln_1.weight") or
+                                                                      name.endswith("ln_2.weight") else 0.0)
+    torch.save(state, path)
+    return path
+
+
+class FixedText:
+    """A text encoder giving `fixed_inputs`' text vectors for the prompts "a" and "b" (the text encoder is not
+    under test); ``numpy=True``: as a numpy array (the ONNX Runtime back end's text encoders)."""
+
+    name, dim = "fixed", 512
+
+    def __init__(self, *, numpy: bool = False):
+        self.numpy = numpy
+
+    def to(self, device):
+        return self
+
+    def encode(self, prompts):
+        text = fixed_inputs()["text"][["ab".index(p) for p in prompts]]
+        return text.numpy() if self.numpy else text
