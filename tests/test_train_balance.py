@@ -30,3 +30,11 @@ def test_balanced_repeats_segments_of_rare_clips_by_clip_id():
     content = {**{f"c{i}": "common" for i in range(5)}, "r0": "rare"}
     out = balanced(segs, content)
     assert [s.key for s in out].count("r0@0-40") == round(np.sqrt(5)) and len(out) == 5 + round(np.sqrt(5))
+
+
+@pytest.mark.parametrize("cap,expected", [(8, 8), (32, 17), (1, 1)])  # round(sqrt(300)) = 17
+def test_balance_cap_bounds_the_copies_of_a_single_clip_action(cap, expected):
+    segs = [Segment(f"c{i}", np.zeros((3, 2), np.int64), (0,)) for i in range(300)] + \
+        [Segment("p0@0-40", np.zeros((3, 2), np.int64), (1,))]
+    content = {**{f"c{i}": "walk" for i in range(300)}, "p0": "punch"}
+    assert [s.key for s in balanced(segs, content, cap=cap)].count("p0@0-40") == expected

@@ -47,6 +47,8 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
         p.add_argument("--no-balance", dest="balance", action="store_const", const=False, default=None,
                        help="list every training item once per epoch (default: rare actions repeated, "
                        "round(sqrt(n_max / n)) times, at most 8)")
+        p.add_argument("--balance-cap", type=int, help="most copies of one rare-action item per epoch (default 8; "
+                       "an action with a single clip gets round(sqrt(n_max)) copies without a cap)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -91,7 +93,8 @@ def run(args: argparse.Namespace) -> None:
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,
-                          cache_dir=args.cache_dir, text_noise=args.text_noise, balance=args.balance, **common)
+                          cache_dir=args.cache_dir, text_noise=args.text_noise, balance=args.balance,
+                          balance_cap=args.balance_cap, **common)
 
 
 def main(command_name: str = "train", argv: list[str] | None = None) -> int:

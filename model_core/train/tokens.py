@@ -116,10 +116,13 @@ def repeat_factors(labels: list[str | None], *, cap: int = 8) -> list[int]:
     return [1 if label is None else int(min(cap, max(1, round(np.sqrt(top / counts[label]))))) for label in labels]
 
 
-def balanced(segs: list[Segment], content: dict[str, str | None]) -> list[Segment]:
+BALANCE_CAP = 8  # default most copies of one training item (`repeat_factors`)
+
+
+def balanced(segs: list[Segment], content: dict[str, str | None], *, cap: int = BALANCE_CAP) -> list[Segment]:
     """The training segments with every segment of a rare action repeated (see `repeat_factors`)."""
     labels = [content.get(seg.key.split("@")[0]) for seg in segs]
-    return [seg for seg, r in zip(segs, repeat_factors(labels)) for _ in range(r)]
+    return [seg for seg, r in zip(segs, repeat_factors(labels, cap=cap)) for _ in range(r)]
 
 
 def motion_digest(ranges: dict[str, list]) -> str:
@@ -222,9 +225,10 @@ def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist) -> 
 
 
 def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *, seed: int,
-                      balance: bool = False) -> Stage:
+                      balance: bool = False, balance_cap: int = BALANCE_CAP) -> Stage:
     """Model (seeded; code_num, num_quantizers and text_dim set from the tokenizer and the text table),
-    datasets and loss of a "t2m" or "res" run. balance: rare actions repeated in the training set."""
+    datasets and loss of a "t2m" or "res" run. balance: rare actions repeated in the training set, each item
+    at most balance_cap times."""
     spec = STAGES[name]
     overrides = {"code_num": pairs.vq_config["code_num"], "text_dim": int(pairs.table.shape[1])}
     if "num_quantizers" in model_config:
@@ -233,7 +237,7 @@ def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *,
     torch.manual_seed(seed)
     model = spec.model_cls(config)
     crop = min(MAX_FRAMES // 4, spec.max_tokens(config))
-    train = balanced(pairs.segments["train"], pairs.content) if balance else pairs.segments["train"]
+    train = balanced(pairs.segments["train"], pairs.content, cap=balance_cap) if balance else pairs.segments["train"]
     train_set = TextTokens(train, pairs.table, max_tokens=crop, seed=seed)
     val = pairs.segments.get("val")
     val_set = TextTokens(val, pairs.table, max_tokens=crop, seed=seed + 1) if val else None
@@ -245,16 +249,19 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
                       preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
                       resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
                       progress: bool = True, init=None, text_noise: float | None = None,
-                      balance: bool | None = None) -> torch.nn.Module:
+                      balance: bool | None = None, balance_cap: int | None = None) -> torch.nn.Module:
     """Train (or resume) a "t2m" or "res" run in `out`; returns the model as trained.
 
     ``text_noise`` overrides the preset's training noise on text embeddings (``layers.noisy_text``).
-    ``balance`` (default on for new runs) repeats the training items of rare actions (`repeat_factors`).
+    ``balance`` (default on for new runs) repeats the training items of rare actions (`repeat_factors`), each
+    at most ``balance_cap`` times (default `BALANCE_CAP`).
     """
     if stage not in STAGES:
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
     if text_noise is not None and not text_noise >= 0:
         raise TrainError(f"--text-noise must be >= 0, got {text_noise}")
+    if balance_cap is not None and not (isinstance(balance_cap, int) and balance_cap >= 1):
+        raise TrainError(f"--balance-cap must be an integer >= 1, got {balance_cap}")
     if vq_run is None and not resume:
         raise TrainError(f"--vq is required: the tokenizer run folder the {stage} model learns the tokens of")
     spec = STAGES[stage]
@@ -263,7 +270,8 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     extra = {"vq_run": str(Path(vq_run).resolve()) if vq_run is not None else None,
              "text_encoder": text_encoder if text_encoder or resume else DEFAULT_TEXT_ENCODER,
              "init": str(Path(init).resolve()) if init is not None else None,
-             "balance": (True if balance is None else bool(balance)) if not resume else balance}
+             "balance": (True if balance is None else bool(balance)) if not resume else balance,
+             "balance_cap": (BALANCE_CAP if balance_cap is None else balance_cap) if not resume else balance_cap}
     settings = open_run(out, stage=stage, resume=resume, d=d, presets=spec.train_presets, preset=preset,
                         model_presets=spec.model_presets, data=data, steps=steps, batch_size=batch_size,
                         extra=extra, model_overrides={"text_noise": text_noise})
@@ -275,7 +283,8 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
         raise TrainError(f"--resume: the tokenizer in {settings.extra['vq_run']} changed since this run started "
                          f"(weights {pairs.fingerprint}, the run's tokens come from {started_with})")
     stage_ = transformer_stage(stage, settings.model, pairs, out, seed=settings.train.seed,
-                               balance=bool(settings.extra.get("balance", False)))
+                               balance=bool(settings.extra.get("balance", False)),
+                               balance_cap=int(settings.extra.get("balance_cap") or BALANCE_CAP))
     if init is not None and not resume:
         warm_start(stage_.model, init, stage)
     if d.main:  # record the model actually trained and the tokenizer its tokens come from
