@@ -290,16 +290,19 @@ class RVQVAE(nn.Module):
         return self._decode_latents(z_q), commit, ppl
 
     @staticmethod
-    def _grounded_toe_error(joints, vel_hat, vel, frame_mask, *, margin):
-        """Mean horizontal distance between the toe (l_foot, r_foot) velocities `vel_hat` and `vel` (B, T-1, 22, 3)
-        over the steps where the toes of `joints` (B, T, 22, 3) are within `margin` of the sequence's lowest toe
-        height at both frames: a planted toe must stay planted, a shuffling one may slide as it did."""
+    def _grounded_toe_error(joints, joints_hat, frame_mask, *, margin):
+        """Mean error of the toes (l_foot, r_foot) of `joints_hat` against `joints` (B, T, 22, 3) over the steps
+        where the toes of `joints` are within `margin` of the sequence's lowest toe height at both frames:
+        horizontal velocity error plus height error, so that a planted toe stays planted and on the floor (a
+        shuffling one may slide as it did)."""
         height = joints[:, :, [10, 11], 1]  # (B, T, 2)
         lowest = height.masked_fill(~frame_mask[..., None], float("inf")).amin(dim=(1, 2), keepdim=True)
         low = (height <= lowest + margin) & frame_mask[..., None]
         grounded = low[:, 1:] & low[:, :-1]  # (B, T-1, 2)
-        error = (vel_hat[:, :, [10, 11]] - vel[:, :, [10, 11]])[..., [0, 2]].norm(dim=-1)
-        return (error * grounded).sum() / grounded.sum().clamp(min=1)
+        toes, toes_hat = joints[:, :, [10, 11]], joints_hat[:, :, [10, 11]]
+        speed = (toes_hat.diff(dim=1) - toes.diff(dim=1))[..., [0, 2]].norm(dim=-1)
+        lift = (toes_hat[:, 1:, :, 1] - toes[:, 1:, :, 1]).abs()
+        return ((speed + lift) * grounded).sum() / grounded.sum().clamp(min=1)
 
     def loss(self, x, *, mean, std, lengths=None, decoder_only: bool = False):
         """Training loss on normalised features x (B, T, 263); mean/std (263,) de-normalise for the joints.
@@ -311,9 +314,9 @@ class RVQVAE(nn.Module):
         feature scale, like MoMask's term on the ric slice), d and d2 the first and second differences over
         time (velocity: MoMask's tokenizer also has a velocity term; acceleration: frame-to-frame jitter) and
         skate the mean horizontal speed of the reconstructed ankles and toes on the frames where the input's
-        foot-contact flags say that foot is down; ground the mean horizontal toe velocity error on the steps where
-        the input's toe is within 5 cm of the sequence's lowest toe height at both frames (the steps the foot-skate
-        figure of `eval.dynamics` measures). Frames beyond `lengths` (B,) are ignored.
+        foot-contact flags say that foot is down; ground the toes' horizontal velocity and height errors on the
+        steps where the input's toe is within 5 cm of the sequence's lowest toe height at both frames (the steps
+        the foot-skate figure of `eval.dynamics` measures). Frames beyond `lengths` (B,) are ignored.
         """
         c = self.config
         mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
@@ -355,7 +358,7 @@ class RVQVAE(nn.Module):
                 down = (x_raw[:, :-1, -4:] > 0.5) & m1[..., None]  # (B, T-1, 4)
                 speed = vel_hat[:, :, feet][..., [0, 2]].norm(dim=-1)  # horizontal, (B, T-1, 4)
                 skate = (speed * down).sum() / down.sum().clamp(min=1)
-                ground = self._grounded_toe_error(joints, vel_hat, vel, frame_mask, margin=GROUND_MARGIN_M / scale)
+                ground = self._grounded_toe_error(joints, joints_hat, frame_mask, margin=GROUND_MARGIN_M / scale)
             else:
                 skate = ground = vel_l.new_zeros(())
             loss = loss + c.vel_weight * vel_l + c.acc_weight * acc_l + c.skate_weight * skate + c.ground_weight * ground
