@@ -1,0 +1,299 @@
+"""The plan of a prompt that names several actions: clauses in time order, the person words they share, and
+the kind of each clause. Pure python (no numpy): it runs in Blender and in the CLI alike.
+
+Two ways of naming several actions:
+
+* **in turn** -- "walks forward, then bows", "waves and then runs off", "after waving, jogs", "bows before
+  walking away", "1. walk 2. bow", "waves, walks forward, bows": each clause becomes a `Step`, generated with
+  its own length and joined with the model's transitions (`Generator.generate_long`);
+* **at once** -- "walks forward while waving", "jogs with both hands up", "walks ahead holding the left hand
+  up", "walks forward and waves": a locomotion clause and an arm clause become one `Step` whose ``together``
+  prompt is the arm action, composed onto the locomotion's arms (`compose.py`).
+
+The words that describe the person ("an elderly person", "a tired woman") are taken from the start of the
+prompt and put in front of every clause ("an elderly person walks forward" / "an elderly person bows").
+A prompt naming one action gives a plan of one step whose prompt is the prompt itself, so single-action
+generation is unchanged. The plan is plain data (`Plan.to_json` / `Plan.from_json`) so users can read and
+edit it before generating.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+
+from .data.captions import _third
+from .data.pos_tags import tag_word
+
+KINDS = ("locomotion", "arm", "body", "other")
+
+# verb lemmas by the body part that carries the action (first verb of a clause decides its kind)
+LOCOMOTION = set("walk run jog sprint dash stroll march stride step pace amble trot race rush hurry bolt charge "
+                 "tread retreat limp head go move cross approach wander back leave stagger shuffle tiptoe hike "
+                 "saunter drift veer".split())
+ARM = set("wave raise lift punch slash point guide gesture beckon salute clap greet answer respond say hold swing "
+          "box jab signal call throw reach strike hack shake".split())
+BODY = set("bow kick dance jump hop skip sit crouch squat kneel spin turn bend lean stretch nod fall stand climb "
+           "crawl look sway stomp".split())
+PRONOUNS = {"he": "a man", "she": "a woman", "they": "a person", "it": "a person"}
+DETERMINERS = {"a", "an", "the", "one", "some", "this", "that"}
+SUBJECT_NOUNS = {"someone", "somebody", "person", "man", "woman", "guy", "lady", "girl", "boy", "kid", "child",
+                 "figure", "character", "actor", "dude", "individual", "human", "people", "player", "dancer"}
+DEFAULT_PERSON = "a person"
+
+_THEN = re.compile(r"\s*(?:,|;)?\s*\b(?:and then|and after that|after that|afterwards|afterward|then|and finally|"
+                   r"finally|and next|next|followed by|and later|later)\b\s*,?\s*")
+_NUMBERED = re.compile(r"(?:^|\s)(?:\(?\d+[.)]|step \d+:?|first,?|second,?|third,?)\s+")
+_TOGETHER = re.compile(r"\s*,?\s*\b(?:while|whilst|and at the same time|at the same time as|as)\b\s*,?\s*")
+_WITH_ARM = re.compile(
+    r"\s*,?\s*\b(?:with|holding|keeping|having)\s+(?:(?:his|her|their|the|one|both|a)\s+)?(?:(left|right|both)\s+)?"
+    r"(hand|hands|arm|arms)\s+(?:up|raised|lifted|in the air|above (?:his|her|their|the) head|over (?:his|her|"
+    r"their|the) head|high|held high|held up)\b\s*")
+_WITH_BOTH = re.compile(r"\s*,?\s*\bwith\s+(?:his|her|their|the)?\s*(?:arms|hands)\s+(?:up|raised)\b\s*")
+_PARTICIPLE = re.compile(r"\s*,?\s*\b(waving|raising|lifting|punching|pointing|saluting|clapping|"
+                         r"holding up|putting up|swinging)\b")
+
+
+@dataclass
+class Step:
+    """One clause in time. prompt: what the model reads (person words included); kind: one of KINDS;
+    seconds: None lets the model choose; together: an arm-action prompt done at the same time, or None."""
+
+    prompt: str
+    kind: str = "other"
+    seconds: float | None = None
+    together: str | None = None
+
+
+@dataclass
+class Plan:
+    person: str
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def single(self) -> bool:
+        """One step, one action: generate the prompt as it is."""
+        return len(self.steps) == 1 and self.steps[0].together is None
+
+    def describe(self) -> str:
+        """A few readable lines ("1. an elderly person walks forward  [locomotion, auto]  + at once: ...")."""
+        lines = [f"plan: {len(self.steps)} step(s), person: {self.person!r}"]
+        for k, s in enumerate(self.steps, 1):
+            length = "auto" if s.seconds is None else f"{s.seconds:g} s"
+            lines.append(f"  {k}. {s.prompt}  [{s.kind}, {length}]")
+            if s.together:
+                lines.append(f"     + at once: {s.together}")
+        return "\n".join(lines)
+
+    def to_json(self) -> str:
+        steps = [{"prompt": s.prompt, "kind": s.kind, "seconds": s.seconds, "together": s.together}
+                 for s in self.steps]
+        return json.dumps({"person": self.person, "steps": steps}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> "Plan":
+        """A plan written by `to_json` (possibly edited). Raises ValueError with a one-line reason."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"the plan is not valid JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
+            raise ValueError("the plan must be a JSON object with a non-empty 'steps' list")
+        steps = []
+        for k, s in enumerate(data["steps"], 1):
+            if not isinstance(s, dict) or not isinstance(s.get("prompt"), str) or not s["prompt"].strip():
+                raise ValueError(f"plan step {k} needs a non-empty 'prompt' string")
+            seconds, together = s.get("seconds"), s.get("together")
+            if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                        or not 0.2 <= seconds <= 9.8):
+                raise ValueError(f"plan step {k}: 'seconds' must be null or a number in [0.2, 9.8], got {seconds!r}")
+            if together is not None and (not isinstance(together, str) or not together.strip()):
+                raise ValueError(f"plan step {k}: 'together' must be null or a non-empty string")
+            kind = s.get("kind") if s.get("kind") in KINDS else kind_of(s["prompt"])
+            steps.append(Step(s["prompt"].strip(), kind, None if seconds is None else float(seconds),
+                              together.strip() if together else None))
+        person = data.get("person") if isinstance(data.get("person"), str) else DEFAULT_PERSON
+        return cls(person, steps)
+
+
+# ------------------------------------------------------------------------------------------ words
+
+def _words(text: str) -> list[str]:
+    return text.split()
+
+
+def _verb(word: str) -> str | None:
+    """The verb lemma of a word, or None."""
+    lemma, pos = tag_word(word.strip(",.;:!?"))
+    return lemma if pos == "VERB" else None
+
+
+def kind_of(clause: str) -> str:
+    """locomotion / arm / body / other: the kind of the clause's first action verb."""
+    words = [w.strip(",.;:!?") for w in _words(clause.lower())]
+    for w in words:
+        lemma = _verb(w)
+        for kind, verbs in (("locomotion", LOCOMOTION), ("arm", ARM), ("body", BODY)):
+            if lemma in verbs:
+                return kind
+    if {"hand", "hands", "arm", "arms"} & set(words):
+        return "arm"
+    return "other"
+
+
+def _first_verb(words: list[str]) -> int | None:
+    for k, w in enumerate(words):
+        if _verb(w) is not None and w not in DETERMINERS:
+            return k
+    return None
+
+
+def _is_subject(words: list[str]) -> bool:
+    """True for a noun phrase naming the person: a pronoun, 'someone', or a determiner + words with a person noun
+    ("an elderly person", "a tired woman", "the old man"); optionally followed by adverbs ("slowly")."""
+    if not words:
+        return False
+    core = [w for w in words if not w.endswith("ly") or w in ("elderly", "lively", "friendly")]
+    if len(core) == 1 and (core[0] in PRONOUNS or core[0] in ("someone", "somebody")):
+        return True
+    return bool(core) and core[0] in DETERMINERS and "," not in " ".join(words)
+
+
+def _third_person(clause: str) -> str:
+    """A clause starting with a verb in any form ("waving the hand", "wave", "waves") -> third person."""
+    words = _words(clause)
+    if not words:
+        return clause
+    head = words[0].strip(",")
+    if head == "holding" and len(words) > 1 and words[1] == "up":
+        return "holds up " + " ".join(words[2:])
+    lemma = _verb(head)
+    if lemma is not None:
+        words[0] = _third(lemma)
+    elif len(words) > 1 and head in ("a", "an") and _verb(words[1]) is not None:  # "followed by a bow"
+        return " ".join([_third(_verb(words[1]))] + words[2:])
+    return " ".join(words)
+
+
+def _clean(text: str) -> str:
+    text = re.sub(r"\s+", " ", text.lower().replace(";", ",")).strip()
+    text = re.sub(r"[.!?]\s+", ", ", text)
+    return re.sub(r"^[,\s]+|[,.!?\s]+$", "", text)
+
+
+def _strip_subject(clause: str) -> str:
+    """Drop a clause's own subject ("he bows" -> "bows", "the man then bows" -> "bows")."""
+    words = _words(clause)
+    k = _first_verb(words)
+    if k and _is_subject(words[:k]):
+        return " ".join(words[k:])
+    return clause
+
+
+# ------------------------------------------------------------------------------------------ splitting
+
+def split_person(text: str) -> tuple[str, str]:
+    """(person words, the rest) of a cleaned prompt; the person is DEFAULT_PERSON for imperative prompts."""
+    words = _words(text)
+    k = _first_verb(words)
+    if k is None or k == 0 or not _is_subject(words[:k]):
+        return DEFAULT_PERSON, text
+    person = " ".join(words[:k])
+    return PRONOUNS.get(person, person), " ".join(words[k:])
+
+
+def split_sequence(text: str) -> list[str]:
+    """Clauses of ``text`` (person words removed) in time order."""
+    numbered = [p for p in _NUMBERED.split(" " + text) if p.strip(" ,")]
+    if len(numbered) >= 2:
+        return [c for p in numbered for c in split_sequence(p.strip(" ,"))]
+    m = re.match(r"^(after|before)\s+(.+?),\s*(.+)$", text)
+    if m:  # "after waving, walks" / "before walking off, bows"
+        first, second = (m[2], m[3]) if m[1] == "after" else (m[3], m[2])
+        return split_sequence(first) + split_sequence(second)
+    m = re.match(r"^(.+?)\s*,?\s+\b(after|before)\b\s+(?!a few|several|some|turning)(.+)$", text)
+    if m and _first_verb(_words(m[3])) == 0:  # "bows after walking", "walks before bowing"
+        first, second = (m[3], m[1]) if m[2] == "after" else (m[1], m[3])
+        return split_sequence(first) + split_sequence(second)
+    parts = [p for p in _THEN.split(text) if p.strip(" ,")]
+    if len(parts) >= 2:
+        return [c for p in parts for c in split_sequence(p.strip(" ,"))]
+    pieces = [p.strip() for p in text.split(",") if p.strip()]
+    if len(pieces) >= 2 and all(_first_verb(_words(_strip_subject(p))) == 0 for p in pieces):
+        return [c for p in pieces for c in split_sequence(p)]
+    return [text]
+
+
+def _split_and(clause: str) -> tuple[list[str], bool]:
+    """'walks forward and waves' -> (['walks forward', 'waves'], together=True); 'walks and bows' -> in turn;
+    'raises both hands and waves' (same kind) stays one clause."""
+    parts = re.split(r"\s*,?\s+and\s+", clause)
+    if len(parts) == 2 and all(_first_verb(_words(_strip_subject(p))) == 0 for p in parts):
+        a, b = (_strip_subject(p) for p in parts)
+        kinds = (kind_of(a), kind_of(b))
+        turn = kinds[0] == "locomotion" and _verb(_words(b)[0]) in ("turn", "veer")  # walk-turn-left is one action
+        if kinds[0] == kinds[1] or "other" in kinds or turn:
+            return [clause], False
+        return [a, b], set(kinds) == {"locomotion", "arm"}
+    return [clause], False
+
+
+def _split_together(clause: str) -> tuple[str, str] | None:
+    """(main clause, arm clause) of an 'at once' clause, or None."""
+    m = _WITH_ARM.search(clause) or _WITH_BOTH.search(clause)
+    if m and kind_of(clause[:m.start()]) == "locomotion":
+        side = m.group(1) if m.re is _WITH_ARM else "both"
+        noun = m.group(2) if m.re is _WITH_ARM else "hands"
+        if side == "both" or noun.endswith("s"):
+            arm = "raises both hands"
+        else:
+            arm = f"raises {'the ' + side + ' ' if side else 'a '}{noun}"
+        rest = (clause[:m.start()] + " " + clause[m.end():]).strip(" ,")
+        return rest, arm
+    m = _TOGETHER.search(clause)
+    if m and m.start() > 0:
+        a, b = clause[:m.start()].strip(" ,"), clause[m.end():].strip(" ,")
+        if a and b and _first_verb(_words(_strip_subject(b))) == 0:
+            return _strip_subject(a), _third_person(_strip_subject(b))
+    m = re.match(r"^(?:while|whilst)\s+(.+?),\s*(.+)$", clause)
+    if m:
+        return _strip_subject(m[2]), _third_person(_strip_subject(m[1]))
+    m = _PARTICIPLE.search(clause)
+    if m and m.start() > 0 and kind_of(clause[:m.start()]) == "locomotion":
+        return clause[:m.start()].strip(" ,"), _third_person(clause[m.start():].strip(" ,"))
+    return None
+
+
+def _step(person: str, clause: str, together: str | None = None) -> Step:
+    prompt = f"{person} {_third_person(_strip_subject(clause))}"
+    return Step(prompt, kind_of(clause), None, None if together is None else f"{person} {together}")
+
+
+def make_plan(prompt: str) -> Plan:
+    """The plan of a prompt (see the module docstring). Raises ValueError for an empty prompt."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError("the prompt is empty: describe the motion, e.g. 'a person walks forward, then bows'")
+    text = _clean(prompt)
+    text = re.sub(r"^(?:first|firstly|to start|at first)\s*,?\s+", "", text)
+    person, rest = split_person(text)
+    steps: list[Step] = []
+    for clause in split_sequence(rest):
+        clause = _strip_subject(clause)
+        pair = _split_together(clause)
+        if pair is not None and {kind_of(pair[0]), kind_of(pair[1])} == {"locomotion", "arm"}:
+            main, arm = pair if kind_of(pair[0]) == "locomotion" else pair[::-1]
+            steps.append(_step(person, main, _third_person(arm)))
+            continue
+        if pair is not None:  # two actions at once that cannot be composed: the model reads them as one prompt
+            steps.append(_step(person, clause))
+            continue
+        parts, together = _split_and(clause)
+        if together:
+            main, arm = parts if kind_of(parts[0]) == "locomotion" else parts[::-1]
+            steps.append(_step(person, main, _third_person(arm)))
+        else:
+            steps.extend(_step(person, p) for p in parts)
+    if len(steps) == 1 and steps[0].together is None:  # one action: the prompt as the user wrote it
+        return Plan(person, [Step(prompt.strip(), steps[0].kind)])
+    return Plan(person, steps)
