@@ -35,7 +35,8 @@ LOCOMOTION = set("walk run jog sprint dash stroll march stride step pace amble t
 ARM = set("wave raise lift punch slash point guide gesture beckon salute clap greet answer respond say hold swing "
           "box jab signal call throw reach strike hack shake".split())
 BODY = set("bow kick dance jump hop skip sit crouch squat kneel spin turn bend lean stretch nod fall stand climb "
-           "crawl look sway stomp".split())
+           "crawl sway stomp".split())
+SEQUENCE_BODY = {"bow", "kick", "jump", "dance", "sit", "squat", "crouch", "kneel", "spin"}  # 'waves and bows'
 PRONOUNS = {"he": "a man", "she": "a woman", "they": "a person", "it": "a person"}
 DETERMINERS = {"a", "an", "the", "one", "some", "this", "that"}
 SUBJECT_NOUNS = {"someone", "somebody", "person", "man", "woman", "guy", "lady", "girl", "boy", "kid", "child",
@@ -43,7 +44,7 @@ SUBJECT_NOUNS = {"someone", "somebody", "person", "man", "woman", "guy", "lady",
 DEFAULT_PERSON = "a person"
 
 _THEN = re.compile(r"\s*(?:,|;)?\s*\b(?:and then|and after that|after that|afterwards|afterward|then|and finally|"
-                   r"finally|and next|next|followed by|and later|later)\b\s*,?\s*")
+                   r"finally|and next|next|followed by)\b\s*,?\s*")
 _NUMBERED = re.compile(r"(?:^|\s)(?:\(?\d+[.)]|step \d+:?|first,?|second,?|third,?)\s+")
 _TOGETHER = re.compile(r"\s*,?\s*\b(?:while|whilst|and at the same time|at the same time as|as)\b\s*,?\s*")
 _WITH_ARM = re.compile(
@@ -132,6 +133,9 @@ def _verb(word: str) -> str | None:
 def kind_of(clause: str) -> str:
     """locomotion / arm / body / other: the kind of the clause's first action verb."""
     words = [w.strip(",.;:!?") for w in _words(clause.lower())]
+    if {"leg", "legs", "knee", "knees", "foot", "feet"} & set(words) and not {"hand", "hands", "arm", "arms"} & set(words):
+        if any(_verb(w) in ARM | BODY for w in words):
+            return "body"
     for w in words:
         lemma = _verb(w)
         for kind, verbs in (("locomotion", LOCOMOTION), ("arm", ARM), ("body", BODY)):
@@ -155,9 +159,15 @@ def _is_subject(words: list[str]) -> bool:
     if not words:
         return False
     core = [w for w in words if not w.endswith("ly") or w in ("elderly", "lively", "friendly")]
-    if len(core) == 1 and (core[0] in PRONOUNS or core[0] in ("someone", "somebody")):
+    if not all(w.replace("-", "").isalpha() for w in core):
+        return False
+    if len(core) == 1 and (core[0] in PRONOUNS or core[0] in ("someone", "somebody", "everyone")):
         return True
-    return bool(core) and core[0] in DETERMINERS and "," not in " ".join(words)
+    if "," in " ".join(words) or not core:
+        return False
+    if core[0] in DETERMINERS:
+        return 2 <= len(core) <= 5 and tag_word(core[-1])[1] in ("NOUN", "ADJ")  # "a giant", "an old man"
+    return len(core) <= 3 and all(tag_word(w)[1] in ("NOUN", "ADJ") for w in core) and tag_word(core[-1])[1] == "NOUN"
 
 
 def _third_person(clause: str) -> str:
@@ -178,7 +188,7 @@ def _third_person(clause: str) -> str:
 
 def _clean(text: str) -> str:
     text = re.sub(r"\s+", " ", text.lower().replace(";", ",")).strip()
-    text = re.sub(r"[.!?]\s+", ", ", text)
+    text = re.sub(r"(?<!\d)[.!?]\s+", ", ", text)
     return re.sub(r"^[,\s]+|[,.!?\s]+$", "", text)
 
 
@@ -191,15 +201,46 @@ def _strip_subject(clause: str) -> str:
     return clause
 
 
+def _finite(clause: str) -> bool:
+    """The clause starts with a verb in the base or third-person form ("bows", "wave"), not "bent", "waving"."""
+    words = _words(clause)
+    lemma = _verb(words[0]) if words else None
+    return lemma is not None and words[0].strip(",") in (lemma, _third(lemma))
+
+
+def _is_turn(clause: str) -> bool:
+    """A change of direction ("turns left", "a right turn", "veers to the right", "goes left"): after walking it
+    is the walk-and-turn action the model knows, not a step of its own."""
+    words = set(re.findall(r"[a-z]+", clause))
+    return bool(words & {"left", "right", "leftwards", "rightwards", "turn", "turns", "turning", "around"}) and not (
+        words & {"hand", "hands", "arm", "arms", "leg", "foot", "fist", "fists"})
+
+
 # ------------------------------------------------------------------------------------------ splitting
 
 def split_person(text: str) -> tuple[str, str]:
-    """(person words, the rest) of a cleaned prompt; the person is DEFAULT_PERSON for imperative prompts."""
+    """(person words, the rest) of a cleaned prompt; the person is DEFAULT_PERSON for imperative prompts. A
+    phrase fronted before the subject ("bent over with age, a man walks") belongs to the person words."""
+    person, rest = _subject(text)
+    if person is not None:
+        return person, rest
+    pieces = text.split(", ")
+    for i in range(1, len(pieces)):
+        if any(_finite(p) for p in pieces[:i]):
+            break
+        person, rest = _subject(", ".join(pieces[i:]))
+        if person is not None:
+            return f"{', '.join(pieces[:i])}, {person}", rest
+    return DEFAULT_PERSON, text
+
+
+def _subject(text: str) -> tuple[str | None, str]:
     words = _words(text)
     k = _first_verb(words)
-    if k is None or k == 0 or not _is_subject(words[:k]):
-        return DEFAULT_PERSON, text
-    person = " ".join(words[:k])
+    if k is None or k == 0 or not _is_subject([w for w in words[:k] if w not in ("is", "are", "was")]):
+        return None, text
+    subject = words[:k - 1] if words[k - 1] in ("is", "are", "was", "keeps") else words[:k]
+    person = " ".join(subject)
     return PRONOUNS.get(person, person), " ".join(words[k:])
 
 
@@ -220,8 +261,10 @@ def split_sequence(text: str) -> list[str]:
     if len(parts) >= 2:
         return [c for p in parts for c in split_sequence(p.strip(" ,"))]
     pieces = [p.strip() for p in text.split(",") if p.strip()]
-    if len(pieces) >= 2 and all(_first_verb(_words(_strip_subject(p))) == 0 for p in pieces):
-        return [c for p in pieces for c in split_sequence(p)]
+    if len(pieces) >= 2 and all(_finite(_strip_subject(p)) for p in pieces):
+        kinds = [kind_of(p) for p in pieces]  # bare commas: steps only when each names a different kind of action
+        if "other" not in kinds and all(a != b for a, b in zip(kinds, kinds[1:])):
+            return [c for p in pieces for c in split_sequence(p)]
     return [text]
 
 
@@ -232,15 +275,19 @@ def _split_and(clause: str) -> tuple[list[str], bool]:
     if len(parts) == 2 and all(_first_verb(_words(_strip_subject(p))) == 0 for p in parts):
         a, b = (_strip_subject(p) for p in parts)
         kinds = (kind_of(a), kind_of(b))
-        turn = kinds[0] == "locomotion" and _verb(_words(b)[0]) in ("turn", "veer")  # walk-turn-left is one action
+        turn = "locomotion" in kinds and (_is_turn(a) or _is_turn(b))  # walk-turn-left is one action
         if kinds[0] == kinds[1] or "other" in kinds or turn:
             return [clause], False
+        if "locomotion" not in kinds and not _verb(_words((a, b)[kinds.index("body")])[0]) in SEQUENCE_BODY:
+            return [clause], False  # "leans forward and calls someone over" is one action
         return [a, b], set(kinds) == {"locomotion", "arm"}
     return [clause], False
 
 
 def _split_together(clause: str) -> tuple[str, str] | None:
     """(main clause, arm clause) of an 'at once' clause, or None."""
+    if _first_verb(_words(clause)) != 0 and not clause.startswith(("while ", "whilst ")):
+        return None  # a fronted phrase ("with a strong, manly stride, a person waves"): one action
     m = _WITH_ARM.search(clause) or _WITH_BOTH.search(clause)
     if m and kind_of(clause[:m.start()]) == "locomotion":
         side = m.group(1) if m.re is _WITH_ARM else "both"
@@ -260,7 +307,7 @@ def _split_together(clause: str) -> tuple[str, str] | None:
     if m:
         return _strip_subject(m[2]), _third_person(_strip_subject(m[1]))
     m = _PARTICIPLE.search(clause)
-    if m and m.start() > 0 and kind_of(clause[:m.start()]) == "locomotion":
+    if m and m.start() > 0 and kind_of(clause[:m.start()]) == "locomotion" and _words(clause[:m.start()])[-1] != "by":
         return clause[:m.start()].strip(" ,"), _third_person(clause[m.start():].strip(" ,"))
     return None
 
@@ -276,7 +323,12 @@ def make_plan(prompt: str) -> Plan:
         raise ValueError("the prompt is empty: describe the motion, e.g. 'a person walks forward, then bows'")
     text = _clean(prompt)
     text = re.sub(r"^(?:first|firstly|to start|at first)\s*,?\s+", "", text)
-    person, rest = split_person(text)
+    fronted = re.match(r"^(after|before|while|whilst)\s+([^,]+),\s*(.+)$", text)
+    if fronted:  # "after bowing, an old man walks ahead": the person comes after the fronted clause
+        person, rest = split_person(fronted[3])
+        rest = f"{fronted[1]} {fronted[2]}, {rest}"
+    else:
+        person, rest = split_person(text)
     steps: list[Step] = []
     for clause in split_sequence(rest):
         clause = _strip_subject(clause)
@@ -294,6 +346,20 @@ def make_plan(prompt: str) -> Plan:
             steps.append(_step(person, main, _third_person(arm)))
         else:
             steps.extend(_step(person, p) for p in parts)
-    if len(steps) == 1 and steps[0].together is None:  # one action: the prompt as the user wrote it
-        return Plan(person, [Step(prompt.strip(), steps[0].kind)])
+    steps = _merge_turns(steps, person)
+    if len(steps) == 1 and steps[0].together is None or any(s.kind == "other" for s in steps):
+        # one action, or a clause the plan cannot place: the model reads the prompt as the user wrote it
+        return Plan(person, [Step(prompt.strip(), kind_of(prompt))])
     return Plan(person, steps)
+
+
+def _merge_turns(steps: list[Step], person: str) -> list[Step]:
+    """Locomotion followed by a turn is one step (the model's walk-and-turn actions)."""
+    out: list[Step] = []
+    for s in steps:
+        prev = out[-1] if out else None
+        if prev and prev.kind == "locomotion" and prev.together is None and s.together is None and _is_turn(s.prompt):
+            out[-1] = Step(f"{prev.prompt} and then {s.prompt[len(person) + 1:]}", "locomotion")
+        else:
+            out.append(s)
+    return out
