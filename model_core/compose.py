@@ -62,7 +62,11 @@ def arm_sides(prompt: str, arm_joints: np.ndarray) -> tuple[str, ...]:
 def compose_arms(base: np.ndarray, arms: np.ndarray, sides: tuple[str, ...], weight: np.ndarray | None = None
                  ) -> np.ndarray:
     """Joints (T, 22, 3): ``base`` with the local rotations of the ``sides`` arm chains taken from ``arms``
-    (same T), blended by ``weight`` (T,) in [0, 1] (default all 1)."""
+    (same T), blended in by ``weight`` (T,) in [0, 1] (default all 1).
+
+    Generated joints do not keep their bone lengths exactly, so forward kinematics on the fixed skeleton would
+    move every joint a little; only the chosen arms' joints are replaced, hung from the base's own spine3, and
+    every other joint stays the base's to the bit (legs, root, head: foot contact is unchanged)."""
     base, arms = np.asarray(base, np.float64), np.asarray(arms, np.float64)
     if base.shape != arms.shape or base.ndim != 3 or base.shape[1:] != (22, 3):
         raise ValueError(f"base and arm joints must share a (T, 22, 3) shape, got {base.shape} and {arms.shape}")
@@ -73,8 +77,12 @@ def compose_arms(base: np.ndarray, arms: np.ndarray, sides: tuple[str, ...], wei
     idx = [j for s in sides for j in ARM_JOINTS[s]]
     rotations = pose.rotations.copy()
     rotations[:, idx] = donor.rotations[:, idx]
-    mixed = ik.crossfade(pose, ik.Pose(rotations, pose.root, pose.offsets), weight)
-    return ik.forward(mixed).astype(np.float32)
+    fk = ik.forward(ik.Pose(rotations, pose.root, pose.offsets))
+    chest = J["spine3"]
+    moved = fk[:, idx] - fk[:, chest:chest + 1] + base[:, chest:chest + 1]
+    out = base.copy()
+    out[:, idx] = base[:, idx] + weight[:, None, None] * (moved - base[:, idx])
+    return out.astype(np.float32)
 
 
 def _ramp(frames: int, fade_in: bool, fade_out: bool) -> np.ndarray:
