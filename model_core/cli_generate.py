@@ -116,15 +116,23 @@ def _load(args):
 
 def cmd_generate(argv: list[str]) -> int:
     p = argparse.ArgumentParser(prog="bamm generate", description="generate motion from a prompt")
-    p.add_argument("prompt", help="what the character does, e.g. 'a person walks forward and waves'")
+    p.add_argument("prompt", nargs="?", help="what the character does, e.g. 'a person walks forward, then bows'")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=float, help="length in seconds (default: the model chooses)")
     length.add_argument("--frames", type=int, help="length in 20-fps frames (default: the model chooses)")
     p.add_argument("--n", type=int, default=1, help="number of variations")
+    p.add_argument("--plan", metavar="FILE", help="a plan file (JSON, as --show-plan writes it) instead of the prompt")
+    p.add_argument("--show-plan", action="store_true", help="print the prompt's plan as JSON and stop")
     _common(p)
     args = p.parse_args(argv)
-    if not args.prompt.strip():
-        raise CLIError("the prompt is empty: describe the motion, e.g. 'a person jumps forward'")
+    from .cli_plan import plan_of
+
+    plan = plan_of(args.prompt, args.plan)
+    if args.show_plan:
+        print(plan.to_json(), end="")
+        return 0
+    if not plan.single or args.plan is not None:
+        return _generate_plan(args, plan)
     if args.n < 1:
         raise CLIError(f"--n must be at least 1, got {args.n}")
     frames = args.frames if args.frames is not None else (
@@ -140,6 +148,30 @@ def cmd_generate(argv: list[str]) -> int:
                               preview=not args.no_preview)
         chosen = "requested" if frames is not None else "chosen by the model"
         print(f"{stem}: {len(m.joints)} frames = {len(m.joints) / FPS:.2f} s ({chosen})")
+        for kind, path in paths.items():
+            print(f"  {kind:<10} {path}")
+    return 0
+
+
+def _generate_plan(args, plan) -> int:
+    """Several actions: the plan is printed, then generated as one motion per variation."""
+    from .cli_plan import generate_from_plan
+
+    if args.frames is not None or args.seconds is not None:
+        raise CLIError("--seconds / --frames apply to one action; give each step's seconds in a plan file instead")
+    if args.n < 1:
+        raise CLIError(f"--n must be at least 1, got {args.n}")
+    print(plan.describe())
+    bamm = _load(args)
+    caption = " / ".join(s.prompt for s in plan.steps)
+    results = generate_from_plan(bamm, plan, n=args.n, seed=args.seed,
+                                 settings={"cfg": tuple(args.cfg), "rounds": args.rounds})
+    for k, (m, bounds) in enumerate(results):
+        stem = slugify(caption) + (f"_{k}" if args.n > 1 else "")
+        paths = write_outputs(m.joints, Path(args.out), stem, caption=caption, fbx=not args.no_fbx,
+                              preview=not args.no_preview)
+        steps = ", ".join(f"{b / FPS:.2f} s" for b in bounds) or "none"
+        print(f"{stem}: {len(m.joints)} frames = {len(m.joints) / FPS:.2f} s (steps start at {steps})")
         for kind, path in paths.items():
             print(f"  {kind:<10} {path}")
     return 0
