@@ -4,12 +4,12 @@ Modules: ``props`` (scene settings), ``preferences``, ``operators`` (modal jobs)
 ``backend`` (the bundled runtime's worker process by default, or torch in a worker / in Blender), ``bake``
 (keys), ``armature``, ``results``, ``headless`` (the operators' work as plain functions), ``core`` (the model
 core package, the extension's model folders), ``retarget`` / ``retarget_ui`` / ``export`` (motion onto other
-rigs, file export).
+rigs, file export), ``sequence`` (one prompt per timeline segment, generated as one motion).
 """
 
-from . import operators, panel, preferences, props, retarget_ui
+from . import operators, panel, preferences, props, retarget_ui, sequence
 
-_MODULES = (preferences, props, operators, panel, retarget_ui)  # retarget_ui's panel sits under panel's
+_MODULES = (preferences, props, operators, panel, retarget_ui, sequence)  # their panels sit under panel's
 
 
 def register() -> None:

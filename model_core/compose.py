@@ -25,6 +25,8 @@ tokens, so it goes down the same path (bake, export, edit) as a single-prompt mo
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from . import decoding as D
@@ -33,7 +35,7 @@ from .editing import padded_features
 from .generate import Generator, Motion
 from .motion import ik
 from .motion.skeleton import JOINT_INDEX as J
-from .plan import Plan, make_plan
+from .plan import Plan, Step, make_plan
 
 ARM_JOINTS = {side: tuple(J[f"{side[0]}_{part}"] for part in ("collar", "shoulder", "elbow", "wrist"))
               for side in ("right", "left")}
@@ -109,6 +111,23 @@ def step_frames(model: Generator, plan: Plan, *, seed: int = 0, **settings) -> l
         for k in auto:
             frames[k] = max(next(chosen).frames for p in (plan.steps[k].prompt, plan.steps[k].together) if p)
     return [min(max(v, f), model.max_frames) for v in frames]
+
+
+def request_plan(op: str, args: dict, fps: float = 20.0) -> Plan | None:
+    """The plan of a worker request: ``plan`` (a plan object), or a ``generate`` prompt naming several actions
+    (None for one action: plain generation). A ``generate`` length (``frames``) is shared by the steps."""
+    if op == "plan":
+        if not isinstance(args.get("plan"), dict):
+            raise ValueError("the plan op needs args['plan']: an object with a 'steps' list")
+        return Plan.from_json(json.dumps(args["plan"]))
+    plan = make_plan(args["prompt"])
+    if plan.single:
+        return None
+    frames = args.get("frames")
+    if frames is not None:
+        each = max(4, int(frames) // len(plan.steps) // 4 * 4) / fps
+        plan = Plan(plan.person, [Step(s.prompt, s.kind, each, s.together) for s in plan.steps])
+    return plan
 
 
 def generate_plan(model: Generator, plan: Plan | str, *, seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0),

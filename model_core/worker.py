@@ -20,10 +20,15 @@ Client -> worker::
     {"id": 3, "op": "extend", "model": MODEL, "args": {"source": "...", "source_tokens": "/tmp/x/src-tok.npy",
                                                         "before_s": 0, "after_s": 2.0, "prompt": null, "seed": 0,
                                                         "n": 1}, "out_dir": "..."}
+    {"id": 4, "op": "plan", "model": MODEL, "args": {"plan": {"steps": [{"prompt": "a man walks forward",
+                                                    "seconds": 3.0, "together": "a man waves"}, ...]}, "n": 1,
+                                                    "seed": 0}, "out_dir": "..."}
     {"op": "cancel", "id": 2}
     {"op": "shutdown"}
 
-``args`` of every op may also set ``"refine"`` (``"every_other"``, ``"low_confidence"``, ``"suffix"``,
+A ``generate`` prompt that names several actions ("walks forward, then bows", "walks while waving") is planned
+and generated as one motion (`plan.py`, `compose.py`); ``plan`` takes a plan object as ``Plan.to_json`` writes
+it. ``args`` of every op may also set ``"refine"`` (``"every_other"``, ``"low_confidence"``, ``"suffix"``,
 ``"prefix"`` or null), ``"rounds"``, ``"temperature"``, ``"top_k"`` and ``"res_cfg"`` (see `Generator.generate`).
 ``source``: a ``.npy`` path of joints (T, 22, 3) float32. ``source_tokens`` (optional, null or absent): a
 ``.npy`` path of that motion's tokens (ceil(T / 4), Q) int64, as returned with an earlier result: when they
@@ -67,7 +72,7 @@ import sys
 import threading
 from pathlib import Path
 
-OPS = ("generate", "edit", "extend")
+OPS = ("generate", "edit", "extend", "plan")
 
 
 class Cancelled(Exception):
@@ -180,6 +185,13 @@ def run(model, op: str, args: dict, progress=None) -> list:
     n, seed = int(args.pop("n", 1)), int(args.pop("seed", 0))
     options = {"cfg": tuple(args.pop("cfg", (4.0, 3.0)))}
     options.update({k: args[k] for k in SETTINGS if k in args})
+    if op in ("generate", "plan"):  # several actions in one prompt, or a plan: see compose.py
+        from .compose import generate_plan, request_plan
+
+        plan = request_plan(op, args, model.fps)
+        if plan is not None:
+            return [generate_plan(model, plan, seed=seed + k, progress=None if progress is None else
+                                  (lambda s, f, k=k: progress(s, (k + f) / n)), **options)[0] for k in range(n)]
     if op == "generate":
         return model.generate(args["prompt"], frames=args.get("frames"), n=n, seed=seed, progress=progress,
                               **options)

@@ -1,0 +1,74 @@
+"""The long-sequence mode in Blender (bpy module): markers -> segments -> one plan job on the in-process back end
+(a tiny random model) -> one baked action from the first marker; markers laid out from a prompt's plan; bad
+markers give one-line errors and change nothing."""
+
+from __future__ import annotations
+
+import pytest
+
+bpy = pytest.importorskip("bpy")
+pytest.importorskip("torch")
+
+import bamm_blender  # noqa: E402
+from bamm_blender import backend, headless, sequence  # noqa: E402
+from bamm_blender.errors import BammInputError  # noqa: E402
+
+TINY = {"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}
+
+
+@pytest.fixture(scope="module")
+def addon():
+    bamm_blender.register()
+    headless.configure(backend_instance=backend.InProcessBackend(), model_spec=TINY)
+    yield
+    headless.configure()
+    bamm_blender.unregister()
+
+
+@pytest.fixture
+def scene(addon):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.fps, scene.frame_start, scene.frame_end = 24, 1, 120
+    return scene
+
+
+def test_markers_become_one_motion(scene):
+    scene.bamm_sequence_person = "an old man"
+    scene.frame_end = 130
+    for frame, name in ((11, "walks forward while waving the right hand"), (71, "bows")):
+        scene.timeline_markers.new(name, frame=frame)
+    plan = sequence.plan_of_segments(scene, scene.bamm_sequence_person)
+    assert [(s["prompt"], s["together"]) for s in plan["steps"]] == [
+        ("an old man walks forward", "an old man waves the right hand"), ("an old man bows", None)]
+    assert [s["seconds"] for s in plan["steps"]] == [2.5, 2.5]
+    (action,) = sequence.generate_sequence(bpy.context, seed=1, timeout=300)
+    first, last = action.frame_range
+    assert first == 11 and last == 11 + (96 - 1) * 24 / 20  # 2 x 48 model frames (whole tokens of 2.5 s) at 24 fps
+    assert "bows" in action.name or "walks" in action.name
+
+
+@pytest.mark.parametrize("markers, message", [
+    ((), "Add timeline markers"), (((5, "F_05"),), "has no prompt"),
+    (((1, "walks"), (300, "bows")), "must last 0.2-9.8 s"),
+])
+def test_bad_markers_are_refused(scene, markers, message):
+    scene.frame_end = 400 if len(markers) == 2 else 120
+    for frame, name in markers:
+        scene.timeline_markers.new(name, frame=frame)
+    with pytest.raises(BammInputError, match=message):
+        sequence.start_sequence(bpy.context)
+    assert len(bpy.data.actions) == 0
+
+
+def test_markers_from_prompt(scene):
+    made = sequence.markers_from_prompt(bpy.context, "an elderly person walks forward and waves with the right "
+                                                     "hand, then bows", seconds=2.0)
+    assert [(m.frame, m.name) for m in made] == [(1, "walks forward while waves with the right hand"),
+                                                 (49, "bows")]
+    assert scene.bamm_sequence_person == "an elderly person"
+    plan = sequence.plan_of_segments(scene, scene.bamm_sequence_person)
+    assert plan["steps"][0]["together"] == "an elderly person waves with the right hand"
+    with pytest.raises(BammInputError, match="already has timeline markers"):
+        sequence.markers_from_prompt(bpy.context, "a person bows")
+    assert len(scene.timeline_markers) == 2
