@@ -72,3 +72,19 @@ def test_markers_from_prompt(scene):
     with pytest.raises(BammInputError, match="already has timeline markers"):
         sequence.markers_from_prompt(bpy.context, "a person bows")
     assert len(scene.timeline_markers) == 2
+
+
+@pytest.mark.parametrize("state", ["empty", "prompt", "markers"])
+def test_sequence_panel_draws(scene, state):
+    from test_blender_panels import draw, labels_in, operators_in, props_in  # the recording stand-in layout
+
+    if state != "empty":
+        scene.bamm.prompt = "a man walks forward, then bows"
+    if state == "markers":
+        sequence.markers_from_prompt(bpy.context, scene.bamm.prompt)
+    calls = draw(sequence.BAMM_PT_sequence, bpy.context)
+    assert "bamm.generate_sequence" in operators_in(calls)
+    assert ("bamm.markers_from_prompt" in operators_in(calls)) == (state != "empty")
+    labels = " ".join(labels_in(calls))
+    assert ("1. a man walks forward" in labels) == (state != "empty")
+    assert props_in(calls).count("name") == (2 if state == "markers" else 0)
