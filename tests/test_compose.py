@@ -128,3 +128,15 @@ def test_single_plan_is_plain_generation(tiny):
     a = tiny.generate("a person bows", frames=32, seed=5)[0]
     b, bounds = generate_plan(tiny, Plan("a person", [Step("a person bows", "body", 1.6)]), seed=5)
     assert bounds == [] and np.array_equal(a.joints, b.joints) and np.array_equal(a.tokens, b.tokens)
+
+
+def test_plan_and_composition_import_without_torch():
+    """The runtime worker (Blender's Python: numpy, no torch) plans and composes."""
+    import subprocess
+    import sys
+
+    code = ("import sys; sys.modules['torch'] = None; import model_core.compose, model_core.plan, "
+            "model_core.eval.composition, model_core.worker; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "ok", out.stderr
