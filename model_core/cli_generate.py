@@ -157,8 +157,16 @@ def _generate_plan(args, plan) -> int:
     """Several actions: the plan is printed, then generated as one motion per variation."""
     from .cli_plan import generate_from_plan
 
+    from .plan import Plan, Step
+
     if args.frames is not None or args.seconds is not None:
-        raise CLIError("--seconds / --frames apply to one action; give each step's seconds in a plan file instead")
+        if len(plan.steps) > 1:
+            raise CLIError("--seconds / --frames apply to one step; give each step's seconds in a plan file instead")
+        seconds = args.seconds if args.seconds is not None else args.frames / FPS
+        if not 0.2 <= seconds <= 9.8:
+            raise CLIError(f"the length must be 0.2-9.8 s, got {seconds:g} s")
+        s = plan.steps[0]
+        plan = Plan(plan.person, [Step(s.prompt, s.kind, seconds, s.together)])
     if args.n < 1:
         raise CLIError(f"--n must be at least 1, got {args.n}")
     print(plan.describe())
