@@ -11,7 +11,8 @@ Prints:
   inside its own step, less the transition frames; together for "at once": locomotion, the arm action and
   travel while the hand is up). Methods: ``prompt`` = the prompt given to the model as it is (in turn scored
   leniently: the best split of the clip), ``plan`` = `compose.generate_plan` (in turn with the plan's own
-  boundaries), ``plan+refine`` = composed steps re-predicted by the BAMM transformer (at-once prompts);
+  boundaries), ``plan+refine`` = composed steps re-predicted by the BAMM transformer, ``plan+chest`` = the
+  arm action's spine3 rotation (chest, neck, head) taken along with the arms (at-once prompts);
 - plausibility of the at-once results next to real clips: foot skate (m/s on grounded toes) and the share of
   results whose arms come closer than 0.10 m to the spine (real clips: none);
 - that single-action prompts (controls, the held-out prompt set) are planned as one step, so they are
@@ -72,6 +73,28 @@ def best_split(joints, criteria: list[str], step: int = 8) -> bool:
                for b in itertools.combinations(cuts, len(criteria) - 1))
 
 
+def compose_with_chest(base, arms, sides, weight=None):
+    """The variant of `compose.compose_arms` that also takes the arm action's spine3 rotation (so its chest,
+    neck and head), measured against the shipped arms-only composition."""
+    from model_core.compose import ARM_JOINTS
+    from model_core.motion import ik
+    from model_core.motion.skeleton import JOINT_INDEX as J
+
+    base, arms = np.asarray(base, np.float64), np.asarray(arms, np.float64)
+    weight = np.ones(len(base)) if weight is None else np.asarray(weight, np.float64)
+    pose, donor = ik.solve(base), ik.solve(arms)
+    rot_idx = [J["spine3"]] + [j for s in sides for j in ARM_JOINTS[s]]
+    pos_idx = [J["neck"], J["head"]] + [j for s in ("right", "left") for j in ARM_JOINTS[s]]
+    rotations = pose.rotations.copy()
+    rotations[:, rot_idx] = donor.rotations[:, rot_idx]
+    fk = ik.forward(ik.Pose(rotations, pose.root, pose.offsets))
+    chest = J["spine3"]
+    moved = fk[:, pos_idx] - fk[:, chest:chest + 1] + base[:, chest:chest + 1]
+    out = base.copy()
+    out[:, pos_idx] = base[:, pos_idx] + weight[:, None, None] * (moved - base[:, pos_idx])
+    return out.astype(np.float32)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=str(ROOT / "data_cache" / "bandai"))
@@ -79,6 +102,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     args = p.parse_args(argv)
 
+    from model_core import compose
     from model_core.compose import generate_plan
     from model_core.eval import composition as C
     from model_core.eval.dynamics import foot_skate
@@ -118,9 +142,9 @@ def main(argv=None) -> int:
         return ok
 
     skates = {"plan": [], "locomotion alone": []}
-    clearances = {"plan": [], "plan+refine": [], "locomotion alone": []}
+    clearances = {"plan": [], "plan+refine": [], "plan+chest": [], "locomotion alone": []}
     for prompt, arm in TOGETHER:
-        counts = {"prompt": 0, "plan": 0, "plan+refine": 0}
+        counts = {"prompt": 0, "plan": 0, "plan+refine": 0, "plan+chest": 0}
         plan = make_plan(prompt)
         for seed in seeds:
             j = model.generate(prompt, seed=seed)[0].joints
@@ -135,6 +159,13 @@ def main(argv=None) -> int:
             r, _ = generate_plan(model, plan, seed=seed, refine_composed=True)
             counts["plan+refine"] += add("at once", "plan+refine", C.passes_together(r.joints, arm))
             clearances["plan+refine"].append(C.arm_clearance(r.joints))
+            shipped, compose.compose_arms = compose.compose_arms, compose_with_chest
+            try:
+                c, _ = generate_plan(model, plan, seed=seed)
+            finally:
+                compose.compose_arms = shipped
+            counts["plan+chest"] += add("at once", "plan+chest", C.passes_together(c.joints, arm))
+            clearances["plan+chest"].append(C.arm_clearance(c.joints))
         rows.append(("at once", prompt, counts))
     for prompt, criteria in IN_TURN:
         counts = {"prompt": 0, "plan": 0}
@@ -162,11 +193,10 @@ def main(argv=None) -> int:
 
     n = len(seeds)
     print(f"\nper prompt: seeds (of {n}) showing every action  [{time.time() - t0:.0f} s]")
-    print(f"  {'form':<8} {'prompt':<76} {'prompt':>6} {'plan':>5} {'plan+refine':>11}")
+    print(f"  {'form':<8} {'prompt':<76} {'prompt':>6} {'plan':>5} {'plan+refine':>11} {'plan+chest':>10}")
     for form, prompt, counts in rows:
-        refine = counts.get("plan+refine")
-        print(f"  {form:<8} {prompt[:76]:<76} {counts['prompt']:>6} {counts['plan']:>5} "
-              f"{'' if refine is None else refine:>11}")
+        refine, chest = counts.get("plan+refine", ""), counts.get("plan+chest", "")
+        print(f"  {form:<8} {prompt[:76]:<76} {counts['prompt']:>6} {counts['plan']:>5} {refine:>11} {chest:>10}")
     print("\nsummary: share of results showing every action (in order / together)")
     for (form, method), oks in totals.items():
         print(f"  {form:<8} {method:<12} {np.mean(oks):6.1%}  ({sum(oks)} / {len(oks)})")
