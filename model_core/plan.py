@@ -39,8 +39,6 @@ BODY = set("bow kick dance jump hop skip sit crouch squat kneel spin turn bend l
 SEQUENCE_BODY = {"bow", "kick", "jump", "dance", "sit", "squat", "crouch", "kneel", "spin"}  # 'waves and bows'
 PRONOUNS = {"he": "a man", "she": "a woman", "they": "a person", "it": "a person"}
 DETERMINERS = {"a", "an", "the", "one", "some", "this", "that"}
-SUBJECT_NOUNS = {"someone", "somebody", "person", "man", "woman", "guy", "lady", "girl", "boy", "kid", "child",
-                 "figure", "character", "actor", "dude", "individual", "human", "people", "player", "dancer"}
 DEFAULT_PERSON = "a person"
 
 _THEN = re.compile(r"\s*(?:,|;)?\s*\b(?:and then|and after that|after that|afterwards|afterward|then|and finally|"
@@ -133,7 +131,8 @@ def _verb(word: str) -> str | None:
 def kind_of(clause: str) -> str:
     """locomotion / arm / body / other: the kind of the clause's first action verb."""
     words = [w.strip(",.;:!?") for w in _words(clause.lower())]
-    if {"leg", "legs", "knee", "knees", "foot", "feet"} & set(words) and not {"hand", "hands", "arm", "arms"} & set(words):
+    legs, hands = {"leg", "legs", "knee", "knees", "foot", "feet"}, {"hand", "hands", "arm", "arms"}
+    if legs & set(words) and not hands & set(words):
         if any(_verb(w) in ARM | BODY for w in words):
             return "body"
     for w in words:

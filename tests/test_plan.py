@@ -51,9 +51,10 @@ AT_ONCE = [
 ]
 
 SINGLE = [
-    "a person walks forward", "a person walks forward and turns left", "the person walks ahead, then turns to their right",
-    "a person raises both hands and waves", "a happy man waves with his right hand", "with his left hand, a man waves",
-    "a person jumps while waving", "an energetic guy lifts a leg and kicks", "a person dances, moving their arms and legs",
+    "a person walks forward", "a person walks forward and turns left",
+    "the person walks ahead, then turns to their right", "a person raises both hands and waves",
+    "a happy man waves with his right hand", "with his left hand, a man waves", "a person jumps while waving",
+    "an energetic guy lifts a leg and kicks", "a person dances, moving their arms and legs",
     "a lady is waving hello with the right hand, looking furious.", "a person leans forward and calls someone over",
     "walk then hang a left", "old woman strolls then veers round to her right", "a kid stomping backwards, giggling",
     "an active woman throws a jab and a cross", "a lively man walks, turns left and keeps walking",
