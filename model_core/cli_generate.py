@@ -175,7 +175,7 @@ def _generate_plan(args, plan) -> int:
     results = generate_from_plan(bamm, plan, n=args.n, seed=args.seed,
                                  settings={"cfg": tuple(args.cfg), "rounds": args.rounds})
     for k, (m, bounds) in enumerate(results):
-        stem = slugify(caption) + (f"_{k}" if args.n > 1 else "")
+        stem = slugify(args.prompt or caption) + (f"_{k}" if args.n > 1 else "")
         paths = write_outputs(m.joints, Path(args.out), stem, caption=caption, fbx=not args.no_fbx,
                               preview=not args.no_preview)
         steps = ", ".join(f"{b / FPS:.2f} s" for b in bounds) or "none"

@@ -46,7 +46,8 @@ def test_a_prompt_naming_two_actions_prints_its_plan(weights, tmp_path, capsys):
     assert rc == 0
     out = capsys.readouterr().out
     assert "plan: 2 step(s)" in out and "1. a person waves" in out and "2. a person runs off" in out
-    assert len(list(tmp_path.glob("*.npy"))) == 2
+    assert sorted(p.name for p in tmp_path.glob("*.npy")) == ["a_person_waves_then_runs_off_0.npy",
+                                                              "a_person_waves_then_runs_off_1.npy"]
 
 
 def test_seconds_of_a_one_step_plan(weights, tmp_path, capsys):
