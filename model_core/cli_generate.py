@@ -156,7 +156,6 @@ def cmd_generate(argv: list[str]) -> int:
 def _generate_plan(args, plan) -> int:
     """Several actions: the plan is printed, then generated as one motion per variation."""
     from .cli_plan import generate_from_plan
-
     from .plan import Plan, Step
 
     if args.frames is not None or args.seconds is not None:
