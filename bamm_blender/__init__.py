@@ -1,15 +1,17 @@
 """BAMM for Blender: text-to-motion, inpainting and outpainting on an SMPL-22 armature.
 
-Modules: ``props`` (scene settings), ``preferences``, ``operators`` (modal jobs), ``panel`` (sidebar UI),
-``backend`` (the bundled runtime's worker process by default, or torch in a worker / in Blender), ``bake``
-(keys), ``armature``, ``results``, ``headless`` (the operators' work as plain functions), ``core`` (the model
-core package, the extension's model folders), ``retarget`` / ``retarget_ui`` / ``export`` (motion onto other
-rigs, file export), ``sequence`` (one prompt per timeline segment, generated as one motion).
+Layout: thin operators over work modules. ``props`` (scene settings, job status), ``preferences``,
+``operators`` (every operator: read the settings, call a work function, report; one error-reporting
+decorator, ``errors.reports_errors``), ``panel`` (every panel and list). Work modules: ``headless``
+(generation as plain functions), ``backend`` (the bundled runtime's worker process by default, or torch in a
+worker / in Blender), ``bake`` (keys), ``armature``, ``results``, ``retarget`` / ``bone_map`` /
+``retarget_scene`` / ``export`` (motion onto other rigs, file export), ``sequence`` (one prompt per timeline
+segment, generated as one motion), ``core`` (the model core package, the extension's model folders).
 """
 
-from . import operators, panel, preferences, props, retarget_ui, sequence
+from . import operators, panel, preferences, props
 
-_MODULES = (preferences, props, operators, panel, retarget_ui, sequence)  # their panels sit under panel's
+_MODULES = (preferences, props, operators, panel)
 
 
 def register() -> None:

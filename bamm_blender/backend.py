@@ -24,17 +24,19 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .core import EXTENSION_ROOT, MODEL_PACKAGE, model_module
-from .errors import BammBackendError, BammCancelled
+from .errors import BammBackendError, BammCancelled, BammInputError
 
 __all__ = ["EXTENSION_ROOT", "Generated", "Request", "Job", "InProcessBackend", "WorkerBackend", "get_backend"]
 
 WHEEL_PACKAGES = ("onnxruntime", "tokenizers")  # bundled with the extension, imported by the runtime worker
+SILENT_S = 60.0  # a worker that says nothing (no progress, no heartbeat) this long while busy is stopped
 
 
 @dataclass
@@ -60,7 +62,8 @@ class Generated:
 
 @dataclass
 class Job:
-    """A request in flight. ``state``: running, done, error, cancelled. ``result``: list of ``Generated``."""
+    """A request in flight. ``state``: running, done, error, cancelled. ``result``: list of ``Generated``.
+    ``error_kind``: "input" (the request was wrong: raised as BammInputError) or "failure"."""
 
     request: Request
     state: str = "running"
@@ -68,6 +71,7 @@ class Job:
     fraction: float = 0.0
     result: list = field(default_factory=list)
     error: str = ""
+    error_kind: str = "failure"
     cancel_event: threading.Event = field(default_factory=threading.Event)
     on_cancel: object = None
     done_event: threading.Event = field(default_factory=threading.Event)
@@ -75,10 +79,11 @@ class Job:
     def progress(self, stage: str, fraction: float) -> None:
         self.stage, self.fraction = stage, float(fraction)
 
-    def finish(self, state: str, *, result=None, error: str = "") -> None:
+    def finish(self, state: str, *, result=None, error: str = "", kind: str = "failure") -> None:
         if self.done_event.is_set():
             return
         self.state, self.result, self.error = state, result or [], error
+        self.error_kind = "input" if kind == "input" else "failure"
         self.done_event.set()
 
     def cancel(self) -> None:
@@ -98,7 +103,7 @@ class Job:
         if self.state == "cancelled":
             raise BammCancelled("Generation cancelled")
         if self.state == "error":
-            raise BammBackendError(self.error)
+            raise (BammInputError if self.error_kind == "input" else BammBackendError)(self.error)
         return self.result
 
 
@@ -144,7 +149,8 @@ class InProcessBackend:
         except worker.Cancelled:
             job.finish("cancelled")
         except Exception as e:  # shown to the user as a report
-            job.finish("error", error=f"{type(e).__name__}: {e}")
+            kind = model_module(".protocol").error_kind(e)
+            job.finish("error", error=str(e) if kind == "input" else f"{type(e).__name__}: {e}", kind=kind)
 
     def shutdown(self) -> None:
         self.cache = None
@@ -172,8 +178,11 @@ class WorkerBackend:
     """Runs requests in ``python -m model_core.worker`` started with ``python``; ``paths``: folders put on the
     worker's ``PYTHONPATH`` after the extension folder (the bundled wheels' folders)."""
 
-    def __init__(self, python: str, *, exchange_dir: str | None = None, paths=()):
+    def __init__(self, python: str, *, exchange_dir: str | None = None, paths=(), silent_s: float = SILENT_S):
         self.python = python
+        self.silent_s = float(silent_s)  # see SILENT_S
+        self.heard = 0.0  # time.monotonic() of the worker's last line (or of a submit to an idle worker)
+        self.stopped = ""  # why the client stopped the worker (a silent worker), for the jobs' error
         self.paths = [str(p) for p in paths]
         self.exchange = Path(exchange_dir or tempfile.mkdtemp(prefix="bamm-worker-"))
         self.process: subprocess.Popen | None = None
@@ -210,16 +219,33 @@ class WorkerBackend:
             raise BammBackendError(f"Could not start the worker Python '{self.python}': {e}") from e
         finally:
             log.close()
+        self.stopped, self.heard = "", time.monotonic()
         threading.Thread(target=self._read, args=(self.process,), daemon=True, name="bamm-worker-reader").start()
+        threading.Thread(target=self._watch, args=(self.process,), daemon=True, name="bamm-worker-watch").start()
+
+    def _watch(self, process: subprocess.Popen) -> None:
+        """Stop a worker that has said nothing for ``silent_s`` while a job waits on it: its jobs then end
+        with an error saying so (instead of running forever), and the next request starts a new worker."""
+        while process.poll() is None:
+            time.sleep(min(1.0, self.silent_s / 4))
+            silent = time.monotonic() - self.heard
+            if self.jobs and silent > self.silent_s and process.poll() is None and self.process is process:
+                self.stopped = (f"The BAMM worker process said nothing for {silent:.0f} s (hung or frozen): it was "
+                                "stopped and will be restarted on the next request.")
+                process.kill()
+                return
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
     def _read(self, process: subprocess.Popen) -> None:
         for line in process.stdout:
+            self.heard = time.monotonic()
             try:
                 message = json.loads(line)
             except json.JSONDecodeError:
+                continue
+            if not isinstance(message, dict):
                 continue
             kind = message.get("type")
             if kind == "ready":
@@ -243,12 +269,14 @@ class WorkerBackend:
                     job.finish("done", result=self._load(message))
                 except (OSError, ValueError) as e:
                     job.finish("error", error=f"could not read the worker's result: {e}")
+            elif kind == "error" and message.get("kind") == "input":
+                job.finish("error", error=str(message.get("message")), kind="input")
             elif kind == "error":
                 job.finish("error", error=f"{message.get('error')}: {message.get('message')}")
             elif kind == "cancelled":
                 job.finish("cancelled")
         code = process.wait()
-        reason = self.fatal or self._crash_message(code)
+        reason = self.fatal or self.stopped or self._crash_message(code)
         for job in list(self.jobs.values()):
             job.finish("error", error=reason)
         self.jobs.clear()
@@ -292,6 +320,8 @@ class WorkerBackend:
                     args[key] = str(path)
             job = Job(request)
             job.on_cancel = lambda: self._send({"op": "cancel", "id": rid})
+            if not self.jobs:  # the silence counts from now, not from the last job
+                self.heard = time.monotonic()
             self.jobs[rid] = job
             self._send({"id": rid, "op": request.op, "model": request.model, "args": args,
                         "out_dir": str(self.exchange)})

@@ -36,9 +36,14 @@ rig_map = model_module(".motion.rig_map")
 
 JOINTS = skeleton.JOINT_NAMES
 REQUIRED = ("pelvis", "l_hip", "r_hip", "l_knee", "r_knee", "l_ankle", "r_ankle")
+ARMS = ("l_shoulder", "l_elbow", "l_wrist", "r_shoulder", "r_elbow", "r_wrist")  # needed unless partial
+HOW_TO_MAP = ("map them in the bone map (Retarget & Export: Auto Map, then pick a bone for each joint) or load a "
+              "preset (a built-in one, a saved .json, or 'bamm export --bone-map FILE.json')")
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESET_FORMAT = "bamm-bone-map"
 RIGIFY_SPINE = ("pelvis", "spine1", "spine2", "spine3", "neck", None, "head")  # spine, spine.001 ... .006
+MAX_ELBOW_SPLIT = 0.2  # |upper arm - forearm| / (upper arm + forearm) of an arm found from its chain (people: ~0.05)
+LENGTH_TOLERANCE = 0.01  # relative: a leaf this close to its parent's length has an importer-made length
 _DEFORM_PREFIX = re.compile(r"^DEF[-_.]")
 
 
@@ -63,6 +68,9 @@ class Rig:
     def from_armature(cls, obj) -> Rig:
         if obj is None or getattr(obj, "type", None) != "ARMATURE":
             raise BammInputError(f"'{getattr(obj, 'name', obj)}' is not an armature")
+        if not len(obj.data.bones):
+            raise BammInputError(f"Armature '{obj.name}' has no bones: pick the character's armature with its "
+                                 "skeleton (or add bones in Edit Mode)")
         bones = sorted(obj.data.bones, key=lambda b: len(b.parent_recursive))  # parents first
         order = {b.name: i for i, b in enumerate(bones)}
         world = np.array(obj.matrix_world)
@@ -88,6 +96,19 @@ class Rig:
             if p >= 0:
                 kids[p].append(i)
         return kids
+
+    def is_leaf(self, i: int) -> bool:
+        return i not in self.parents
+
+    def end_of(self, i: int) -> np.ndarray:
+        """Where bone ``i`` ends: its tail, or its head when the tail is no information: a leaf bone as long as
+        its parent (importers such as Blender's FBX one give leaf bones their parent's length, so an imported
+        hand is as long as the forearm)."""
+        if not self.is_leaf(i) or self.parents[i] < 0:
+            return self.tails[i]
+        p = self.parents[i]
+        own, parent = (np.linalg.norm(self.tails[k] - self.heads[k]) for k in (i, p))
+        return self.heads[i] if abs(own - parent) <= LENGTH_TOLERANCE * max(parent, 1e-9) else self.tails[i]
 
     def ancestors(self, i: int) -> list[int]:
         out = []
@@ -230,7 +251,7 @@ def _topology(rig: Rig, candidates: list[int]) -> dict[str, str]:
         neck = path(max(rest, key=lambda c: high[c]), lambda c: high[c])
         found["neck"] = neck[0]
         if len(neck) > 1:
-            found["head"] = max(neck[1:], key=lambda i: np.linalg.norm(rig.tails[i] - rig.heads[i]))
+            found["head"] = max(neck[1:], key=lambda i: np.linalg.norm(rig.end_of(i) - rig.heads[i]))
     return {j: rig.names[i] for j, i in found.items()}
 
 
@@ -251,8 +272,9 @@ def _leg(rig: Rig, chain: list[int], prefix: str, up: np.ndarray) -> dict[str, i
 def _arm(rig: Rig, chain: list[int], kids: dict[int, list[int]], prefix: str, spine3: int,
          height: float) -> dict[str, int]:
     """Collar (when the chain starts near the spine), shoulder, elbow and wrist: the wrist is where three or
-    more fingers branch, else the bone that splits the arm into two nearly equal halves at its elbow and
-    leaves a hand shorter than the forearm."""
+    more fingers branch, else the bone that splits the arm into two nearly equal halves at its elbow (within
+    ``MAX_ELBOW_SPLIT``) and leaves a hand shorter than the forearm (measured to the last head when the chain
+    ends in a leaf). No such bone (an arm without a hand): no arm."""
     heads = rig.heads[chain]
     inboard = abs((heads[0] - rig.heads[spine3]) @ rig.lateral) < 0.07 * height
     start = 1 if inboard and len(chain) >= 4 else 0
@@ -264,9 +286,11 @@ def _arm(rig: Rig, chain: list[int], kids: dict[int, list[int]], prefix: str, sp
         return e, abs(upper - lower) / max(upper + lower, 1e-9)
 
     fingers = [k for k, i in enumerate(chain) if len(kids[i]) >= 3 and k >= start + 2]
-    hand_end = rig.tails[chain[-1]]
+    hand_end = rig.heads[chain[-1]] if rig.is_leaf(chain[-1]) else rig.tails[chain[-1]]  # a leaf's tail is
+    # whatever the file or its importer made up (Blender's FBX importer: the forearm's length)
     options = fingers[:1] or [w for w in range(start + 2, len(chain)) if np.linalg.norm(hand_end - heads[w])
-                              < np.linalg.norm(heads[w] - heads[elbow_of(w)[0]])]  # the hand is shorter
+                              < np.linalg.norm(heads[w] - heads[elbow_of(w)[0]])  # the hand is shorter
+                              and elbow_of(w)[1] < MAX_ELBOW_SPLIT]
     if not options:
         return {}
     wrist = min(options, key=lambda w: elbow_of(w)[1])
@@ -289,8 +313,10 @@ def auto_map(rig: Rig) -> dict[str, str]:
     return {j: mapping[j] for j in JOINTS if j in mapping}
 
 
-def check_mapping(rig: Rig, mapping: dict[str, str], *, name: str = "the target armature") -> dict[str, str]:
-    """The mapping without empty entries, or a BammInputError naming what is wrong."""
+def check_mapping(rig: Rig, mapping: dict[str, str], *, name: str = "the target armature",
+                  partial: bool = False) -> dict[str, str]:
+    """The mapping without empty entries, or a BammInputError naming what is wrong: the hips and legs must be
+    mapped, and the arms too unless ``partial`` (then unmapped bones keep their rest pose)."""
     mapping = {j: b for j, b in mapping.items() if b}
     unknown = [j for j in mapping if j not in JOINTS]
     if unknown:
@@ -303,12 +329,14 @@ def check_mapping(rig: Rig, mapping: dict[str, str], *, name: str = "the target 
         if bone in seen:
             raise BammInputError(f"Bone map: bone '{bone}' is mapped to both {seen[bone]} and {joint}")
         seen[bone] = joint
-    missing = [j for j in REQUIRED if j not in mapping]
+    missing = [j for j in REQUIRED + (() if partial else ARMS) if j not in mapping]
     if missing:
+        why = ("it needs a hips bone with two legs (thigh, shin, foot)" if any(j in REQUIRED for j in missing) else
+               "its bone names are not ones the rules know and its bone chains gave no arm")
         raise BammInputError(
-            f"Cannot retarget onto {name} ({len(rig.names)} bones): no bone found for {', '.join(missing)}. "
-            "It needs a hips bone with two legs (thigh, shin, foot); map them by hand in the bone list "
-            "or load a preset")
+            f"Cannot retarget onto {name} ({len(rig.names)} bones): no bone found for {', '.join(missing)}; {why}: "
+            f"{HOW_TO_MAP}" + ("" if any(j in REQUIRED for j in missing) else
+                               ", or allow a Partial Map to leave the arms in their rest pose"))
     return mapping
 
 

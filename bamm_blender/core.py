@@ -15,7 +15,6 @@ Model files inside the extension (the zip builder writes them there):
 
 from __future__ import annotations
 
-import json
 from importlib import import_module
 from pathlib import Path
 
@@ -45,28 +44,16 @@ def has_runtime(folder: str | Path = RUNTIME_DIR) -> bool:
     return (Path(folder) / "runtime.json").is_file()
 
 
-def _frames_in(folder: Path) -> int | None:
-    """The frame limit of a runtime folder (``runtime.json``: its BAMM transformer's ``max_tokens`` less [END],
-    times ``frames_per_token``) or of a weights folder (``bamm.json``: ``max_frames``); None when unreadable."""
-    try:
-        if (folder / "runtime.json").is_file():
-            nets = json.loads((folder / "runtime.json").read_text(encoding="utf-8"))["nets"]
-            value = (int(nets["max_tokens"]) - 1) * int(nets["frames_per_token"])
-        else:
-            value = int(json.loads((folder / "bamm.json").read_text(encoding="utf-8"))["max_frames"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return value if value > 0 else None
-
-
 def max_frames(folder: str | Path | None = None) -> int:
-    """Most 20-fps frames one generation may ask for, read from the model config in ``folder`` (a runtime or
-    weights folder; None: the bundled runtime, else the shipped weights). ``DEFAULT_MAX_FRAMES`` when no
-    readable config is found (the model then checks the length itself)."""
+    """Most 20-fps frames one generation may ask for, read by the request contract (``request.Limits``) from the
+    model config in ``folder`` (a runtime or weights folder; None: the bundled runtime, else the shipped
+    weights). ``DEFAULT_MAX_FRAMES`` when no readable config is found (the model then checks the length)."""
+    request = model_module(".request")
     for candidate in [Path(folder)] if folder else [RUNTIME_DIR, WEIGHTS_DIR]:
-        value = _frames_in(candidate)
-        if value is not None:
-            return value
+        try:
+            return request.Limits.from_folder(candidate).max_frames
+        except request.InputError:
+            continue
     return DEFAULT_MAX_FRAMES
 
 

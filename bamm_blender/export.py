@@ -7,8 +7,9 @@ ignores the object transform); glTF after setting the scene's frame rate (times 
 
 Command line (the ``bamm export`` command)::
 
-    python -m bamm_blender joints.npy --format fbx|bvh|glb --out FILE   (or: bamm export …)
-        [--target RIG.blend|RIG.fbx --armature NAME] [--in-place] [--keep-root] [--loop] [--foot-lock]
+    python -m bamm_blender joints.npy --format fbx|bvh|glb --out FILE [--overwrite]   (or: bamm export …)
+        [--target RIG.blend|RIG.fbx --armature NAME --bone-map MAP.json --partial] [--in-place] [--keep-root]
+        [--loop] [--foot-lock]
 
 reads 20-fps joints ``(T, 22, 3)``, bakes them onto a BAMM Skeleton, retargets onto the target armature when
 one is given (the BAMM Skeleton is then removed), exports, prints the written path. Bad input: a message on
@@ -26,9 +27,11 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, bake, retarget
-from .core import MODEL_FPS
+from . import armature, bake, bone_map, retarget
+from .core import MODEL_FPS, model_module
 from .errors import BammError, BammInputError
+
+outputs = model_module(".outputs")
 
 FORMATS = {"fbx": ".fbx", "bvh": ".bvh", "glb": ".glb"}
 TARGET_SUFFIXES = (".blend", ".fbx")
@@ -121,6 +124,16 @@ def load_joints(path) -> np.ndarray:
     return joints.astype(np.float32)
 
 
+BLEND_MAGIC = (b"BLENDER", b"\x1f\x8b", b"\x28\xb5\x2f\xfd")  # plain, gzip- or zstd-compressed .blend
+
+
+def _looks_like(suffix: str, head: bytes) -> bool:
+    """Whether a file's first bytes fit its suffix (binary FBX header, or ASCII FBX naming itself; .blend)."""
+    if suffix == ".blend":
+        return head.startswith(BLEND_MAGIC)
+    return head.startswith(b"Kaydara FBX Binary") or (b"FBX" in head and b"\x00" not in head)
+
+
 def load_target(context, path, name: str | None):
     """Open a .blend (replaces the open file) or import an .fbx into an empty scene; return its armature."""
     path = Path(path)
@@ -128,12 +141,20 @@ def load_target(context, path, name: str | None):
         raise BammInputError(f"Target {path} must be a .blend or .fbx file")
     if not path.is_file():
         raise BammInputError(f"Target file {path} does not exist")
-    if path.suffix.lower() == ".blend":
-        bpy.ops.wm.open_mainfile(filepath=str(path))
-    else:
-        bpy.ops.wm.read_factory_settings(use_empty=True)
-        bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = int(MODEL_FPS), 1.0
-        bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+    with open(path, "rb") as fh:
+        head = fh.read(1024)
+    if not _looks_like(path.suffix.lower(), head):
+        raise BammInputError(f"Target {path} is not a {path.suffix[1:].upper()} file (its header does not match)")
+    try:
+        if path.suffix.lower() == ".blend":
+            bpy.ops.wm.open_mainfile(filepath=str(path))
+        else:
+            bpy.ops.wm.read_factory_settings(use_empty=True)
+            bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = int(MODEL_FPS), 1.0
+            bpy.ops.import_scene.fbx(filepath=str(path), anim_offset=0.0)
+    except (RuntimeError, ValueError, TypeError, AttributeError, KeyError, IndexError, OSError, EOFError) as exc:
+        reason = " ".join(str(exc).split()).removeprefix("Error: ")[:200]
+        raise BammInputError(f"Target {path} cannot be read as a {path.suffix[1:].upper()} file ({reason})") from None
     rigs = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
     if name:
         match = [o for o in rigs if o.name == name]
@@ -148,14 +169,32 @@ def load_target(context, path, name: str | None):
 
 
 def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_file=None, armature_name=None,
+                  bone_map_file=None, overwrite: bool = False,
                   options: retarget.RetargetOptions = retarget.RetargetOptions()) -> Path:
-    """The command line's work: joints -> BAMM Skeleton -> (target) -> file. Returns the written path."""
+    """The command line's work: joints -> BAMM Skeleton -> (target) -> file. Returns the written path.
+    ``bone_map_file``: a bone-map preset (.json) for the target (None: found from its bone names / chains).
+    An existing ``out`` is refused unless ``overwrite``; the file is written under a temporary name and renamed
+    into place, so a failed export leaves no half file (and the old one, if any)."""
     out = Path(out)
     fmt = _format_of(out, fmt)
+    if out.suffix.lower() != FORMATS[fmt]:  # as export_armature names it
+        out = out.with_name(out.name + FORMATS[fmt])
     if not out.resolve().parent.is_dir():
         raise BammInputError(f"Cannot export to {out}: folder {out.resolve().parent} does not exist")
+    if os.path.lexists(out) and (not overwrite or out.is_dir()):
+        raise BammInputError(f"{out} already exists: pass --overwrite to replace it, or choose another --out"
+                             if not out.is_dir() else f"{out} is a folder: name the file to write")
+    if bone_map_file is not None and target_file is None:
+        raise BammInputError("--bone-map needs --target (the character the map is for)")
+    preset = bone_map.load_preset(bone_map_file) if bone_map_file is not None else None
+    mapping = None
     if target_file is not None:
         target = load_target(bpy.context, target_file, armature_name)
+        if preset is not None:
+            mapping, dropped = bone_map.fit_preset(bone_map.Rig.from_armature(target), preset)
+            if dropped:
+                raise BammInputError(f"Bone map {bone_map_file}: armature '{target.name}' has no bone "
+                                     + ", ".join(f"'{preset[j]}' ({j})" for j in dropped))
     else:
         bpy.ops.wm.read_factory_settings(use_empty=True)
         bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = int(MODEL_FPS), 1.0
@@ -167,12 +206,12 @@ def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_fil
     motion = bake.bake_joints(source, joints, scene=context.scene, first_frame=1, name="BAMM motion")
     bake.assign_action(source, motion)
     if target is not None:
-        retarget.retarget(context, source, target, options=options)
+        retarget.retarget(context, source, target, mapping, options=options)
         data = source.data
         bpy.data.objects.remove(source)
         bpy.data.armatures.remove(data)
         bpy.data.actions.remove(motion)
-        return export_armature(context, target, out, fmt=fmt)
+        return _write(context, target, out, fmt)
     if options.foot_lock or options.loop or options.in_place or options.keep_root:
         frames, pose = retarget.source_motion(source, context.scene, options)
         if options.keep_root:
@@ -180,7 +219,20 @@ def export_joints(joints: np.ndarray, out, *, fmt: str | None = None, target_fil
         action = bake.new_action(source, "BAMM motion", int(frames[0]), *bake.to_bone_space(source, pose))
         bake.assign_action(source, action)
         bpy.data.actions.remove(motion)
-    return export_armature(context, source, out, fmt=fmt)
+    return _write(context, source, out, fmt)
+
+
+def _write(context, obj, out: Path, fmt: str) -> Path:
+    """``export_armature`` into a temporary file next to ``out``, renamed into place when complete."""
+    def writer(tmp) -> None:
+        export_armature(context, obj, tmp, fmt=fmt)
+
+    try:
+        return outputs.write(out, writer)
+    except outputs.InputError as e:
+        raise BammInputError(str(e)) from None
+    except OSError as e:
+        raise BammError(f"Cannot write {out}: {e.strerror or e}") from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -191,6 +243,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="file to write")
     parser.add_argument("--target", help="character to retarget onto: a .blend or .fbx file")
     parser.add_argument("--armature", help="armature object in --target (needed when it has several)")
+    parser.add_argument("--bone-map", help="bone-map preset (.json: SMPL joint -> bone of --target), for rigs whose "
+                        "bones the automatic map does not find")
+    parser.add_argument("--partial", action="store_true",
+                        help="retarget although the map has no bone for an arm joint (it keeps its rest pose)")
+    parser.add_argument("--overwrite", action="store_true", help="replace --out if it exists")
     parser.add_argument("--in-place", action="store_true", help="remove the root's horizontal motion")
     parser.add_argument("--keep-root", action="store_true", help="no root translation keys (rotations only)")
     parser.add_argument("--loop", action="store_true", help="make the last pose match the first (root-relative)")
@@ -204,14 +261,15 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     options = retarget.RetargetOptions(in_place=args.in_place, keep_root=args.keep_root, loop=args.loop,
-                                       foot_lock=args.foot_lock)
+                                       foot_lock=args.foot_lock, partial=args.partial)
     try:
         joints = load_joints(args.joints)
         with _stdout_to_stderr():  # Blender and its exporters log on stdout: keep it for the path alone
             path = export_joints(joints, args.out, fmt=args.format, target_file=args.target,
-                                 armature_name=args.armature, options=options)
-    except BammError as exc:
-        print(f"bamm export: error: {exc}", file=sys.stderr)
+                                 armature_name=args.armature, bone_map_file=args.bone_map,
+                                 overwrite=args.overwrite, options=options)
+    except (BammError, ValueError) as exc:  # ValueError: joints the bone solver cannot use (degenerate)
+        print(f"bamm export: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     print(path)
     return 0

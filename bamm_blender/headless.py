@@ -3,12 +3,17 @@
 Each operation is ``start_*`` (checks the input on the main thread, then submits a backend job) and
 ``finish`` (main thread, after the job succeeded: writes everything into the scene in one go). The modal
 operators poll the job in between; ``generate``, ``regenerate_range`` and ``extend`` do all three steps,
-blocking (``bpy.app.timers`` never fire in the bpy module). Bad input raises ``BammInputError``, a failed
-job ``BammBackendError``, a cancelled one ``BammCancelled``.
+blocking (``bpy.app.timers`` never fire in the bpy module). Bad input raises ``BammInputError`` (the request
+fields are checked by the request contract, ``model_core.request``, against the model's limits before anything
+is submitted), a failed job ``BammBackendError``, a cancelled one ``BammCancelled``.
+
+Who runs the model is an ``Engine`` (a backend and the MODEL spec it is given): the add-on preferences' by
+default; scripts and tests pass ``engine=`` to each function, or run operators inside ``use_engine(engine)``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
@@ -19,27 +24,56 @@ import bpy
 import numpy as np
 
 from . import armature, bake, backend, preferences, results
-from .core import MODEL_FPS, RUNTIME_DIR, WEIGHTS_DIR, has_runtime, ik
-from .core import max_frames as core_max_frames
+from .core import MODEL_FPS, RUNTIME_DIR, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
+
+request = model_module(".request")  # the request contract: every check of a request's fields
 
 SEAM_BLEND_S = 0.2  # rotation crossfade with the kept keys at each seam, seconds
 MIN_RANGE = 4  # scene frames
 FRAMES_PER_TOKEN = results.FRAMES_PER_TOKEN  # edits and extensions come in these steps
-_OVERRIDE: dict = {}
 
 
-def configure(*, backend_instance=None, model_spec: dict | None = None) -> None:
-    """Use this backend and/or MODEL spec instead of the preferences (scripts, tests). None: preferences."""
-    _OVERRIDE.clear()
-    _OVERRIDE.update({k: v for k, v in (("backend", backend_instance), ("spec", model_spec)) if v is not None})
+@dataclass(frozen=True)
+class Engine:
+    """Who runs the model: ``backend`` (an object with ``submit(backend.Request) -> backend.Job``) and the MODEL
+    ``spec`` it is given (see ``model_core/worker.py``). A None field: the preferences' one."""
+
+    backend: object = None
+    spec: dict | None = None
+
+
+_HOOKS: list[Engine] = []  # engines set by ``use_engine`` (innermost last); empty: the preferences
+
+
+@contextlib.contextmanager
+def use_engine(engine: Engine):
+    """Scripts and tests: run every operation inside the block (the operators too) on ``engine``."""
+    _HOOKS.append(engine)
+    try:
+        yield engine
+    finally:
+        _HOOKS.remove(engine)
+
+
+def _engine(engine: Engine | None) -> Engine:
+    return engine or (_HOOKS[-1] if _HOOKS else Engine())
+
+
+def spec_of(context, engine: Engine | None = None) -> dict:
+    """The MODEL spec the operation uses: ``engine``'s, else the preferences' (``model_spec``)."""
+    spec = _engine(engine).spec
+    return model_spec(context) if spec is None else spec
+
+
+def backend_of(context, engine: Engine | None = None):
+    """The backend the operation submits to: ``engine``'s, else the preferences' (``get_backend``)."""
+    return _engine(engine).backend or get_backend(context)
 
 
 def model_spec(context=None) -> dict:
     """The MODEL spec (see ``model_core/worker.py``) from the preferences: the bundled runtime (``RUNTIME``
     back end) or the torch weights; a missing runtime or weights folder -> BammInputError."""
-    if "spec" in _OVERRIDE:
-        return _OVERRIDE["spec"]
     prefs = preferences.get(context)
     if prefs.backend == "RUNTIME":
         if not has_runtime(RUNTIME_DIR):
@@ -63,10 +97,22 @@ def model_key(spec: dict) -> str:
     return json.dumps({k: spec.get(k) for k in ("backend", "runtime", "weights", "random")}, sort_keys=True)
 
 
-def max_frames(spec: dict) -> int | None:
-    """The spec's frame limit from its runtime or weights config (None: a test model, which checks itself)."""
+def limits(spec: dict):
+    """The request contract's limits of a spec's runtime or weights folder (a test model: the defaults; the
+    worker checks again against the loaded model)."""
     folder = spec.get("runtime") or spec.get("weights")
-    return core_max_frames(folder) if folder else None
+    try:
+        return request.Limits.from_folder(folder) if folder else request.Limits()
+    except request.InputError as e:
+        raise BammInputError(str(e)) from None
+
+
+def checked(spec: dict, source_frames: int | None = None, **fields):
+    """``request.Request(**fields)`` checked against the spec's limits; bad input -> BammInputError."""
+    try:
+        return request.Request(**fields).check(limits(spec), source_frames=source_frames)
+    except request.InputError as e:
+        raise BammInputError(str(e)) from None
 
 
 def wheel_paths() -> list[str]:
@@ -84,8 +130,7 @@ def wheel_paths() -> list[str]:
 
 
 def get_backend(context=None):
-    if "backend" in _OVERRIDE:
-        return _OVERRIDE["backend"]
+    """The backend of the add-on preferences (a running worker is reused)."""
     prefs = preferences.get(context)
     python = bpy.path.abspath(prefs.python_path) if prefs.python_path else ""
     return backend.get_backend(prefs.backend, python=python, exchange_dir=results.user_dir("exchange"),
@@ -109,33 +154,22 @@ class Task:
     model: str = ""  # ``model_key`` of the job's spec (stored with the result's tokens)
 
 
-def _cfg(cfg) -> list[float]:
-    return [float(cfg[0]), float(cfg[1])]
-
-
 def _target(obj):
     return None if obj is None else armature.check_armature(obj)
 
 
 def start_generate(context, *, prompt: str, seconds: float | None = None, seed: int = 0, variations: int = 1,
-                   cfg=(4.0, 3.0), target=None) -> Task:
+                   cfg=(4.0, 3.0), target=None, engine: Engine | None = None) -> Task:
     """Submit a text-to-motion job. ``seconds`` None: the model picks the length. ``target`` None: a new
     BAMM Skeleton is created when the job finishes."""
-    if not prompt or not prompt.strip():
+    if not isinstance(prompt, str) or not prompt.strip():
         raise BammInputError("Type a prompt first (what the character should do)")
-    if seconds is not None and seconds <= 0:
-        raise BammInputError(f"Length must be positive, got {seconds} s")
     _target(target)
-    spec = model_spec(context)
-    frames = None if seconds is None else max(4, int(round(seconds * MODEL_FPS)))
-    limit = max_frames(spec)
-    if frames is not None and limit is not None and frames > limit:
-        raise BammInputError(f"Length {seconds:g} s is over the model's limit of {limit / MODEL_FPS:g} s "
-                             f"({limit} frames)")
-    args = {"prompt": prompt.strip(), "frames": frames, "n": int(variations), "seed": int(seed), "cfg": _cfg(cfg)}
-    job = get_backend(context).submit(backend.Request("generate", spec, args))
+    spec = spec_of(context, engine)
+    req = checked(spec, op="generate", prompt=prompt, seconds=seconds, n=variations, seed=seed, cfg=tuple(cfg))
+    job = backend_of(context, engine).submit(backend.Request("generate", spec, req.to_args()))
     return Task("generate", job, context.scene.name, target.name if target else None, first=context.scene.frame_start,
-                origin=context.scene.frame_start, seed=int(seed), prompt=prompt.strip(), model=model_key(spec))
+                origin=context.scene.frame_start, seed=req.seed, prompt=req.prompt, model=model_key(spec))
 
 
 def frame_range(context, source: str = "PREVIEW", manual: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -169,13 +203,13 @@ def _source_args(found: results.Source) -> dict:
 
 
 def start_regenerate(context, *, target, first: int, last: int, prompt: str | None = None, seed: int = 0,
-                     variations: int = 1, cfg=(4.0, 3.0)) -> Task:
+                     variations: int = 1, cfg=(4.0, 3.0), engine: Engine | None = None) -> Task:
     """Submit an inpainting job for scene frames ``first .. last`` (inclusive) of the target's action."""
     if first > last:
         raise BammInputError(f"The range {first}-{last} is reversed: the start must come before the end")
     if last - first + 1 < MIN_RANGE:
         raise BammInputError(f"The range {first}-{last} is shorter than {MIN_RANGE} frames")
-    spec = model_spec(context)
+    spec = spec_of(context, engine)
     obj, action, found = _source(context, target, spec)
     joints, key_first, key_last = found.joints, found.first, found.last
     if first < key_first or last > key_last:
@@ -187,24 +221,26 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
     if end - start < FRAMES_PER_TOKEN:  # the model regenerates whole tokens: widen a short range
         start = max(0, end - FRAMES_PER_TOKEN)
         end = min(len(joints), start + FRAMES_PER_TOKEN)
-    args = {**_source_args(found), "frames": [start, end], "prompt": _prompt(prompt, action), "n": int(variations),
-            "seed": int(seed), "cfg": _cfg(cfg)}
-    job = get_backend(context).submit(backend.Request("edit", spec, args))
+    req = checked(spec, len(joints), op="edit", range=(start, end), prompt=_prompt(prompt, action), n=variations,
+                  seed=seed, cfg=tuple(cfg))
+    job = backend_of(context, engine).submit(backend.Request("edit", spec, {**_source_args(found), **req.to_args()}))
     return Task("regenerate", job, context.scene.name, obj.name, action.name, key_first, (first, last),
-                float(key_first), int(seed), args["prompt"] or "", model_key(spec))
+                float(key_first), req.seed, req.prompt or "", model_key(spec))
 
 
 def start_extend(context, *, target, side: str, seconds: float, prompt: str | None = None, seed: int = 0,
-                 variations: int = 1, cfg=(4.0, 3.0)) -> Task:
+                 variations: int = 1, cfg=(4.0, 3.0), engine: Engine | None = None) -> Task:
     """Submit an outpainting job adding ``seconds`` before (side "BEFORE") or after ("AFTER") the action."""
     if side not in ("BEFORE", "AFTER"):
         raise BammInputError(f"side must be BEFORE or AFTER, got {side!r}")
-    added = int(round(seconds * MODEL_FPS / FRAMES_PER_TOKEN)) * FRAMES_PER_TOKEN  # whole tokens, as the model
-    if added < FRAMES_PER_TOKEN:
-        raise BammInputError(f"Extend by at least {FRAMES_PER_TOKEN / MODEL_FPS:.1f} s (one token), got {seconds} s")
-    spec = model_spec(context)
+    spec = spec_of(context, engine)
     obj, action, found = _source(context, target, spec)
     joints, key_first, key_last = found.joints, found.first, found.last
+    req = checked(spec, len(joints), op="extend", before_s=seconds if side == "BEFORE" else 0.0,
+                  after_s=seconds if side == "AFTER" else 0.0, prompt=_prompt(prompt, action), n=variations,
+                  seed=seed, cfg=tuple(cfg))
+    added_s = req.before_s if side == "BEFORE" else req.after_s
+    added = int(round(added_s * MODEL_FPS / FRAMES_PER_TOKEN)) * FRAMES_PER_TOKEN  # whole tokens, as the model
     step = bake.scene_fps(context.scene) / MODEL_FPS
     if side == "BEFORE":
         origin = key_first - added * step
@@ -212,12 +248,9 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
     else:
         origin = float(key_first)
         span = (key_last + 1, int(math.floor(key_first + (len(joints) - 1 + added) * step + 1e-6)))
-    args = {**_source_args(found), "before_s": seconds if side == "BEFORE" else 0.0,
-            "after_s": seconds if side == "AFTER" else 0.0, "prompt": _prompt(prompt, action), "n": int(variations),
-            "seed": int(seed), "cfg": _cfg(cfg)}
-    job = get_backend(context).submit(backend.Request("extend", spec, args))
-    return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, int(seed),
-                args["prompt"] or "", model_key(spec))
+    job = backend_of(context, engine).submit(backend.Request("extend", spec, {**_source_args(found), **req.to_args()}))
+    return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, req.seed,
+                req.prompt or "", model_key(spec))
 
 
 def _prompt(prompt: str | None, action) -> str | None:

@@ -1,22 +1,26 @@
-"""Operators of the BAMM panel. Generation runs as a modal operator polling a backend job on a timer, so
-Blender never blocks; called from a script (``execute``) the same operation runs to the end, blocking.
-The work itself is in ``headless`` (plain functions); each operator is one undo step."""
+"""Every operator of the add-on: thin ones that read the settings, call a work function (``headless`` for
+generation, ``sequence`` for timeline-marker sequences, ``retarget_scene`` for the bone map, Retarget and
+Export, ``results`` for the result list) and
+report. Each ``execute`` / ``invoke`` / ``modal`` is decorated with ``errors.reports_errors``: any error is one
+report line (never a traceback in the UI), also shown in the panel until the next operation.
+
+Generation runs as a modal operator polling a backend job on a timer, so Blender never blocks; called from a
+script (``execute``) the same operation runs to the end, blocking. The running job is held by its modal
+operator; the window manager says that one runs (``bamm_running``, its progress) and carries a Cancel request
+(``bamm_cancel``). Each operator that changes the scene is one undo step.
+"""
 
 from __future__ import annotations
 
-import traceback
+from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty
+from bpy.props import EnumProperty, FloatProperty, StringProperty
+from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import headless
-from .errors import BammCancelled, BammError, BammInputError
-
-_STATE = {"task": None}  # the one running task
-
-
-def running_task():
-    return _STATE["task"]
+from . import export, headless, results, retarget_scene, sequence
+from .core import max_seconds
+from .errors import BammInputError, reports_errors
 
 
 def _target(context, settings):
@@ -39,16 +43,12 @@ def _redraw(context) -> None:
                 area.tag_redraw()
 
 
-def _clear_error(context) -> None:
-    if context.window_manager is not None:
-        context.window_manager.bamm_error = ""
-
-
 def _status(context, text: str | None) -> None:
     if context.workspace is not None:
         context.workspace.status_text_set(text)
 
 
+# --------------------------------------------------------------------------------------------- generation
 class _JobOperator:
     """Shared modal / blocking flow; subclasses implement ``start(context) -> headless.Task``."""
 
@@ -56,37 +56,21 @@ class _JobOperator:
 
     @classmethod
     def poll(cls, context):
-        return running_task() is None and context.scene is not None
-
-    def _fail(self, context, error: Exception) -> set:
-        if not isinstance(error, BammError):
-            traceback.print_exc()
-        message = str(error) or repr(error)
-        if context.window_manager is not None:  # shown in the panel until the next job or Dismiss
-            context.window_manager.bamm_error = "" if isinstance(error, BammCancelled) else message
-        self.report({"WARNING"} if isinstance(error, BammCancelled) else {"ERROR"}, message)
-        return {"CANCELLED"}
+        return context.scene is not None and not context.window_manager.bamm_running
 
     def _done(self, actions) -> set:
         self.report({"INFO"}, f"BAMM: {len(actions)} motion(s) ready: {', '.join(a.name for a in actions)}")
         return {"FINISHED"}
 
+    @reports_errors
     def execute(self, context):
-        _clear_error(context)
-        try:
-            return self._done(headless.run(context, self.start(context)))
-        except Exception as e:  # reported, never a traceback in the UI
-            return self._fail(context, e)
+        return self._done(headless.run(context, self.start(context)))
 
+    @reports_errors
     def invoke(self, context, _event):
-        _clear_error(context)
-        try:
-            task = self.start(context)
-        except Exception as e:
-            return self._fail(context, e)
-        _STATE["task"] = task
+        self._task = self.start(context)
         wm = context.window_manager
-        wm.bamm_running, wm.bamm_progress, wm.bamm_status = True, 0.0, "Starting"
+        wm.bamm_running, wm.bamm_cancel, wm.bamm_progress, wm.bamm_status = True, False, 0.0, "Starting"
         self._timer = wm.event_timer_add(0.1, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}
@@ -94,29 +78,24 @@ class _JobOperator:
     def _stop(self, context) -> None:
         wm = context.window_manager
         wm.event_timer_remove(self._timer)
-        wm.bamm_running, wm.bamm_status = False, ""
-        _STATE["task"] = None
+        wm.bamm_running, wm.bamm_cancel, wm.bamm_status = False, False, ""
         _status(context, None)
         _redraw(context)
 
+    @reports_errors
     def modal(self, context, event):
-        task = _STATE["task"]
-        if event.type == "ESC" and event.value == "PRESS":
-            task.job.cancel()
+        wm, job = context.window_manager, self._task.job
+        if wm.bamm_cancel or (event.type == "ESC" and event.value == "PRESS"):
+            job.cancel()
         elif event.type != "TIMER":
             return {"PASS_THROUGH"}
-        wm = context.window_manager
-        state = task.job.poll()
-        if state == "running":
-            wm.bamm_progress, wm.bamm_status = task.job.fraction, f"{task.job.stage} {task.job.fraction:.0%}"
-            _status(context, f"BAMM {task.kind}: {wm.bamm_status} (Esc to cancel)")
+        if job.poll() == "running":
+            wm.bamm_progress, wm.bamm_status = job.fraction, f"{job.stage} {job.fraction:.0%}"
+            _status(context, f"BAMM {self._task.kind}: {wm.bamm_status} (Esc to cancel)")
             _redraw(context)
             return {"PASS_THROUGH"}
         self._stop(context)
-        try:
-            return self._done(headless.finish(context, task))
-        except Exception as e:
-            return self._fail(context, e)
+        return self._done(headless.finish(context, self._task))
 
 
 class BAMM_OT_generate(_JobOperator, bpy.types.Operator):
@@ -159,6 +138,33 @@ class BAMM_OT_extend(_JobOperator, bpy.types.Operator):
                                      prompt=s.edit_prompt or None, **_common(s))
 
 
+class BAMM_OT_generate_sequence(_JobOperator, bpy.types.Operator):
+    """Generate one motion from the timeline markers: each marker's name is what happens until the next one"""
+
+    bl_idname = "bamm.generate_sequence"
+    bl_label = "Generate Sequence"
+
+    def start(self, context):
+        s = context.scene.bamm
+        return sequence.start_sequence(context, target=s.target, **_common(s))
+
+
+class BAMM_OT_markers_from_prompt(bpy.types.Operator):
+    """Lay out the plan of the prompt as timeline markers (one per step), to edit before Generate Sequence"""
+
+    bl_idname = "bamm.markers_from_prompt"
+    bl_label = "Markers from Prompt"
+    bl_options = {"REGISTER", "UNDO"}
+
+    seconds: FloatProperty(name="Seconds per Step", default=3.0, min=0.2, max=max_seconds())
+
+    @reports_errors
+    def execute(self, context):
+        made = sequence.markers_from_prompt(context, context.scene.bamm.prompt, seconds=self.seconds)
+        self.report({"INFO"}, f"BAMM: {len(made)} marker(s)")
+        return {"FINISHED"}
+
+
 class BAMM_OT_cancel(bpy.types.Operator):
     """Cancel the running generation"""
 
@@ -166,23 +172,24 @@ class BAMM_OT_cancel(bpy.types.Operator):
     bl_label = "Cancel"
 
     @classmethod
-    def poll(cls, _context):
-        return running_task() is not None
+    def poll(cls, context):
+        return context.window_manager.bamm_running
 
-    def execute(self, _context):
-        running_task().job.cancel()
+    @reports_errors
+    def execute(self, context):
+        context.window_manager.bamm_cancel = True  # the running job's modal operator cancels it
         return {"FINISHED"}
 
 
 class BAMM_OT_dismiss_error(bpy.types.Operator):
-    """Hide the last job's error message"""
+    """Hide the last operation's error message"""
 
     bl_idname = "bamm.dismiss_error"
     bl_label = "Dismiss"
 
-    def execute(self, context):
-        _clear_error(context)
-        return {"FINISHED"}
+    @reports_errors
+    def execute(self, _context):
+        return {"FINISHED"}  # reports_errors clears the error
 
 
 class BAMM_OT_apply_result(bpy.types.Operator):
@@ -197,6 +204,7 @@ class BAMM_OT_apply_result(bpy.types.Operator):
         s = context.scene.bamm
         return 0 <= s.results_index < len(s.results)
 
+    @reports_errors
     def execute(self, context):
         action = headless.apply_result(context, context.scene.bamm.results_index)
         self.report({"INFO"}, f"BAMM: kept '{action.name}'")
@@ -214,13 +222,115 @@ class BAMM_OT_clear_results(bpy.types.Operator):
     def poll(cls, context):
         return len(context.scene.bamm.results) > 0
 
+    @reports_errors
     def execute(self, context):
         headless.clear_results(context)
         return {"FINISHED"}
 
 
-CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_cancel, BAMM_OT_dismiss_error,
-           BAMM_OT_apply_result, BAMM_OT_clear_results)
+# ----------------------------------------------------------------------------------- retarget and export
+class BAMM_OT_bone_map_auto(bpy.types.Operator):
+    """Fill the bone map from the Character's bone names (or its bone chains)"""
+
+    bl_idname = "bamm.bone_map_auto"
+    bl_label = "Auto Map"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @reports_errors
+    def execute(self, context):
+        missing = retarget_scene.fill_bone_map(context)
+        self.report({"WARNING"} if missing else {"INFO"}, f"Bone map: {22 - len(missing)} of 22 joints mapped"
+                    + (f" (none for {', '.join(missing)}: pick their bones in the list)" if missing else ""))
+        return {"FINISHED"}
+
+
+class BAMM_OT_bone_map_load(bpy.types.Operator, ImportHelper):
+    """Load a bone-map preset (built-in, or a JSON file)"""
+
+    bl_idname = "bamm.bone_map_load"
+    bl_label = "Load Bone Map"
+    bl_options = {"REGISTER", "UNDO"}
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+    builtin: StringProperty(name="Built-in Preset", description="Name of a built-in preset (empty: the file)")
+
+    @reports_errors
+    def invoke(self, context, event):
+        if self.builtin:
+            return self.execute(context)
+        self.filepath = (results.user_dir("bone_maps") or "") + "/"
+        return ImportHelper.invoke(self, context, event)
+
+    @reports_errors
+    def execute(self, context):
+        if self.builtin:
+            path, dropped = retarget_scene.load_builtin_bone_map(context, self.builtin)
+        else:
+            path, dropped = self.filepath, retarget_scene.load_bone_map(context, self.filepath)
+        self.report({"WARNING"} if dropped else {"INFO"}, f"Loaded bone map {Path(path).stem}"
+                    + (f"; the character has no bone for {', '.join(dropped)}" if dropped else ""))
+        return {"FINISHED"}
+
+
+class BAMM_OT_bone_map_save(bpy.types.Operator, ExportHelper):
+    """Save the bone map as a JSON preset"""
+
+    bl_idname = "bamm.bone_map_save"
+    bl_label = "Save Bone Map"
+    filename_ext = ".json"
+    filter_glob: StringProperty(default="*.json", options={"HIDDEN"})
+
+    @reports_errors
+    def invoke(self, context, event):
+        folder = results.user_dir("bone_maps")
+        target = retarget_scene.settings(context).target
+        self.filepath = str(Path(folder or "") / f"{bpy.path.clean_name(target.name if target else 'bone_map')}.json")
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+    @reports_errors
+    def execute(self, context):
+        self.report({"INFO"}, f"Saved bone map {retarget_scene.save_bone_map(context, self.filepath)}")
+        return {"FINISHED"}
+
+
+class BAMM_OT_retarget(bpy.types.Operator):
+    """Bake the motion onto the Character as a new action (its other actions are left untouched)"""
+
+    bl_idname = "bamm.retarget"
+    bl_label = "Retarget"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @reports_errors
+    def execute(self, context):
+        action = retarget_scene.run_retarget(context)
+        self.report({"INFO"}, f"Retargeted onto '{retarget_scene.settings(context).target.name}': "
+                              f"action '{action.name}'")
+        return {"FINISHED"}
+
+
+class BAMM_OT_export(bpy.types.Operator, ExportHelper):
+    """Export the Character (or the BAMM Skeleton) with its animation"""
+
+    bl_idname = "bamm.export"
+    bl_label = "Export Motion"
+    filename_ext = ".fbx"
+    filter_glob: StringProperty(default="*.fbx;*.bvh;*.glb", options={"HIDDEN"})
+
+    @reports_errors
+    def invoke(self, context, event):
+        self.filename_ext = export.FORMATS[retarget_scene.settings(context).export_format]
+        return ExportHelper.invoke(self, context, event)
+
+    @reports_errors
+    def execute(self, context):
+        self.report({"INFO"}, f"Exported {retarget_scene.run_export(context, self.filepath)}")
+        return {"FINISHED"}
+
+
+CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_generate_sequence,
+           BAMM_OT_markers_from_prompt, BAMM_OT_cancel, BAMM_OT_dismiss_error, BAMM_OT_apply_result, BAMM_OT_clear_results, BAMM_OT_bone_map_auto, BAMM_OT_bone_map_load,
+           BAMM_OT_bone_map_save, BAMM_OT_retarget, BAMM_OT_export)
 
 
 def register() -> None:
@@ -229,9 +339,5 @@ def register() -> None:
 
 
 def unregister() -> None:
-    task = running_task()
-    if task is not None:
-        task.job.cancel()
-        _STATE["task"] = None
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

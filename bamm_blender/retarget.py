@@ -42,13 +42,15 @@ UP_MODEL = np.array([0.0, 1.0, 0.0])
 class RetargetOptions:
     """in_place: remove the root's horizontal motion. keep_root: no location keys on the hips (the hips keep
     their rest place). loop: blend the motion so the last pose equals the first (root-relative). foot_lock:
-    pin the feet during contact before retargeting. action_name: the new action's name ("" =
-    "<target>|<source action>")."""
+    pin the feet during contact before retargeting. partial: retarget although the map has no bone for an arm
+    joint (those bones keep their rest pose); without it such a map is refused, naming the joints.
+    action_name: the new action's name ("" = "<target>|<source action>")."""
 
     in_place: bool = False
     keep_root: bool = False
     loop: bool = False
     foot_lock: bool = False
+    partial: bool = False
     action_name: str = ""
 
 
@@ -153,9 +155,9 @@ class Plan:
     source_pelvis: np.ndarray  # rest world position of the source pelvis
 
 
-def plan(source, target, mapping: dict[str, str]) -> Plan:
+def plan(source, target, mapping: dict[str, str], *, partial: bool = False) -> Plan:
     rig = bone_map.Rig.from_armature(target)
-    mapping = bone_map.check_mapping(rig, mapping, name=f"armature '{target.name}'")
+    mapping = bone_map.check_mapping(rig, mapping, name=f"armature '{target.name}'", partial=partial)
     bones = {armature.BONE_NAMES.index(j): b for j, b in mapping.items()}
     src_world = np.array(source.matrix_world)
     src_rest = axes.to_blender(armature.rest_joints_of(source)) @ src_world[:3, :3].T + src_world[:3, 3]
@@ -208,14 +210,15 @@ def target_pelvis(p: Plan, joints: np.ndarray) -> np.ndarray:
     return rest_shift + p.ratio * shift @ p.facing.T + height[:, None] * p.up_target
 
 
-def solve(source, target, mapping: dict[str, str], pose: ik.Pose, *, keep_root: bool = False):
+def solve(source, target, mapping: dict[str, str], pose: ik.Pose, *, keep_root: bool = False,
+          partial: bool = False):
     """Pose-bone values of the target: ``{bone: (F, 3, 3) rotation matrices}`` and the hips' ``(F, 3)``
     location (None with ``keep_root`` or a connected hips bone).
 
     The hips follow ``target_pelvis`` shifted along the up axis by one constant: the median gap between the
     target's lower ankle and where the source's lower ankle is (scaled about the ground), so the feet meet
     the floor whatever the target's leg proportions."""
-    p = plan(source, target, mapping)
+    p = plan(source, target, mapping, partial=partial)
     deltas, joints = source_world(source, pose)
     tgt_world = np.array(target.matrix_world)
     tgt_rot_inv = _world_rotation(tgt_world).T
@@ -308,7 +311,8 @@ def retarget(context, source, target, mapping: dict[str, str] | None = None, *,
              options: RetargetOptions = RetargetOptions(), contacts=None, hide_source: bool = True):
     """Retarget the source's active action onto ``target`` as a new action, assigned to the target.
 
-    ``mapping``: SMPL joint -> target bone (None: ``bone_map.auto_map``). The target's previous action is
+    ``mapping``: SMPL joint -> target bone (None: ``bone_map.auto_map``); a map without the hips, legs or
+    (unless ``options.partial``) arms is refused with a BammInputError naming the joints. The target's previous action is
     left as it was (kept from being purged with a fake user when nothing else uses it). The source armature
     is hidden afterwards unless ``hide_source`` is False.
     """
@@ -318,8 +322,10 @@ def retarget(context, source, target, mapping: dict[str, str] | None = None, *,
         raise BammInputError(f"Source and target are the same armature '{target.name}'")
     if mapping is None:
         mapping = bone_map.auto_map(bone_map.Rig.from_armature(target))
+    source_action(source)
+    plan(source, target, mapping, partial=options.partial)  # checks the map before any work
     frames, pose = source_motion(source, context.scene, options, contacts=contacts)
-    rotations, location = solve(source, target, mapping, pose, keep_root=options.keep_root)
+    rotations, location = solve(source, target, mapping, pose, keep_root=options.keep_root, partial=options.partial)
     name = options.action_name or f"{target.name}|{source_action(source).name}"
     action = write_action(target, frames, rotations, location, root_bone=mapping["pelvis"], name=name)
     previous = target.animation_data.action if target.animation_data else None

@@ -164,9 +164,8 @@ def bench_end_to_end(choice: str, seconds: float, repeats: int, worker: bool) ->
 
     def press(runner):
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        headless.configure(backend_instance=runner, model_spec=spec)
         (action,) = headless.generate(bpy.context, prompt="a person walks forward and waves", seconds=seconds,
-                                      timeout=600)
+                                      timeout=600, engine=headless.Engine(runner, spec))
         return bake.key_range(bpy.context.scene.bamm.target, action)
 
     runners = [("in-process thread, model loaded", backend.InProcessBackend(model=model), repeats)]
@@ -179,7 +178,6 @@ def bench_end_to_end(choice: str, seconds: float, repeats: int, worker: bool) ->
             t, _ = timed(lambda: press(runner), repeats)
             print(f"  {'worker process, warm':44s}: {t:6.2f} s")
             runner.shutdown()
-    headless.configure()
     bamm_blender.unregister()
 
 

@@ -1,6 +1,6 @@
 """Latency of generating one 196-frame motion with random weights: KV cache vs. no cache vs. the reference loop.
 
-    python bench/generate.py [--presets paper small] [--repeat 5] [--threads 1 2] [--device cpu]
+    python bench/generate.py [--presets paper small official] [--repeat 5] [--threads 1 2] [--device cpu]
 
 For each preset and torch thread count, three ways of running the same cascaded decoding (unidirectional
 pass with guidance until 49 tokens, one bidirectional refinement of every other token, residual layers,
@@ -11,6 +11,12 @@ tokenizer decode, joints) are timed, each in its own process so that its peak me
 - ``no-cache``: the same decoding recomputing the whole prefix / sequence at every step;
 - ``reference``: the official code's loop: the whole 50-token sequence recomputed at every one of 49 steps
   of both passes, cond and uncond concatenated into one doubled batch.
+
+Preset ``official``: the architecture of the published checkpoints (``bamm import-official``) at paper size
+(8 post-norm layers, width 384, 512-d text), decoded with the official profile (``decoding.official_settings``:
+first pass, one refinement of the first half, residual top-k, 50-slot tokenizer decode); its ``reference`` is
+the official code's loop doing the same work: every step of both passes over the whole 50-token sequence,
+every residual layer as two separate passes (conditional, unconditional) over all 50 slots.
 
 Text encoding is timed on its own. Prints median seconds, the speed-up over the reference and the peak RSS,
 then this machine's single-thread memory bandwidth and matrix throughput with the floor they set: every
@@ -41,8 +47,10 @@ def rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def reference_base(t2m, text_emb, *, cfg, sampler):
-    """The official decoding loop (49 steps per pass, whole sequence every step, doubled CFG batch)."""
+def reference_ids(t2m, text_emb, *, cfg, sampler, keep):
+    """The official decoding loop's base tokens (1, max_tokens): 49 steps per pass, the whole sequence every
+    step, a doubled CFG batch; the refinement pass re-predicts the tokens where `keep` (bool, (max_tokens,)) is
+    False."""
     import numpy as np
     import torch
 
@@ -58,7 +66,6 @@ def reference_base(t2m, text_emb, *, cfg, sampler):
         logits = guide(t2m(ids.repeat(2, 1), text, causal)[:, k].numpy(), 2, cfg[0])
         ids[:, k] = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
     ids[:, steps] = c.end_id
-    keep = torch.arange(c.max_tokens) % 2 == 1  # re-predict every other token
     unmasked = torch.cat([torch.tensor([True]), keep | (ids[0] == c.end_id)])[None].repeat(2, 1)
     hybrid = hybrid_attention_mask(unmasked)
     for k in range(steps):
@@ -67,7 +74,83 @@ def reference_base(t2m, text_emb, *, cfg, sampler):
         new = torch.from_numpy(sampler.draw(logits, 1.0, None)[0])
         if not keep[k]:
             ids[:, k] = new
+    return ids
+
+
+def reference_base(t2m, text_emb, *, cfg, sampler):
+    """The official decoding loop with every other token re-predicted: (base tokens, lengths)."""
+    import numpy as np
+    import torch
+
+    steps = t2m.config.max_tokens - 1
+    keep = torch.arange(t2m.config.max_tokens) % 2 == 1  # re-predict every other token
+    ids = reference_ids(t2m, text_emb, cfg=cfg, sampler=sampler, keep=keep)
     return ids[:, :steps].numpy(), np.array([steps])
+
+
+def official_reference(model, text_emb, *, st, sampler):
+    """The official code's loop for the official profile: base tokens as `reference_base` with the first
+    round(n / 2) tokens refined, each residual layer as two whole-sequence passes, 50 decoded slots."""
+    import numpy as np
+    import torch
+
+    from model_core.decoding import guide
+
+    t2m, res = model.t2m, model.res
+    c = t2m.config
+    steps = c.max_tokens - 1
+    keep = torch.arange(c.max_tokens) >= round(steps / 2)  # the first half is re-predicted
+    ids = reference_ids(t2m, text_emb, cfg=st.cfg, sampler=sampler, keep=keep)
+    q = res.config.num_quantizers
+    codes = torch.zeros(1, c.max_tokens, q, dtype=torch.long)
+    codes[..., 0] = ids.masked_fill(ids >= c.code_num, 0)  # [END] and PAD slots are padding here
+    valid = torch.arange(c.max_tokens)[None] < steps
+    emb = torch.from_numpy(text_emb)
+    for j in range(1, q):
+        layer = torch.tensor([j])
+        cond = res.layer_logits(codes, layer, emb, torch.tensor([False]), valid).numpy()
+        uncond = res.layer_logits(codes, layer, emb, torch.tensor([True]), valid).numpy()
+        pred = sampler.draw(guide(np.concatenate([cond, uncond]), 2, st.res_cfg), 1.0, st.res_top_k)[0]
+        codes[..., j] = torch.from_numpy(np.where(valid.numpy(), pred, 0))
+    codes[:, steps:] = -1
+    return codes.numpy()
+
+
+class RandomText:
+    """512-d CLIP-sized text vectors for the official preset (text encoding is not what is timed here)."""
+
+    name, dim = "random-512", 512
+
+    def to(self, device):
+        return self
+
+    def encode(self, prompts):
+        import torch
+
+        return torch.randn(len(prompts), self.dim, generator=torch.Generator().manual_seed(0))
+
+
+def official_model(device: str):
+    """Random weights in the architecture of the published checkpoints, paper size."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from model_core.generate import BAMM
+    from model_core.models.residual import RES_PRESETS, ResidualTransformer
+    from model_core.models.transformer import T2M_PRESETS, BAMMTransformer
+    from model_core.models.vq import RVQVAE, VQ_PRESETS
+
+    torch.manual_seed(0)
+    cfg = VQ_PRESETS["paper"]
+    vq = RVQVAE(cfg)
+    for i in range(cfg.num_quantizers):
+        vq.quantizer.layers[i].initialise(torch.randn(cfg.code_num, cfg.code_dim))
+    t2m = BAMMTransformer(dataclasses.replace(T2M_PRESETS["paper"], text_dim=512, arch="official"))
+    res = ResidualTransformer(dataclasses.replace(RES_PRESETS["paper"], text_dim=512, arch="official"))
+    return BAMM(text_encoder=RandomText(), vq=vq, t2m=t2m, res=res, mean=np.zeros(263, np.float32),
+                std=np.ones(263, np.float32), device=device)
 
 
 def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> dict:
@@ -77,27 +160,38 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
     from model_core import decoding as D
     from model_core.generate import BAMM
 
-    model = BAMM.random(preset=preset, device=device, seed=0)
+    official = preset == "official"
+    model = official_model(device) if official else BAMM.random(preset=preset, device=device, seed=0)
     # 196 frames from the unidirectional pass: with random weights END is rare; ban it to be sure
-    model.t2m.head.bias.data[model.t2m.config.end_id] = -1e4
+    head = model.t2m.head[-1] if official else model.t2m.head
+    head.bias.data[model.t2m.config.end_id] = -1e4
     if mode == "cache-int8":
         model.quantize_int8()
     loaded = rss_mib()
     t_text, t_gen, n_tokens = [], [], 0
-    st = D.Settings(cfg=(4.0, 3.0), refine="every_other", rounds=2, temperature=1.0, res_cfg=4.0)
+    st = D.official_settings() if official else \
+        D.Settings(cfg=(4.0, 3.0), refine="every_other", rounds=2, temperature=1.0, res_cfg=4.0)
     for r in range(repeat + 1):  # the first run warms up
         t0 = time.perf_counter()
         text_emb = model.encode_text([PROMPT])
         t1 = time.perf_counter()
         with torch.inference_mode():
             sampler = D.Sampler(SEED + r)
-            if mode == "reference":
-                base, lengths = reference_base(model.t2m, text_emb, cfg=st.cfg, sampler=sampler)
+            if official and mode == "reference":
+                codes = official_reference(model, text_emb, st=st, sampler=sampler)
+                lengths = [model.t2m.config.max_tokens - 1]
+                feats, joints = model.decode(codes[0])
+                joints = joints[:4 * lengths[0]]
             else:
-                base, lengths = D.base_tokens(model.nets, text_emb, batch=1, st=st, sampler=sampler,
-                                              use_cache=mode != "no-cache")
-            codes = D.residual_layers(model.nets, base, lengths, text_emb, st, sampler)
-            feats, joints = model.decode(codes[0, :int(lengths[0])])
+                if mode == "reference":
+                    base, lengths = reference_base(model.t2m, text_emb, cfg=st.cfg, sampler=sampler)
+                else:
+                    base, lengths = D.base_tokens(model.nets, text_emb, batch=1, st=st, sampler=sampler,
+                                                  use_cache=mode != "no-cache")
+                codes = D.residual_layers(model.nets, base, lengths, text_emb, st, sampler)
+                tokens = codes[0, :int(lengths[0])]
+                feats, joints = model.decode(D.decoder_codes(tokens, st, model.max_tokens + 1))
+                joints = joints[:4 * len(tokens)]
         t2 = time.perf_counter()
         n_tokens = int(lengths[0])
         if r:
@@ -147,7 +241,7 @@ def main() -> None:
                               f"{results['reference']['gen_s'] / results[mode]['gen_s']:.1f}x")
     print(f"load average {os.getloadavg()[0]:.1f} at the end")
     for preset in args.presets:
-        print(floor(preset))
+        print(floor("paper" if preset == "official" else preset))
 
 
 def floor(preset: str) -> str:

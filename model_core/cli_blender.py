@@ -316,8 +316,44 @@ def run_exporter(argv: list[str], *, capture: bool = False) -> subprocess.Comple
     return subprocess.run([sys.executable, "-m", "bamm_blender", *argv], capture_output=capture, text=True)
 
 
+EXPORT_SUFFIXES = {"fbx": ".fbx", "bvh": ".bvh", "glb": ".glb"}
+
+
 def _export_main(argv: list[str]) -> int:
-    return run_exporter(argv).returncode
+    """``bamm export``: the exporter writes a temporary file next to ``--out``, renamed into place; an existing
+    output is kept (a new numbered name is used and reported) unless ``--overwrite`` is given."""
+    from . import outputs
+
+    if any(a in ("-h", "--help") for a in argv):
+        return run_exporter(argv).returncode
+    p = argparse.ArgumentParser(prog="bamm export", add_help=False)
+    p.add_argument("--out")
+    p.add_argument("--format")
+    p.add_argument("--overwrite", action="store_true")
+    known, rest = p.parse_known_args(argv)
+    passed = [a for a in argv if a != "--overwrite"]
+    if not known.out:
+        return run_exporter(passed).returncode  # the exporter says what is missing
+    out = Path(known.out)
+    suffix = out.suffix.lower() if out.suffix else EXPORT_SUFFIXES.get(str(known.format).lower(), "")
+    final = out if out.suffix else out.with_name(out.name + suffix)
+    if suffix not in EXPORT_SUFFIXES.values() or not final.parent.is_dir() or final.is_dir():
+        return run_exporter(passed).returncode  # the exporter reports the format or folder
+    stem = outputs.claim(final.parent, final.stem, [suffix], overwrite=known.overwrite)
+    target = final.with_name(stem + suffix)
+    tmp = outputs.temporary(target)
+    args = rest + ["--out", str(tmp)] + (["--format", known.format] if known.format else [])
+    try:
+        proc = subprocess.run([sys.executable, "-m", "bamm_blender", *args], stdout=subprocess.PIPE, text=True)
+        if proc.returncode == 0 and tmp.is_file():
+            os.replace(tmp, target)
+            note = "" if target == final else f" ({final.name} exists: --overwrite replaces it)"
+            print(f"{target}{note}")
+            return 0
+        outputs.release(final.parent, stem, [suffix])
+        return proc.returncode or 1
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def main(command_name: str, argv: list[str]) -> int:

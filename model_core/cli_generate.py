@@ -1,7 +1,14 @@
 """``bamm generate`` and ``bamm edit``: the main job from the command line.
 
-  bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--weights weights/] [--out out/]
-  bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/]
+  bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--profile bamm|official]
+                [--weights weights/] [--out out/] [--overwrite]
+  bamm generate "<prompt naming several actions>" [--show-plan]   /   bamm generate --plan plan.json
+  bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/] [--overwrite]
+
+The request is checked by the request contract (``request.py``) against the weights' limits before a model
+is loaded, and the output folder before generating. A prompt naming several actions, or a plan file, goes
+the same way as a ``plan`` request (``cli_plan.py``). Outputs are written to temporary files renamed into
+place under a free name (``walk.npy``, else ``walk-2.npy``, ... reported) unless ``--overwrite``.
 
 Each result is written as joints (.npy, (T, 22, 3) metres Y-up 20 fps), a BVH of the SMPL-22 skeleton,
 an FBX with the baked armature (through Blender's own exporter, when bpy is installed), an animated
@@ -11,66 +18,72 @@ stick-figure GIF and a PNG filmstrip.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import re
 import sys
 from pathlib import Path
 
 import numpy as np
 
-from .cli import CLIError
+from . import outputs
+from .cli import ArgumentParser, CLIError
+from .request import InputError, Limits, Request, check_profile
 
-FPS = 20.0
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+SUFFIXES = (".npy", ".bvh", ".gif", "_filmstrip.png", ".fbx")  # one result's files; the first is its claim
+DEVICES = re.compile(r"cpu|mps|cuda(:[0-9]{1,2})?")
 
 
 def slugify(text: str, *, limit: int = 48) -> str:
+    """A file stem from a prompt: its ASCII words, cut at a word boundary; a prompt without any (another
+    script, only symbols) gets ``motion_`` and a short hash of the prompt, so different prompts differ."""
     slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
     if len(slug) > limit:  # cut at a word boundary
         slug = slug[:limit + 1].rsplit("_", 1)[0] if "_" in slug[:limit + 1] else slug[:limit]
-    return slug or "motion"
+    return slug or "motion_" + hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:8]
 
 
-def parse_range(text: str, total_frames: int) -> tuple[int, int]:
-    """'2.0s:4.5s' (seconds) or '40:90' (20-fps frames) → half-open frame range, checked against the clip."""
-    m = re.fullmatch(r"\s*([0-9.]+)(s?)\s*:\s*([0-9.]+)(s?)\s*", text)
+def parse_range(text: str, fps: float = 20.0) -> tuple[int, int]:
+    """'2.0s:4.5s' (seconds) or '40:90' (frames at ``fps``) -> (start, end) frames; checked by the request."""
+    m = re.fullmatch(r"\s*([0-9]{1,9}(?:\.[0-9]*)?)(s?)\s*:\s*([0-9]{1,9}(?:\.[0-9]*)?)(s?)\s*", text)
     if not m:
-        raise CLIError(f"--range must look like 2.0s:4.5s or 40:90, got {text!r}")
-
-    def frame(value: str, seconds: str) -> int:
-        try:
-            v = float(value)
-        except ValueError:
-            raise CLIError(f"--range: {value!r} is not a number") from None
-        return int(round(v * FPS)) if seconds else int(v)
-
-    start, end = frame(m[1], m[2]), frame(m[3], m[4])
-    if end <= start:
-        raise CLIError(f"--range {text!r} is empty or reversed (frames {start}..{end})")
-    if start < 0 or end > total_frames:
-        raise CLIError(f"--range {text!r} = frames {start}..{end} lies outside the clip (0..{total_frames})")
-    return start, end
+        raise CLIError(f"--range must look like 2.0s:4.5s or 40:90, got {text[:60]!r}")
+    frame = lambda value, seconds: int(round(float(value) * fps)) if seconds else int(float(value))  # noqa: E731
+    return frame(m[1], m[2]), frame(m[3], m[4])
 
 
 def write_outputs(joints: np.ndarray, out_dir: Path, stem: str, *, caption: str = "", fbx: bool = True,
-                  preview: bool = True) -> dict[str, Path]:
-    """All output files of one motion; returns {kind: path}."""
-    from .motion.bvh import write_bvh
+                  preview: bool = True, overwrite: bool = False, fps: float = 20.0) -> dict[str, Path]:
+    """All output files of one motion under a free name (``stem``, else ``stem-2``, ...; ``overwrite``: the
+    stem as it is), each written to a temporary file and renamed into place; returns {kind: path}."""
+    from .motion.bvh import format_bvh
     from .motion.smpl_bvh import joints_to_bvh_clip
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {"joints": out_dir / f"{stem}.npy", "bvh": out_dir / f"{stem}.bvh"}
-    np.save(paths["joints"], joints.astype(np.float32))
-    write_bvh(paths["bvh"], joints_to_bvh_clip(joints, fps=FPS))
-    if preview:
-        from .preview import save_filmstrip, save_gif
+    joints = np.asarray(joints, np.float32)
+    if not np.isfinite(joints).all():
+        raise ValueError("the model produced non-finite joints (NaN or inf): its stats or weights are broken; "
+                         "nothing was written")
+    bvh_text = format_bvh(joints_to_bvh_clip(joints, fps=fps))
+    stem = outputs.claim(out_dir, stem, SUFFIXES, overwrite=overwrite)
+    try:
+        paths = {"joints": outputs.save_npy(out_dir / f"{stem}.npy", joints),
+                 "bvh": outputs.write_text(out_dir / f"{stem}.bvh", bvh_text)}
+        if preview:
+            from .preview import save_filmstrip, save_gif
 
-        paths["gif"] = save_gif(joints, out_dir / f"{stem}.gif", fps=FPS, caption=caption)
-        paths["filmstrip"] = save_filmstrip(joints, out_dir / f"{stem}_filmstrip.png", fps=FPS)
+            paths["gif"] = outputs.write(out_dir / f"{stem}.gif",
+                                         lambda tmp: save_gif(joints, tmp, fps=fps, caption=caption))
+            paths["filmstrip"] = outputs.write(out_dir / f"{stem}_filmstrip.png",
+                                               lambda tmp: save_filmstrip(joints, tmp, fps=fps))
+    except BaseException:
+        outputs.release(out_dir, stem, SUFFIXES)
+        raise
     if fbx:
         target = out_dir / f"{stem}.fbx"
-        done = export_through_blender(paths["joints"], target, fmt="fbx")
-        if done:
-            paths["fbx"] = target
+        try:
+            paths["fbx"] = outputs.write(target, lambda tmp: export_through_blender(paths["joints"], tmp, fmt="fbx"))
+        except OSError:
+            pass  # reported by export_through_blender; the other outputs are written
     return paths
 
 
@@ -90,6 +103,8 @@ def export_through_blender(joints_path: Path, target: Path, *, fmt: str) -> bool
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights folder (default: shipped weights/)")
     p.add_argument("--out", default="out", help="output folder (default: out/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing outputs of the same name (default: a new numbered name)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cfg", type=float, nargs=2, default=(4.0, 3.0), metavar=("AR", "REFINE"),
                    help="classifier-free guidance scales of the AR and refinement passes")
@@ -103,119 +118,134 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-preview", action="store_true", help="skip the GIF and filmstrip")
 
 
+def _limits(args) -> Limits:
+    weights = Path(args.weights)
+    if not (weights / "bamm.json").is_file():
+        raise CLIError(f"no weights in {weights} (bamm.json missing): pass --weights <folder>")
+    return Limits.from_folder(weights)
+
+
+def _check_device(args) -> None:
+    if not isinstance(args.device, str) or not DEVICES.fullmatch(args.device):
+        raise CLIError(f"--device must be cpu, cuda, cuda:N or mps, got {args.device[:40]!r}")
+    if args.int8 and args.device != "cpu":
+        raise CLIError(f"--int8 runs on the CPU only, not --device {args.device}")
+    if args.device == "cpu":
+        return
+    import torch
+
+    if args.device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(args.device.partition(":")[2] or 0)
+        if index >= count:
+            raise CLIError(f"--device {args.device}: this machine's torch sees {count} CUDA device(s)"
+                           + ("" if count else " (no CUDA build or no GPU): use --device cpu"))
+    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CLIError("--device mps: MPS is not available on this machine: use --device cpu")
+
+
 def _load(args):
     from .generate import BAMM
 
-    weights = Path(args.weights)
-    if not (weights / "bamm.json").exists():
-        raise CLIError(f"no weights in {weights} (bamm.json missing): pass --weights <folder>")
-    if args.int8 and args.device != "cpu":
-        raise CLIError(f"--int8 runs on the CPU only, not --device {args.device}")
-    return BAMM.from_pretrained(weights, text_encoder=args.text_encoder, device=args.device, int8=args.int8)
+    return BAMM.from_pretrained(Path(args.weights), text_encoder=args.text_encoder, device=args.device,
+                                int8=args.int8)
+
+
+def _print(stem: str, paths: dict, line: str, wanted: str) -> None:
+    renamed = "" if stem == wanted else f" (numbered: {wanted} exists; --overwrite replaces it)"
+    print(f"{stem}: {line}{renamed}")
+    for kind, path in paths.items():
+        print(f"  {kind:<10} {path}")
 
 
 def cmd_generate(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="bamm generate", description="generate motion from a prompt")
+    p = ArgumentParser(prog="bamm generate", description="generate motion from a prompt")
     p.add_argument("prompt", nargs="?", help="what the character does, e.g. 'a person walks forward, then bows'")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=float, help="length in seconds (default: the model chooses)")
     length.add_argument("--frames", type=int, help="length in 20-fps frames (default: the model chooses)")
     p.add_argument("--n", type=int, default=1, help="number of variations")
+    p.add_argument("--profile", default="bamm", metavar="bamm|official",
+                   help="decoding profile (default: bamm); official decodes as the published BAMM code, for "
+                        "imported official weights (its guidance and refinement replace --cfg and --rounds)")
     p.add_argument("--plan", metavar="FILE", help="a plan file (JSON, as --show-plan writes it) instead of the prompt")
     p.add_argument("--show-plan", action="store_true", help="print the prompt's plan as JSON and stop")
     _common(p)
     args = p.parse_args(argv)
-    from .cli_plan import plan_of
+    limits = _limits(args)
+    from .cli_plan import generate_plan_cmd, plan_of
 
-    plan = plan_of(args.prompt, args.plan)
+    plan = plan_of(args.prompt, args.plan, limits)
     if args.show_plan:
         print(plan.to_json(), end="")
         return 0
     if not plan.single or args.plan is not None:
-        return _generate_plan(args, plan)
-    if args.n < 1:
-        raise CLIError(f"--n must be at least 1, got {args.n}")
-    frames = args.frames if args.frames is not None else (
-        None if args.seconds is None else int(round(args.seconds * FPS)))
-    if frames is not None and frames < 4:
-        raise CLIError(f"the length must be at least 4 frames (0.2 s), got {frames}")
+        return generate_plan_cmd(args, plan, limits, check_profile(args.profile))
+    req = Request(op="generate", prompt=args.prompt, frames=args.frames, seconds=args.seconds, n=args.n,
+                  seed=args.seed, cfg=tuple(args.cfg), rounds=args.rounds).check(limits)
+    profile = check_profile(args.profile)
+    _check_device(args)
+    out = outputs.check_folder(args.out)
     bamm = _load(args)
-    motions = bamm.generate([args.prompt], frames=frames, n=args.n, seed=args.seed, cfg=tuple(args.cfg),
-                            rounds=args.rounds)
+    motions = bamm.generate([req.prompt], frames=req.frames, n=req.n, seed=req.seed, profile=profile,
+                            **req.settings())
     for k, m in enumerate(motions):
-        stem = slugify(args.prompt) + (f"_{k}" if args.n > 1 else "")
-        paths = write_outputs(m.joints, Path(args.out), stem, caption=args.prompt, fbx=not args.no_fbx,
-                              preview=not args.no_preview)
-        chosen = "requested" if frames is not None else "chosen by the model"
-        print(f"{stem}: {len(m.joints)} frames = {len(m.joints) / FPS:.2f} s ({chosen})")
-        for kind, path in paths.items():
-            print(f"  {kind:<10} {path}")
+        wanted = slugify(req.prompt) + (f"_{k}" if req.n > 1 else "")
+        paths = write_outputs(m.joints, out, wanted, caption=req.prompt, fbx=not args.no_fbx,
+                              preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
+        chosen = "requested" if req.frames is not None else "chosen by the model"
+        _print(paths["joints"].stem, paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s ({chosen})",
+               wanted)
     return 0
 
 
-def _generate_plan(args, plan) -> int:
-    """Several actions: the plan is printed, then generated as one motion per variation."""
-    from .cli_plan import generate_from_plan
-    from .plan import Plan, Step
-
-    if args.frames is not None or args.seconds is not None:
-        if len(plan.steps) > 1:
-            raise CLIError("--seconds / --frames apply to one step; give each step's seconds in a plan file instead")
-        seconds = args.seconds if args.seconds is not None else args.frames / FPS
-        if not 0.2 <= seconds <= 9.8:
-            raise CLIError(f"the length must be 0.2-9.8 s, got {seconds:g} s")
-        s = plan.steps[0]
-        plan = Plan(plan.person, [Step(s.prompt, s.kind, seconds, s.together)])
-    if args.n < 1:
-        raise CLIError(f"--n must be at least 1, got {args.n}")
-    print(plan.describe())
-    bamm = _load(args)
-    caption = " / ".join(s.prompt for s in plan.steps)
-    results = generate_from_plan(bamm, plan, n=args.n, seed=args.seed,
-                                 settings={"cfg": tuple(args.cfg), "rounds": args.rounds})
-    for k, (m, bounds) in enumerate(results):
-        stem = slugify(args.prompt or caption) + (f"_{k}" if args.n > 1 else "")
-        paths = write_outputs(m.joints, Path(args.out), stem, caption=caption, fbx=not args.no_fbx,
-                              preview=not args.no_preview)
-        steps = ", ".join(f"{b / FPS:.2f} s" for b in bounds) or "none"
-        print(f"{stem}: {len(m.joints)} frames = {len(m.joints) / FPS:.2f} s (steps start at {steps})")
-        for kind, path in paths.items():
-            print(f"  {kind:<10} {path}")
-    return 0
+def load_joints(path, limits: Limits) -> np.ndarray:
+    """A joints file (T, 22, 3) written by ``bamm generate``; InputError for anything else (checked on the
+    file's header before its data is read)."""
+    src = Path(path)
+    if not src.exists():
+        raise CLIError(f"motion file not found: {src}")
+    if not src.is_file() or src.suffix.lower() != ".npy":
+        raise CLIError(f"{src} is not a .npy joints file (T, 22, 3) written by bamm generate")
+    try:
+        joints = np.load(src, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise CLIError(f"{src} is not a readable .npy array ({' '.join(str(e).split())[:120]})") from None
+    if joints.ndim != 3 or joints.shape[1:] != (22, 3) or joints.dtype.kind != "f":
+        raise CLIError(f"{src} is not a (T, 22, 3) float joint array (shape {joints.shape}, {joints.dtype})")
+    if not 2 <= len(joints) <= limits.max_source_frames:
+        raise CLIError(f"{src} has {len(joints)} frames; edits take 2 to {limits.max_source_frames}")
+    joints = np.array(joints, np.float32)
+    if not np.isfinite(joints).all():
+        raise CLIError(f"{src} holds NaN or infinite values")
+    return joints
 
 
 def cmd_edit(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="bamm edit", description="regenerate a range of a motion (inpainting)")
+    p = ArgumentParser(prog="bamm edit", description="regenerate a range of a motion (inpainting)")
     p.add_argument("motion", help="joints .npy (T, 22, 3) written by bamm generate")
     p.add_argument("prompt", nargs="?", default=None, help="what happens in the range (optional)")
     p.add_argument("--range", required=True, help="2.0s:4.5s (seconds) or 40:90 (frames)")
     _common(p)
     args = p.parse_args(argv)
-    src = Path(args.motion)
-    if not src.exists():
-        raise CLIError(f"motion file not found: {src}")
-    joints = np.load(src, allow_pickle=False)
-    if joints.ndim != 3 or joints.shape[1:] != (22, 3):
-        raise CLIError(f"{src} is not a (T, 22, 3) joint array (shape {joints.shape})")
-    start, end = parse_range(args.range, len(joints))
-    if end - start < 4:
-        raise CLIError(f"--range covers {end - start} frames; at least 4 (one token) are needed")
+    limits = _limits(args)
+    joints = load_joints(args.motion, limits)
     if args.prompt is not None and not args.prompt.strip():
         raise CLIError("the prompt is empty: leave it out to inpaint unconditionally")
+    req = Request(op="edit", prompt=args.prompt, range=parse_range(args.range, limits.fps), seed=args.seed,
+                  cfg=tuple(args.cfg), rounds=args.rounds).check(limits, source_frames=len(joints))
+    _check_device(args)
+    out = outputs.check_folder(args.out)
     bamm = _load(args)
-    m = bamm.edit(joints, (start, end), args.prompt, seed=args.seed, cfg=tuple(args.cfg))
-    stem = f"{src.stem}_edit_{start}_{end}"
-    paths = write_outputs(m.joints, Path(args.out), stem, caption=args.prompt or "", fbx=not args.no_fbx,
-                          preview=not args.no_preview)
-    print(f"{stem}: frames {start}..{end} regenerated, {len(m.joints)} frames in all")
-    for kind, path in paths.items():
-        print(f"  {kind:<10} {path}")
+    start, end = req.range
+    m = bamm.edit(joints, req.range, req.prompt, seed=req.seed, **req.settings())
+    wanted = f"{Path(args.motion).stem}_edit_{start}_{end}"
+    paths = write_outputs(m.joints, out, wanted, caption=req.prompt or "", fbx=not args.no_fbx,
+                          preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
+    _print(paths["joints"].stem, paths, f"frames {start}..{end} regenerated, {len(m.joints)} frames in all", wanted)
     return 0
 
 
 def main(command_name: str, argv: list[str]) -> int:
-    try:
-        return {"generate": cmd_generate, "edit": cmd_edit}[command_name](argv)
-    except (CLIError, ValueError, FileNotFoundError) as e:  # bad input from the user: no traceback
-        print(f"bamm {command_name}: {e}", file=sys.stderr)
-        return 2
+    """Bad input raises InputError (exit 2 through ``bamm``'s wrapper); anything else is a failure (1)."""
+    return {"generate": cmd_generate, "edit": cmd_edit}[command_name](argv)

@@ -25,8 +25,6 @@ tokens, so it goes down the same path (bake, export, edit) as a single-prompt mo
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from . import decoding as D
@@ -113,21 +111,37 @@ def step_frames(model: Generator, plan: Plan, *, seed: int = 0, **settings) -> l
     return [min(max(v, f), model.max_frames) for v in frames]
 
 
-def request_plan(op: str, args: dict, fps: float = 20.0) -> Plan | None:
-    """The plan of a worker request: ``plan`` (a plan object), or a ``generate`` prompt naming several actions
-    (None for one action: plain generation). A ``generate`` length (``frames``) is shared by the steps."""
-    if op == "plan":
-        if not isinstance(args.get("plan"), dict):
-            raise ValueError("the plan op needs args['plan']: an object with a 'steps' list")
-        return Plan.from_json(json.dumps(args["plan"]))
-    plan = make_plan(args["prompt"])
+def plan_of_request(req, fps: float = 20.0, frames_per_token: int = 4) -> Plan | None:
+    """The plan of a checked `request.Request`: a ``plan`` request's plan, or the plan of a ``generate``
+    prompt naming several actions (None for one action: plain generation). A ``generate`` length (``frames``)
+    is shared by the steps."""
+    if req.op == "plan":
+        return req.plan
+    plan = make_plan(req.prompt)
     if plan.single:
         return None
-    frames = args.get("frames")
-    if frames is not None:
-        each = max(4, int(frames) // len(plan.steps) // 4 * 4) / fps
+    if req.frames is not None:
+        f = frames_per_token
+        each = max(f, req.frames // len(plan.steps) // f * f) / fps
         plan = Plan(plan.person, [Step(s.prompt, s.kind, each, s.together) for s in plan.steps])
     return plan
+
+
+def generate_request(model: Generator, req, plan: Plan, progress=None) -> list[tuple[Motion, list[int]]]:
+    """``req.n`` motions of ``plan`` (seeds ``req.seed``, ``req.seed + 1``, ...; the decoding settings of the
+    checked request), each with its step boundaries (see `generate_plan`)."""
+    out = []
+    for k in range(req.n):
+        step = None if progress is None else (lambda s, f, k=k: progress(s, (k + f) / req.n))
+        out.append(generate_plan(model, plan, seed=req.seed + k, progress=step, **req.settings()))
+    return out
+
+
+def run_plan(model: Generator, req, progress=None) -> list[Motion] | None:
+    """The worker's flow for a checked ``generate`` / ``plan`` request: its motions when it has a plan,
+    None for a ``generate`` prompt naming one action (plain generation)."""
+    plan = plan_of_request(req, model.fps, model.frames_per_token)
+    return None if plan is None else [motion for motion, _ in generate_request(model, req, plan, progress)]
 
 
 def generate_plan(model: Generator, plan: Plan | str, *, seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0),

@@ -10,6 +10,15 @@ Random numbers are drawn in one place, `Sampler.draw`: inverse-CDF sampling from
 ``numpy.random.Generator(PCG64(seed))``, so a seed gives the same tokens whichever back end computes the logits
 (as long as their logits agree to far below the gaps between cumulative probabilities).
 
+Profiles: "bamm" (the default, above) and "official", which decodes as the published BAMM code does (for
+published numbers with the published checkpoints; `official_settings`): its guidance ``u + s (c - u)`` is
+ours with s - 1 (4 / 3 / 5 there: 3 / 2 / 4 here), [END] may come first (then the motion is one token of code
+0), refinement re-predicts the first round(n / 2) tokens (ties broken by position, as the official ranking
+ends up doing), the residual layers sample among the 52 most likely codes, and the tokenizer decodes all
+``max_tokens`` slots with zero vectors past the end before the motion is trimmed (`decoder_codes`). The
+official loop also runs every step over the whole sequence without a cache and samples past [END]; neither
+changes its result, so this loop does not repeat that work.
+
 Arrays: codes int64, masks bool, B batch, n motion tokens of the batch, L = max_tokens + 1 positions.
 """
 
@@ -20,8 +29,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from .nets import Nets
+from .request import PROFILES, REFINE_MODES  # the request contract's names
 
-REFINE_MODES = ("every_other", "low_confidence", "suffix", "prefix")
+REFINE_CHOICES = REFINE_MODES + ("official",)  # "official": the published code's choice (official profile)
 # [END] is not sampled before this many motion tokens: 5 tokens = 20 frames = 1 s, the shortest motion the
 # transformers are trained on (train.datasets.MIN_FRAMES); shorter "motions" are never what a prompt asks for.
 MIN_TOKENS = 5
@@ -42,7 +52,8 @@ def check_positive_int(value, name: str, minimum: int = 1) -> int:
 class Settings:
     """Sampling settings. cfg: guidance of the first pass and of the refinement passes; res_cfg: of the
     residual layers; refine: which tokens refinement re-predicts (None: no refinement); rounds: token passes
-    in all; temperature 0 or top_k 1 takes the most likely token."""
+    in all; temperature 0 or top_k 1 takes the most likely token; res_top_k: top-k of the residual layers
+    (None: top_k); profile: "bamm" or "official" (see the module docstring; `official_settings`)."""
 
     cfg: tuple[float, float] = (4.0, 3.0)
     refine: str | None = "every_other"
@@ -50,6 +61,8 @@ class Settings:
     temperature: float = 1.0
     top_k: int | None = None
     res_cfg: float = 4.0
+    res_top_k: int | None = None
+    profile: str = "bamm"
 
     def __post_init__(self):
         cfg = self.cfg
@@ -57,19 +70,47 @@ class Settings:
             raise ValueError(f"cfg must be a pair of finite guidance scales (first pass, refinement), got {cfg!r}")
         object.__setattr__(self, "cfg", (float(cfg[0]), float(cfg[1])))
         check_positive_int(self.rounds, "rounds")
-        if self.refine is not None and self.refine not in REFINE_MODES:
-            raise ValueError(f"refine must be one of {REFINE_MODES} or None, got {self.refine!r}")
+        if self.refine is not None and self.refine not in REFINE_CHOICES:
+            raise ValueError(f"refine must be one of {REFINE_CHOICES} or None, got {self.refine!r}")
         if not is_number(self.res_cfg):
             raise ValueError(f"res_cfg must be a finite guidance scale, got {self.res_cfg!r}")
         if not is_number(self.temperature) or self.temperature < 0:
             raise ValueError(f"temperature must be a number >= 0 (0 = most likely token), got {self.temperature!r}")
         if self.top_k is not None:
             check_positive_int(self.top_k, "top_k")
+        if self.res_top_k is not None:
+            check_positive_int(self.res_top_k, "res_top_k")
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+
+    @property
+    def min_tokens(self) -> int:
+        """[END] is not sampled before this many tokens (the official profile lets it come first)."""
+        return MIN_TOKENS if self.profile == "bamm" else 0
 
     @property
     def passes(self) -> int:
         """Refinement passes after the first."""
         return self.rounds - 1 if self.refine is not None else 0
+
+
+OFFICIAL_TOP_K = 52  # the official residual sampling keeps ceil(0.1 * 513) classes
+
+
+def official_settings(*, temperature: float = 1.0, **overrides) -> Settings:
+    """The published code's decoding in this loop: guidance 4 / 3 / 5 of ``u + s (c - u)`` (3 / 2 / 4 here),
+    one refinement pass over the first round(n / 2) tokens, residual top-k 52, [END] allowed first."""
+    values = dict(cfg=(3.0, 2.0), refine="official", rounds=2, temperature=temperature, top_k=None, res_cfg=4.0,
+                  res_top_k=OFFICIAL_TOP_K, profile="official")
+    return Settings(**{**values, **overrides})
+
+
+def decoder_codes(codes: np.ndarray, st: Settings, slots: int) -> np.ndarray:
+    """codes (N, Q) of one motion -> what the tokenizer decodes: the same, or with the official profile all
+    `slots` slots, -1 (a zero vector) past the end; the caller keeps the first 4N frames."""
+    if st.profile == "bamm" or len(codes) >= slots:
+        return codes
+    return np.concatenate([codes, np.full((slots - len(codes), codes.shape[1]), -1, np.int64)])
 
 
 class Sampler:
@@ -133,9 +174,10 @@ def refine_redo(mode: str, round_: int, eligible: np.ndarray, conf: np.ndarray |
     """(B, n) bool: tokens re-predicted in refinement round `round_` (1 = the first refinement), among the
     `eligible` ones (the motion's tokens; for an edit, the regenerated ones). Half of them (at least one),
     except every_other (by slot parity: even slots first, odd ones next round). conf (B, n): probability of
-    each token when sampled (only "low_confidence" reads it)."""
-    if mode not in REFINE_MODES:
-        raise ValueError(f"refine must be one of {REFINE_MODES}, got {mode!r}")
+    each token when sampled (only "low_confidence" reads it). "official": the first round(n / 2) (half to
+    even, at least one), the published code's choice."""
+    if mode not in REFINE_CHOICES:
+        raise ValueError(f"refine must be one of {REFINE_CHOICES}, got {mode!r}")
     slot = np.arange(eligible.shape[1])[None]
     count = eligible.sum(1, keepdims=True)
     half = (count + 1) // 2
@@ -147,8 +189,10 @@ def refine_redo(mode: str, round_: int, eligible: np.ndarray, conf: np.ndarray |
         redo = np.argsort(np.argsort(score, 1, kind="stable"), 1, kind="stable") < half
     elif mode == "suffix":
         redo = order >= count - half
-    else:  # "prefix": the first half, what the official code's tied-score ranking ends up masking
+    elif mode == "prefix":  # the first half
         redo = order < half
+    else:  # "official": round(n / 2) rounds half to even (torch.round), tied scores ranked by position
+        redo = order < np.maximum(np.round(count / 2), 1)
     return redo & eligible
 
 
@@ -183,10 +227,12 @@ def sample_ar(nets: Nets, text, batch: int, st: Settings, sampler: Sampler, prog
         if p == s - 1:  # longest motion reached
             new, prob = np.full(batch, c.end_id, np.int64), np.ones(batch)
         else:
-            new, prob = _pick(nets, row, rep, scale, st, sampler, ban_end=p < min(MIN_TOKENS, s - 1))
+            new, prob = _pick(nets, row, rep, scale, st, sampler, ban_end=p < min(st.min_tokens, s - 1))
         new = np.where(done, c.pad_id, new)
         ended = ~done & (new == c.end_id)
         lengths = np.where(ended, p, lengths)
+        if p == 0 and st.min_tokens == 0:  # [END] first: one token of code 0 (the official rule)
+            new, lengths = np.where(ended, 0, new), np.where(ended, 1, lengths)
         ids[:, p], conf[:, p] = new, np.where(done, 0.0, prob)
         done |= ended
         if progress is not None:
@@ -286,7 +332,8 @@ def residual_layers(nets: Nets, base, lengths, text, st: Settings, sampler: Samp
     text_in, drop, rep = guided_inputs(text, b, st.res_cfg, c.text_dim)
     for j in range(1, c.num_quantizers):
         logits = nets.residual_logits(np.tile(codes, (rep, 1, 1)), j, text_in, drop, np.tile(valid, (rep, 1)))
-        pred, _ = sampler.draw(guide(logits, rep, st.res_cfg), st.temperature, st.top_k)
+        top_k = st.top_k if st.res_top_k is None else st.res_top_k
+        pred, _ = sampler.draw(guide(logits, rep, st.res_cfg), st.temperature, top_k)
         if keep is not None:
             pred = np.where(keep, keep_codes[..., j], pred)
         codes[..., j] = np.where(valid, pred, 0)

@@ -17,9 +17,10 @@ from __future__ import annotations
 import numpy as np
 
 from . import decoding as D
-from .decoding import Sampler, Settings, check_positive_int, is_number
+from .decoding import Sampler, Settings, check_positive_int
 from .generate import Generator, Motion, Progress
 from .motion import features as F
+from .request import InputError, Limits, Request
 
 CONTEXT = 8  # source frames on each side of a seam used to fit the placement of the generated frames
 BLEND = 4  # frames inside the range over which the remaining offset at a seam fades out
@@ -27,12 +28,9 @@ BLEND = 4  # frames inside the range over which the remaining offset at a seam f
 
 # ------------------------------------------------------------------------------------------ inputs
 
-def check_prompt(prompt, name: str = "prompt") -> str | None:
-    if prompt is None:
-        return None
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError(f"{name} must be None or a non-empty string, got {prompt!r}")
-    return prompt
+def checked(model: Generator, op: str, source_frames: int, **fields) -> Request:
+    """The request contract's check of an edit / extend of a source of ``source_frames`` frames."""
+    return Request(op=op, **fields).check(model.limits, source_frames=source_frames)
 
 
 def source_motion(model: Generator, source) -> tuple[np.ndarray, np.ndarray, str | None]:
@@ -47,8 +45,11 @@ def source_motion(model: Generator, source) -> tuple[np.ndarray, np.ndarray, str
             return joints, tokens, prompt
     else:
         joints = np.asarray(source, np.float32)
-    if joints.ndim != 3 or joints.shape[1:] != (22, 3) or len(joints) < 2:
-        raise ValueError(f"source joints must have shape (T, 22, 3) with T >= 2, got {joints.shape}")
+    limit = Limits.from_nets(c).max_source_frames
+    if joints.ndim != 3 or joints.shape[1:] != (22, 3) or not 2 <= len(joints) <= limit:
+        raise InputError(f"source joints must have shape (T, 22, 3) with 2 <= T <= {limit}, got {joints.shape}")
+    if not np.isfinite(joints).all():
+        raise InputError("source joints hold NaN or infinite values")
     return joints, model.features_to_codes(padded_features(joints)), prompt
 
 
@@ -68,21 +69,6 @@ def padded_features(joints: np.ndarray) -> np.ndarray:
     """HumanML3D features of joints (T, 22, 3) -> (T, 263): the last feature frame is repeated once."""
     feats = F.extract_features(joints)
     return np.concatenate([feats, feats[-1:]], 0)
-
-
-def check_range(frames, total: int, frames_per_token: int) -> tuple[int, int]:
-    if not isinstance(frames, (tuple, list)) or len(frames) != 2:
-        raise ValueError(f"frames must be a (start, end) pair of frame numbers, got {frames!r}")
-    if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in frames):
-        raise ValueError(f"frames must be a (start, end) pair of integer frame numbers, got {frames!r}")
-    start, end = int(frames[0]), int(frames[1])
-    if start >= end:
-        raise ValueError(f"frames ({start}, {end}) is reversed or empty: start must be < end")
-    if start < 0 or end > total:
-        raise ValueError(f"frames ({start}, {end}) is outside the clip of {total} frames (0 <= start < end <= {total})")
-    if end - start < frames_per_token:
-        raise ValueError(f"frames ({start}, {end}) is shorter than one token ({frames_per_token} frames)")
-    return start, end
 
 
 # ------------------------------------------------------------------------------------------ joints
@@ -159,13 +145,15 @@ def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None =
     The range is snapped outward to token boundaries for the tokens; frames outside [start, end) are the
     source's. prompt None: the source Motion's prompt if it has one, else unconditional. rounds - 1 extra
     passes re-predict the regenerated tokens chosen by `refine` (guidance cfg[1]), as in generation."""
-    prompt = check_prompt(prompt)
-    st = Settings(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
-    prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
+    settings = dict(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
+    Request(op="edit", prompt=prompt, range=(0, model.max_frames), seed=seed, **settings).check(model.limits)
     joints, codes, src_prompt = source_motion(model, source)
+    req = checked(model, "edit", len(joints), prompt=prompt, range=frames, seed=seed, **settings)
+    st = Settings(**req.settings())
+    prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
     f = model.frames_per_token
-    start, end = check_range(frames, len(joints), f)
-    prompt = prompt or src_prompt
+    (start, end), seed = req.range, req.seed
+    prompt = req.prompt or src_prompt
     sampler = Sampler(seed)
     text = _text(model, prompt)
     prog("text", 1.0)
@@ -184,20 +172,16 @@ def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 
            progress=None) -> Motion:
     """Add generated motion before and/or after `source` (outpainting), in whole tokens (4 frames = 0.2 s at
     20 fps, rounded), with the source tokens as context; the source frames stay exactly as they are."""
-    prompt = check_prompt(prompt)
-    f = model.frames_per_token
-    counts = []
-    for name, value in (("before_s", before_s), ("after_s", after_s)):
-        if not is_number(value) or value < 0:
-            raise ValueError(f"{name} must be a number of seconds >= 0, got {value!r}")
-        counts.append(int(round(value * model.fps / f)))
-    if not any(counts):
-        raise ValueError(f"before_s / after_s add nothing: at least one must be >= {f / 2 / model.fps:.2f} s "
-                         f"(half a token), got {before_s!r} / {after_s!r}")
-    st = Settings(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
-    prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
+    settings = dict(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
+    fields = dict(prompt=prompt, before_s=before_s, after_s=after_s, seed=seed, **settings)
+    Request(op="extend", **fields).check(model.limits)  # before the source is encoded
     joints, codes, src_prompt = source_motion(model, source)
-    prompt = prompt or src_prompt
+    req = checked(model, "extend", len(joints), **fields)
+    f = model.frames_per_token
+    counts = [int(round(v * model.fps / f)) for v in (req.before_s, req.after_s)]
+    st = Settings(**req.settings())
+    prog = Progress(progress, {"text": 1, "tokens": 8, "decode": 1})
+    prompt, seed = req.prompt or src_prompt, req.seed
     sampler = Sampler(seed)
     text = _text(model, prompt)
     prog("text", 1.0)

@@ -28,6 +28,7 @@ from . import decoding as D
 from .decoding import REFINE_MODES, Sampler, Settings, check_positive_int, is_number, refine_redo  # noqa: F401
 from .motion import features as F
 from .nets import Nets
+from .request import InputError, Limits, Request, check_profile
 
 FORMAT_VERSION = 1
 
@@ -68,14 +69,20 @@ class Progress:
         return None if self.callback is None else (lambda f: self(stage, f))
 
 
-def check_prompts(prompts) -> list[str]:
+def check_prompts(prompts, limits: Limits | None = None) -> list[str]:
+    """One prompt or a list -> a list of prompts, each checked by the request contract."""
     prompts = [prompts] if isinstance(prompts, str) else prompts
     if not isinstance(prompts, (list, tuple)) or not prompts:
-        raise ValueError(f"prompts must be a non-empty string or list of strings, got {prompts!r}")
+        raise InputError(f"prompts must be a non-empty string or list of strings, got {prompts!r}"[:200])
+    out = []
     for i, p in enumerate(prompts):
         if not isinstance(p, str) or not p.strip():
-            raise ValueError(f"prompts[{i}] must be a non-empty string, got {p!r}")
-    return list(prompts)
+            raise InputError(f"prompts[{i}] must be a non-empty string, got {p!r}"[:200])
+        try:
+            out.append(Request(prompt=p).check(limits).prompt)
+        except InputError as e:
+            raise InputError(f"prompts[{i}]: {e}") from None
+    return out
 
 
 class Generator:
@@ -83,6 +90,7 @@ class Generator:
 
     def __init__(self, nets: Nets):
         self.nets = nets
+        self.profile = "bamm"  # decoding profile of `generate` when it is not given ("bamm" or "official")
 
     @property
     def fps(self) -> float:
@@ -100,6 +108,11 @@ class Generator:
     @property
     def max_frames(self) -> int:
         return self.max_tokens * self.frames_per_token
+
+    @property
+    def limits(self) -> Limits:
+        """What these weights accept (the request contract's limits)."""
+        return Limits.from_nets(self.nets.config)
 
     # ------------------------------------------------------------------------------------ building blocks
 
@@ -132,7 +145,7 @@ class Generator:
     def generate(self, prompts: str | list[str], *, frames: int | None = None, n: int = 1, seed: int = 0,
                  cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other", rounds: int = 2,
                  temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0,
-                 progress=None, use_cache: bool = True) -> list[Motion]:
+                 progress=None, use_cache: bool = True, profile: str | None = None) -> list[Motion]:
         """Motions for one prompt or a list, `n` each, prompt-major (len(prompts) * n results), one batch.
 
         frames: None lets the model end each motion ([END], 1..max_frames / 4 tokens); an int asks for that
@@ -142,18 +155,23 @@ class Generator:
         temperature 0 or top_k=1 picks the most likely tokens. Same seed -> same motions (on either back end).
         progress(stage, fraction) is called during decoding (fraction: overall, 0..1); an exception raised
         from it aborts the call. use_cache False recomputes every position at each step (same result).
+        profile "official" decodes as the published BAMM code (`decoding.official_settings`; cfg, refine,
+        rounds, top_k and res_cfg are then the official ones), for published numbers with imported weights;
+        None: `self.profile`.
         """
-        prompts = check_prompts(prompts)
-        n = check_positive_int(n, "n")
-        st = Settings(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
+        profile = check_profile(self.profile if profile is None else profile)
+        prompts = check_prompts(prompts, self.limits)
+        req = Request(op="generate", prompt=prompts[0], frames=frames, n=n, seed=seed, cfg=cfg, refine=refine,
+                      rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg).check(self.limits)
+        n, seed = req.n, req.seed
+        if profile == "official":
+            st = D.official_settings(temperature=req.temperature)
+        else:
+            st = Settings(**req.settings())
         batch = len(prompts) * n
         lengths = None
-        if frames is not None:
-            f = self.frames_per_token
-            frames = check_positive_int(frames, "frames")
-            if not f <= frames <= self.max_frames:
-                raise ValueError(f"frames must be in [{f}, {self.max_frames}] for these weights, got {frames}")
-            lengths = np.full(batch, frames // f, np.int64)
+        if req.frames is not None:
+            lengths = np.full(batch, req.frames // self.frames_per_token, np.int64)
         sampler = Sampler(seed)
         prog = Progress(progress, {"text": 1, "tokens": 6, "refine": 3 * (st.passes > 0), "residual": 2,
                                    "decode": 1})
@@ -167,7 +185,14 @@ class Generator:
         prog("residual", 1.0)
         motions = []
         for i in range(batch):
-            motions.append(self.tokens_to_motion(codes[i, :int(lengths[i])], prompts[i // n]))
+            tokens = codes[i, :int(lengths[i])]
+            if st.profile == "bamm":
+                motions.append(self.tokens_to_motion(tokens, prompts[i // n]))
+            else:  # the tokenizer sees every slot (zero vectors past the end); the motion is trimmed after
+                feats, _ = self.decode(D.decoder_codes(tokens, st, self.max_tokens + 1))
+                feats = feats[:len(tokens) * self.frames_per_token]
+                motions.append(Motion(joints=F.recover_from_ric(feats), features=feats, tokens=tokens,
+                                      prompt=prompts[i // n], fps=self.fps))
             prog("decode", (i + 1) / batch)
         return motions
 
@@ -186,6 +211,15 @@ class Generator:
         """One motion from [(prompt, frames or None), ...] segments joined by regenerated transitions."""
         from .editing import generate_long
         return generate_long(self, segments, **kwargs)
+
+
+def folder_text_spec(spec: str, root) -> str:
+    """A weights folder's text encoder spec with a relative CLIP file ("clip:clip_text.safetensors", written
+    by `bamm import-official`) resolved against the folder."""
+    kind, _, arg = spec.partition(":")
+    if kind.strip().lower() == "clip" and arg.strip() and not Path(arg.strip()).expanduser().is_absolute():
+        return f"clip:{Path(root) / arg.strip()}"
+    return spec
 
 
 class BAMM(Generator):
@@ -240,10 +274,15 @@ class BAMM(Generator):
         if not isinstance(meta.get("text_encoder"), str):
             raise ValueError(f"{meta_path}: expected an object with a 'text_encoder' string")
         if text_encoder is None or isinstance(text_encoder, str):
-            text_encoder = load_text_encoder(text_encoder or meta["text_encoder"], device=device)
+            text_encoder = load_text_encoder(text_encoder or folder_text_spec(meta["text_encoder"], root),
+                                             device=device)
         stats = load_tensors(root / "stats.safetensors")
         if set(stats) != {"mean", "std"}:
             raise ValueError(f"{root / 'stats.safetensors'}: expected tensors 'mean' and 'std', got {sorted(stats)}")
+        for key, value in stats.items():
+            if value.dim() != 1 or not bool(value.isfinite().all()) or (key == "std" and not bool((value > 0).all())):
+                raise InputError(f"{root / 'stats.safetensors'}: tensor {key!r} must be a finite vector"
+                                 + (" of positive values" if key == "std" else "") + " (NaN, inf or 0 found)")
         t2m = load_model(BAMMTransformer, BAMMConfig, root, "t2m")
         if t2m.config.text_dim != text_encoder.dim:
             raise ValueError(f"{root} was trained with the text encoder '{meta['text_encoder']}' "

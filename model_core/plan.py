@@ -13,8 +13,8 @@ Two ways of naming several actions:
 The words that describe the person ("an elderly person", "a tired woman") are taken from the start of the
 prompt and put in front of every clause ("an elderly person walks forward" / "an elderly person bows").
 A prompt naming one action gives a plan of one step whose prompt is the prompt itself, so single-action
-generation is unchanged. The plan is plain data (`Plan.to_json` / `Plan.from_json`) so users can read and
-edit it before generating.
+generation is unchanged. The plan is plain data (`Plan.to_json` / `Plan.from_json`, checked by `check_plan`)
+so users can read and edit it before generating.
 """
 
 from __future__ import annotations
@@ -25,8 +25,11 @@ from dataclasses import dataclass, field
 
 from .data.captions import _third
 from .data.pos_tags import tag_word
+from .request import InputError, Limits, _number, check_prompt
 
 KINDS = ("locomotion", "arm", "body", "other")
+STEP_KEYS = {"prompt", "kind", "seconds", "together"}
+MAX_STEPS = 16  # steps of one plan: 16 x the model's longest motion at most
 
 # verb lemmas by the body part that carries the action (first verb of a clause decides its kind)
 LOCOMOTION = set("walk run jog sprint dash stroll march stride step pace amble trot race rush hurry bolt charge "
@@ -85,35 +88,65 @@ class Plan:
                 lines.append(f"     + at once: {s.together}")
         return "\n".join(lines)
 
-    def to_json(self) -> str:
+    def to_data(self) -> dict:
+        """The plan object (``to_json``'s content): what the worker's ``plan`` op and plan files carry."""
         steps = [{"prompt": s.prompt, "kind": s.kind, "seconds": s.seconds, "together": s.together}
                  for s in self.steps]
-        return json.dumps({"person": self.person, "steps": steps}, indent=2) + "\n"
+        return {"person": self.person, "steps": steps}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_data(), indent=2) + "\n"
 
     @classmethod
-    def from_json(cls, text: str) -> "Plan":
-        """A plan written by `to_json` (possibly edited). Raises ValueError with a one-line reason."""
+    def from_json(cls, text: str, limits: Limits | None = None) -> "Plan":
+        """A plan written by `to_json` (possibly edited), checked by `check_plan`. Raises InputError."""
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"the plan is not valid JSON ({e.msg} at line {e.lineno})") from None
-        if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
-            raise ValueError("the plan must be a JSON object with a non-empty 'steps' list")
-        steps = []
-        for k, s in enumerate(data["steps"], 1):
-            if not isinstance(s, dict) or not isinstance(s.get("prompt"), str) or not s["prompt"].strip():
-                raise ValueError(f"plan step {k} needs a non-empty 'prompt' string")
+        except (json.JSONDecodeError, RecursionError) as e:
+            where = f" ({e.msg} at line {e.lineno})" if isinstance(e, json.JSONDecodeError) else ""
+            raise InputError(f"the plan is not valid JSON{where}") from None
+        return check_plan(data, limits)
+
+
+def check_plan(data, limits: Limits | None = None) -> Plan:
+    """A plan object (a dict as `Plan.to_data` writes it, or a `Plan`) checked against ``limits`` before any
+    model loads: an object with ``person`` and a ``steps`` list of 1..MAX_STEPS steps, each a prompt (the
+    request contract's prompt check), ``seconds`` null or one token .. the model's limit, ``together`` null or
+    a prompt; no other keys. Raises InputError with a one-line reason."""
+    lim = limits or Limits()
+    if isinstance(data, Plan):
+        data = data.to_data()
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list) or not data["steps"]:
+        raise InputError("the plan must be a JSON object with a non-empty 'steps' list")
+    if set(data) - {"person", "steps"}:
+        raise InputError(f"the plan has unknown key(s) {_names(set(data) - {'person', 'steps'})}")
+    if len(data["steps"]) > MAX_STEPS:
+        raise InputError(f"the plan has {len(data['steps'])} steps; at most {MAX_STEPS} are allowed")
+    steps = []
+    for k, s in enumerate(data["steps"], 1):
+        if not isinstance(s, dict) or not isinstance(s.get("prompt"), str) or not s["prompt"].strip():
+            raise InputError(f"plan step {k} needs a non-empty 'prompt' string")
+        if set(s) - STEP_KEYS:
+            raise InputError(f"plan step {k} has unknown key(s) {_names(set(s) - STEP_KEYS)}")
+        try:
+            prompt = check_prompt(s["prompt"], lim, required=True)
             seconds, together = s.get("seconds"), s.get("together")
-            if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
-                                        or not 0.2 <= seconds <= 9.8):
-                raise ValueError(f"plan step {k}: 'seconds' must be null or a number in [0.2, 9.8], got {seconds!r}")
+            if seconds is not None:
+                seconds = _number(seconds, "'seconds'", lim.frames_per_token / lim.fps, lim.max_seconds)
             if together is not None and (not isinstance(together, str) or not together.strip()):
-                raise ValueError(f"plan step {k}: 'together' must be null or a non-empty string")
-            kind = s.get("kind") if s.get("kind") in KINDS else kind_of(s["prompt"])
-            steps.append(Step(s["prompt"].strip(), kind, None if seconds is None else float(seconds),
-                              together.strip() if together else None))
-        person = data.get("person") if isinstance(data.get("person"), str) else DEFAULT_PERSON
-        return cls(person, steps)
+                raise InputError("'together' must be null or a non-empty string")
+            together = check_prompt(together, lim, required=False)
+        except InputError as e:
+            raise InputError(f"plan step {k}: {e}") from None
+        kind = s.get("kind") if s.get("kind") in KINDS else kind_of(prompt)
+        steps.append(Step(prompt, kind, seconds, together))
+    person = data.get("person")
+    person = check_prompt(person, lim, required=False) if isinstance(person, str) and person.strip() else None
+    return Plan(person or DEFAULT_PERSON, steps)
+
+
+def _names(keys) -> str:
+    return ", ".join(sorted(map(str, keys)))[:200]
 
 
 # ------------------------------------------------------------------------------------------ words
@@ -317,9 +350,9 @@ def _step(person: str, clause: str, together: str | None = None) -> Step:
 
 
 def make_plan(prompt: str) -> Plan:
-    """The plan of a prompt (see the module docstring). Raises ValueError for an empty prompt."""
+    """The plan of a prompt (see the module docstring). Raises InputError for an empty prompt."""
     if not isinstance(prompt, str) or not prompt.strip():
-        raise ValueError("the prompt is empty: describe the motion, e.g. 'a person walks forward, then bows'")
+        raise InputError("the prompt is empty: describe the motion, e.g. 'a person walks forward, then bows'")
     text = _clean(prompt)
     text = re.sub(r"^(?:first|firstly|to start|at first)\s*,?\s+", "", text)
     fronted = re.match(r"^(after|before|while|whilst)\s+([^,]+),\s*(.+)$", text)

@@ -7,7 +7,8 @@ environment, CUDA torch) for the torch back end. One JSON object per line, UTF-8
 Worker -> client, once at start::
 
     {"type": "ready", "pid": 123, "torch": "2.13.0" | null, "onnxruntime": "1.32.0" | null,
-     "model_core": "0.1.0", "path": "<model_core folder>"}
+     "model_core": "0.1.0", "path": "<model_core folder>", "ops": [...], "heartbeat_s": 2.0,
+     "limits": {"fps": 20.0, "frames_per_token": 4, "max_frames": 196, ...} | null}
     {"type": "fatal", "message": "..."}          (then exit code 3: numpy missing)
 
 Client -> worker::
@@ -20,15 +21,21 @@ Client -> worker::
     {"id": 3, "op": "extend", "model": MODEL, "args": {"source": "...", "source_tokens": "/tmp/x/src-tok.npy",
                                                         "before_s": 0, "after_s": 2.0, "prompt": null, "seed": 0,
                                                         "n": 1}, "out_dir": "..."}
-    {"id": 4, "op": "plan", "model": MODEL, "args": {"plan": {"steps": [{"prompt": "a man walks forward",
-                                                    "seconds": 3.0, "together": "a man waves"}, ...]}, "n": 1,
-                                                    "seed": 0}, "out_dir": "..."}
+    {"id": 4, "op": "plan", "model": MODEL, "args": {"plan": {"steps": [{"prompt": "a man walks", "seconds": 3.0,
+                                                     "together": "a man waves"}, ...]}, "n": 1}, "out_dir": "..."}
+    {"id": 5, "op": "limits", "model": MODEL}      (answered {"id": 5, "type": "limits", "limits": {...}})
     {"op": "cancel", "id": 2}
     {"op": "shutdown"}
 
-A ``generate`` prompt that names several actions ("walks forward, then bows", "walks while waving") is planned
-and generated as one motion (`plan.py`, `compose.py`); ``plan`` takes a plan object as ``Plan.to_json`` writes
-it. ``args`` of every op may also set ``"refine"`` (``"every_other"``, ``"low_confidence"``, ``"suffix"``,
+Every line is checked (``protocol.py``): a JSON object, a known op, an ``id`` that is an integer >= 0 or a short
+string of letters, digits, '_', '-', '.' (it names the result files), ``model`` and ``args`` objects,
+``out_dir`` an existing folder. ``args`` are read into the request contract (``request.Request.from_args``)
+and checked against the model's limits (``request.Limits``: the runtime's ``runtime.json`` or the weights'
+``bamm.json``) before the model is loaded. A bad line or request is answered with an error and the worker
+keeps serving. A ``generate`` prompt naming several actions and a ``plan`` (a plan object, ``plan.check_plan``)
+give one motion each (``compose.py``). Ready's ``limits``: the runtime's or weights' next to this package, or null.
+
+``args`` of every op may also set ``"refine"`` (``"every_other"``, ``"low_confidence"``, ``"suffix"``,
 ``"prefix"`` or null), ``"rounds"``, ``"temperature"``, ``"top_k"`` and ``"res_cfg"`` (see `Generator.generate`).
 ``source``: a ``.npy`` path of joints (T, 22, 3) float32. ``source_tokens`` (optional, null or absent): a
 ``.npy`` path of that motion's tokens (ceil(T / 4), Q) int64, as returned with an earlier result: when they
@@ -52,8 +59,11 @@ Worker -> client, per request::
     {"id": 1, "type": "progress", "stage": "tokens", "fraction": 0.4}
     {"id": 1, "type": "result", "joints": ["/tmp/x/1-0.npy", ...], "tokens": ["/tmp/x/1-0-tokens.npy", ...],
      "prompts": ["...", ...]}
-    {"id": 1, "type": "error", "error": "ValueError", "message": "..."}
+    {"id": 1, "type": "error", "kind": "input" | "failure", "error": "InputError", "message": "..."}
     {"id": 1, "type": "cancelled"}
+    {"type": "heartbeat"}                       (every ``heartbeat_s`` while a request runs)
+
+``kind`` "input": the request or a file it names is wrong (the user's to fix); "failure": anything else.
 
 Arrays travel as ``.npy`` files: the client writes a source (and its tokens) into a folder it owns and passes
 the paths; the worker writes each result's joints ``(T, 22, 3)`` float32 as ``<id>-<k>.npy`` and its tokens
@@ -70,9 +80,13 @@ import os
 import queue
 import sys
 import threading
+import time
 from pathlib import Path
 
-OPS = ("generate", "edit", "extend", "plan")
+from .protocol import ProtocolError, error_kind, parse_line
+from .request import OPS, InputError, Limits, Request
+
+HEARTBEAT_S = 2.0  # a line at least this often while a request runs: the client notices a silent worker
 
 
 class Cancelled(Exception):
@@ -155,59 +169,82 @@ class ModelCache:
         return self.model
 
 
-def _array(value, dtype):
+def spec_limits(spec: dict) -> Limits | None:
+    """The limits of a MODEL spec's runtime or weights folder, read without loading it (None: random)."""
+    folder = spec.get("runtime") if spec.get("backend") == "onnx" else spec.get("weights")
+    if "random" in spec and spec.get("backend", "torch") == "torch":
+        return None
+    return Limits.from_folder(str(folder or ""))
+
+
+def _array(value, dtype, what: str, shape_ok, limit: int):
+    """A .npy path (read only after its header is checked) or an array -> ndarray of ``dtype``."""
     import numpy as np
 
-    return np.load(value) if isinstance(value, (str, Path)) else np.asarray(value, dtype=dtype)
+    if isinstance(value, (str, Path)):
+        path = Path(value)
+        if not path.is_file() or path.suffix != ".npy":
+            raise InputError(f"{what} '{path}' is not a .npy file")
+        try:
+            array = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as e:
+            raise InputError(f"{what} '{path}' is not a readable .npy array ({str(e)[:80]})") from None
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as e:
+            raise InputError(f"{what} is not an array ({str(e)[:80]})") from None
+    if not shape_ok(array.shape) or array.dtype.kind not in "fiu" or not 1 <= len(array) <= limit:
+        raise InputError(f"{what} has shape {array.shape} {array.dtype}: not a motion of at most {limit} frames")
+    return np.array(array, dtype=dtype)
 
 
-def _source(args: dict):
+def _source(args: dict, limits: Limits):
     """joints (T, 22, 3), or a Motion carrying the client's tokens when ``source_tokens`` is given."""
     import numpy as np
 
     from .generate import Motion
 
-    joints = _array(args["source"], np.float32)
+    if args.get("source") is None:
+        raise InputError("edit and extend need a source motion (args.source)")
+    joints = _array(args["source"], np.float32, "source", lambda s: len(s) == 3 and s[1:] == (22, 3),
+                    limits.max_source_frames)
+    if not np.isfinite(joints).all():
+        raise InputError("the source joints hold NaN or infinite values")
     if args.get("source_tokens") is None:
         return joints
-    tokens = _array(args["source_tokens"], np.int64)
+    tokens = _array(args["source_tokens"], np.int64, "source_tokens", lambda s: len(s) == 2,
+                    limits.max_source_frames)
     return Motion(joints=joints, features=np.zeros((0, 0), np.float32), tokens=tokens)
 
 
-SETTINGS = ("refine", "rounds", "temperature", "top_k", "res_cfg")
-
-
 def run(model, op: str, args: dict, progress=None) -> list:
-    """One request on a loaded model -> list of ``Motion``. ``args`` as in the module docstring; a
-    ``source`` (``source_tokens``) may be a .npy path or an array. ``n`` variations use seeds ``seed,
-    seed + 1, ...`` for edits."""
-    args = dict(args)
-    n, seed = int(args.pop("n", 1)), int(args.pop("seed", 0))
-    options = {"cfg": tuple(args.pop("cfg", (4.0, 3.0)))}
-    options.update({k: args[k] for k in SETTINGS if k in args})
-    if op in ("generate", "plan"):  # several actions in one prompt, or a plan: see compose.py
-        from .compose import generate_plan, request_plan
+    """One request on a loaded model -> list of ``Motion``. ``args`` as in the module docstring (read and
+    checked by the request contract); a ``source`` (``source_tokens``) may be a .npy path or an array.
+    ``n`` variations use seeds ``seed, seed + 1, ...`` for edits."""
+    req = Request.from_args(op, args)
+    source = None if op in ("generate", "plan") else _source(args, model.limits)
+    return run_request(model, req, source, progress)
 
-        plan = request_plan(op, args, model.fps)
-        if plan is not None:
-            return [generate_plan(model, plan, seed=seed + k, progress=None if progress is None else
-                                  (lambda s, f, k=k: progress(s, (k + f) / n)), **options)[0] for k in range(n)]
-    if op == "generate":
-        return model.generate(args["prompt"], frames=args.get("frames"), n=n, seed=seed, progress=progress,
-                              **options)
-    if op not in OPS:
-        raise ValueError(f"unknown op {op!r}: expected one of {OPS}")
-    source = _source(args)
+
+def run_request(model, req: Request, source=None, progress=None) -> list:
+    """A `Request` (checked here against the model's limits) on a loaded model -> list of ``Motion``."""
+    frames = None if source is None else len(getattr(source, "joints", source))
+    req = req.check(model.limits, source_frames=frames)
+    options = req.settings()
+    from .compose import run_plan  # several actions in one prompt, or a plan
+    if req.op in ("generate", "plan") and (motions := run_plan(model, req, progress)) is not None:
+        return motions
+    if req.op == "generate":
+        return model.generate(req.prompt, frames=req.frames, n=req.n, seed=req.seed, progress=progress, **options)
     motions = []
-    for k in range(n):
-        step = None if progress is None else (lambda s, f, k=k: progress(s, (k + f) / n))
-        if op == "edit":
-            motions.append(model.edit(source, tuple(int(v) for v in args["frames"]), args.get("prompt"),
-                                      seed=seed + k, progress=step, **options))
+    for k in range(req.n):
+        step = None if progress is None else (lambda s, f, k=k: progress(s, (k + f) / req.n))
+        if req.op == "edit":
+            motions.append(model.edit(source, req.range, req.prompt, seed=req.seed + k, progress=step, **options))
         else:
-            motions.append(model.extend(source, before_s=float(args.get("before_s", 0.0)),
-                                        after_s=float(args.get("after_s", 0.0)), prompt=args.get("prompt"),
-                                        seed=seed + k, progress=step, **options))
+            motions.append(model.extend(source, before_s=req.before_s, after_s=req.after_s, prompt=req.prompt,
+                                        seed=req.seed + k, progress=step, **options))
     return motions
 
 
@@ -219,64 +256,111 @@ class Worker:
         self.requests: queue.Queue = queue.Queue()
         self.cancelled: set = set()
         self.models = ModelCache()
+        self.busy = threading.Event()
+        self.closed = False
 
     def send(self, **message) -> None:
         with self.lock:
-            self.out.write(json.dumps(message) + "\n")
-            self.out.flush()
+            if self.closed:
+                return
+            try:
+                self.out.write(json.dumps(message) + "\n")
+                self.out.flush()
+            except (OSError, ValueError):  # the client is gone: nothing more to say
+                self.closed = True
+
+    def error(self, rid, e: BaseException) -> None:
+        self.send(id=rid, type="error", kind=error_kind(e), error=type(e).__name__,
+                  message=" ".join(str(e).split())[:2000] or type(e).__name__)
 
     def serve(self, stdin) -> None:
         runner = threading.Thread(target=self._run_loop, daemon=True)
         runner.start()
+        threading.Thread(target=self._heartbeat, daemon=True).start()
         for line in stdin:
             if not line.strip():
                 continue
             try:
-                message = json.loads(line)
-            except json.JSONDecodeError as e:
-                self.send(type="error", id=None, error="JSONDecodeError", message=f"bad request line: {e}")
+                message = parse_line(line)
+            except ProtocolError as e:
+                self.error(e.rid, e)
                 continue
-            if message.get("op") == "cancel":
-                self.cancelled.add(message.get("id"))
-            elif message.get("op") == "shutdown":
+            if message["op"] == "cancel":
+                self.cancelled.add(message["id"])
+            elif message["op"] == "shutdown":
                 break
             else:
                 self.requests.put(message)
         self.requests.put(None)
         runner.join()
 
+    def _heartbeat(self) -> None:
+        while not self.closed:
+            time.sleep(HEARTBEAT_S)
+            if self.busy.is_set():
+                self.send(type="heartbeat")
+
     def _run_loop(self) -> None:
-        import numpy as np
-
         while (message := self.requests.get()) is not None:
-            rid = message.get("id")
-
-            def progress(stage, fraction, rid=rid):
-                if rid in self.cancelled:
-                    raise Cancelled()
-                self.send(id=rid, type="progress", stage=stage, fraction=float(fraction))
-
+            rid = message["id"]
+            self.busy.set()
             try:
                 if rid in self.cancelled:
                     raise Cancelled()
-                model = self.models.get(message.get("model"))
-                motions = run(model, message.get("op"), message.get("args") or {}, progress)
-                out_dir = Path(message.get("out_dir") or ".")
-                paths, token_paths = [], []
-                for k, motion in enumerate(motions):
-                    path, token_path = out_dir / f"{rid}-{k}.npy", out_dir / f"{rid}-{k}-tokens.npy"
-                    np.save(path, np.asarray(motion.joints, dtype=np.float32))
-                    np.save(token_path, np.asarray(motion.tokens, dtype=np.int64))
-                    paths.append(str(path))
-                    token_paths.append(str(token_path))
-                self.send(id=rid, type="result", joints=paths, tokens=token_paths,
-                          prompts=[m.prompt for m in motions])
+                self._handle(message)
             except Cancelled:
                 self.send(id=rid, type="cancelled")
             except Exception as e:  # reported to the client, the worker keeps serving
-                self.send(id=rid, type="error", error=type(e).__name__, message=str(e))
+                self.error(rid, e)
             finally:
+                self.busy.clear()
                 self.cancelled.discard(rid)
+
+    def _handle(self, message: dict) -> None:
+        from . import outputs
+
+        rid, op, spec = message["id"], message["op"], message["model"]
+
+        def progress(stage, fraction):
+            if rid in self.cancelled:
+                raise Cancelled()
+            self.send(id=rid, type="progress", stage=stage, fraction=float(fraction))
+
+        limits = spec_limits(spec)
+        if op == "limits":
+            limits = limits or self.models.get(spec).limits
+            self.send(id=rid, type="limits", limits=limits.to_json())
+            return
+        out_dir = Path(message["out_dir"])
+        if not out_dir.is_dir():
+            raise InputError(f"out_dir '{out_dir}' is not an existing folder")
+        args = message.get("args") or {}
+        req = Request.from_args(op, args)
+        source = None if op in ("generate", "plan") else _source(args, limits or Limits())
+        if limits is not None:  # checked before the model is loaded
+            frames = None if source is None else len(getattr(source, "joints", source))
+            req = req.check(limits, source_frames=frames)
+        model = self.models.get(spec)
+        motions = run_request(model, req, source, progress)
+        paths, token_paths = [], []
+        for k, motion in enumerate(motions):
+            path, token_path = out_dir / f"{rid}-{k}.npy", out_dir / f"{rid}-{k}-tokens.npy"
+            outputs.save_npy(path, motion.joints.astype("float32"))
+            outputs.save_npy(token_path, motion.tokens.astype("int64"))
+            paths.append(str(path))
+            token_paths.append(str(token_path))
+        self.send(id=rid, type="result", joints=paths, tokens=token_paths, prompts=[m.prompt for m in motions])
+
+
+def shipped_limits() -> dict | None:
+    """The limits of the runtime or weights next to this package (the extension's own), or None."""
+    root = Path(__file__).resolve().parent.parent
+    for folder in (root / "runtime", root / "weights"):
+        try:
+            return Limits.from_folder(folder).to_json()
+        except InputError:
+            continue
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -305,7 +389,8 @@ def main(argv: list[str] | None = None) -> int:
             versions[name] = None
     worker = Worker(protocol)
     worker.send(type="ready", pid=os.getpid(), **versions, model_core=__version__,
-                path=str(Path(__file__).resolve().parent))
+                path=str(Path(__file__).resolve().parent), ops=list(OPS), heartbeat_s=HEARTBEAT_S,
+                limits=shipped_limits())
     worker.serve(sys.stdin)
     return 0
 

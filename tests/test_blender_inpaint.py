@@ -28,9 +28,8 @@ def model():
 @pytest.fixture(scope="module")
 def addon(model):
     bamm_blender.register()
-    headless.configure(backend_instance=backend.InProcessBackend(model=model), model_spec={"random": {}})
-    yield
-    headless.configure()
+    with headless.use_engine(headless.Engine(backend.InProcessBackend(model=model), {"random": {}})):
+        yield
     bamm_blender.unregister()
 
 
@@ -146,9 +145,8 @@ def test_tokens_travel_while_the_motion_is_unchanged(ctx, op):
     stored = results.source(obj, action, ctx.scene, model=key)
     assert stored.tokens is not None and stored.tokens.shape == (-(-len(stored.joints) // 4), 3)  # tiny: Q = 3
     assert results.source(obj, action, ctx.scene, model=headless.model_key({"weights": "other"})).tokens is None
-    runner = Recording(headless.get_backend())
-    headless.configure(backend_instance=runner, model_spec={"random": {}})
-    try:
+    runner = Recording(headless.backend_of(ctx))
+    with headless.use_engine(headless.Engine(runner, {"random": {}})):
         def edit(target):
             if op == "regenerate":
                 return headless.regenerate_range(ctx, target=target, first=10, last=30, timeout=120)
@@ -167,8 +165,6 @@ def test_tokens_travel_while_the_motion_is_unchanged(ctx, op):
         edit(obj)
         assert "source_tokens" not in runner.requests[-1].args
         assert not np.array_equal(runner.requests[-1].args["source"], stored.joints)
-    finally:
-        headless.configure(backend_instance=runner.inner, model_spec={"random": {}})
 
 
 @pytest.mark.parametrize("side", ["BEFORE", "AFTER"])
@@ -190,7 +186,7 @@ def test_extend_keeps_existing_keys(ctx, side):
 def test_cancel_writes_nothing(ctx, model):
     obj, _ = generated(ctx)
     n_actions = len(bpy.data.actions)
-    runner = headless.get_backend()
+    runner = headless.backend_of(ctx)
     with runner.lock:  # the job waits for the lock, so it is still queued when cancelled
         task = headless.start_regenerate(ctx, target=obj, first=10, last=30)
         task.job.cancel()
@@ -248,13 +244,12 @@ def test_bad_input_through_plain_functions(ctx, tmp_path, monkeypatch):
     with pytest.raises(BammInputError, match="No target armature"):
         headless.start_regenerate(ctx, target=None, first=1, last=20)
     obj, _ = generated(ctx)
-    with pytest.raises(BammInputError, match="at least 0.2 s"):
+    with pytest.raises(BammInputError, match="add nothing once rounded to whole tokens of 0.2 s: extend by at least 0.2 s"):
         headless.start_extend(ctx, target=obj, side="AFTER", seconds=0.05)
     obj.animation_data.action = None
     with pytest.raises(BammInputError, match="no action"):
         headless.start_extend(ctx, target=obj, side="AFTER", seconds=1.0)
-    headless.configure(backend_instance=headless.get_backend())  # the preferences' weights from now on
-    try:
+    with headless.use_engine(headless.Engine(backend=headless.backend_of(ctx))):  # the preferences' weights
         monkeypatch.setattr(headless, "RUNTIME_DIR", tmp_path / "no-runtime")
         with pytest.raises(BammInputError, match="No bundled runtime"):  # the default: the runtime back end
             headless.start_generate(ctx, prompt=PROMPT)
@@ -262,8 +257,6 @@ def test_bad_input_through_plain_functions(ctx, tmp_path, monkeypatch):
         monkeypatch.setattr(preferences.DEFAULTS, "weights_dir", str(tmp_path))
         with pytest.raises(BammInputError, match="No BAMM weights"):
             headless.start_generate(ctx, prompt=PROMPT)
-    finally:
-        headless.configure(backend_instance=headless.get_backend(), model_spec={"random": {}})
 
 
 def test_bad_input_through_operators(ctx):

@@ -13,13 +13,14 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import bamm_blender  # noqa: E402
-from bamm_blender import armature, backend, headless, operators, panel, preferences, retarget_ui  # noqa: E402
+from bamm_blender import armature, backend, headless, panel, preferences, retarget_scene  # noqa: E402
 
 UI = bpy.types.UILayout.bl_rna
 PROP_CALLS = ("prop", "prop_enum", "prop_menu_enum", "prop_tabs_enum", "prop_with_menu", "prop_with_popover",
               "props_enum", "prop_search", "prop_decorator")
 OPERATOR_CALLS = ("operator", "operator_enum", "operator_menu_enum", "operator_menu_hold")
-PANELS = (panel.BAMM_PT_main, panel.BAMM_PT_edit, panel.BAMM_PT_results, retarget_ui.BAMM_PT_retarget)
+PANELS = (panel.BAMM_PT_main, panel.BAMM_PT_edit, panel.BAMM_PT_results, panel.BAMM_PT_sequence,
+          panel.BAMM_PT_retarget)
 
 
 class DrawError(AssertionError):
@@ -167,9 +168,8 @@ class FakeBackend:
 @pytest.fixture(scope="module")
 def addon():
     bamm_blender.register()
-    headless.configure(backend_instance=FakeBackend(), model_spec={"random": {}})
-    yield
-    headless.configure()
+    with headless.use_engine(headless.Engine(FakeBackend(), {"random": {}})):
+        yield
     bamm_blender.unregister()
 
 
@@ -177,7 +177,7 @@ def addon():
 def ctx(addon):
     bpy.ops.wm.read_factory_settings(use_empty=True)
     yield bpy.context
-    operators._STATE["task"] = None
+    bpy.context.window_manager.bamm_running = False
 
 
 def set_state(ctx, state: str) -> None:
@@ -185,13 +185,13 @@ def set_state(ctx, state: str) -> None:
     if state == "seconds":
         s.length_mode = "SECONDS"
     elif state == "running":
-        job = backend.Job(backend.Request("generate", {}, {}))
-        job.progress("tokens", 0.4)
-        operators._STATE["task"] = SimpleNamespace(job=job, kind="generate")
         wm.bamm_running, wm.bamm_progress, wm.bamm_status = True, 0.4, "tokens 40%"
     elif state == "error":
-        wm.bamm_error = "The BAMM worker process was killed by signal 9; it will be restarted on the next " \
-                        "request. Last log line: Traceback (most recent call last)"
+        wm.bamm_error = "BAMM failed: The BAMM worker process was killed by signal 9; it will be restarted on " \
+                        "the next request. Last log line: Traceback (most recent call last)"
+        wm.bamm_error_kind = "failure"
+    elif state == "input error":
+        wm.bamm_error, wm.bamm_error_kind = "The prompt is empty: describe the motion", "input"
     elif state in ("results", "deleted result"):
         headless.generate(ctx, prompt="a person walks", seconds=2.0, variations=2, timeout=10)
         if state == "deleted result":
@@ -201,12 +201,12 @@ def set_state(ctx, state: str) -> None:
     elif state == "character":
         character = armature.build_armature(ctx, name="Character")
         ctx.scene.bamm_retarget.target = character
-        retarget_ui.fill_bone_map(ctx)
+        retarget_scene.fill_bone_map(ctx)
     elif state != "empty":
         raise ValueError(state)
 
 
-STATES = ("empty", "seconds", "running", "error", "results", "deleted result", "range MANUAL", "range MARKERS",
+STATES = ("empty", "seconds", "running", "error", "input error", "results", "deleted result", "range MANUAL", "range MARKERS",
           "character")
 
 
@@ -220,10 +220,11 @@ def test_every_panel_draws(ctx, state):
     assert ("bamm.generate" in operators_in(main)) == (not running)
     assert any(name == "progress" for name, _ in main) == running
     assert ("seconds" in props_in(main)) == (state == "seconds")
-    assert ("bamm.dismiss_error" in operators_in(main)) == (state == "error")
+    assert ("bamm.dismiss_error" in operators_in(main)) == (state in ("error", "input error"))
+    text = " ".join(labels_in(main))
     if state == "error":
-        text = " ".join(labels_in(main))
-        assert "killed by signal 9" in text and "restarted" in text
+        assert text.startswith("BAMM failed: ") and "killed by signal 9" in text and "restarted" in text
+    assert ("Check the input: The prompt is empty" in text) == (state == "input error")
     assert ("range_start" in props_in(calls["BAMM_PT_edit"])) == (state == "range MANUAL")
     sides = [b["side"] for b in operator_properties(calls["BAMM_PT_edit"]) if b["operator"] == "bamm.extend"]
     assert sides == ["BEFORE", "AFTER"]

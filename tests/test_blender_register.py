@@ -16,7 +16,8 @@ from bamm_blender import backend, core, headless, operators, panel, preferences,
 from bamm_blender.errors import BammBackendError, BammInputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "dismiss_error", "apply_result", "clear_results")
+OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "dismiss_error", "apply_result", "clear_results",
+             "generate_sequence", "markers_from_prompt")
 
 
 def registered() -> dict[str, bool]:
@@ -110,8 +111,8 @@ def test_enabled_add_on_defaults_to_the_bundled_runtime(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("files, frames", [
     ({"bamm.json": {"max_frames": 120}}, 120),
-    ({"runtime.json": {"nets": {"max_tokens": 31, "frames_per_token": 4}}}, 120),  # 30 motion tokens + [END]
-    ({"runtime.json": {"nets": {"max_tokens": 21, "frames_per_token": 4}}, "bamm.json": {"max_frames": 120}}, 80),
+    ({"runtime.json": {"nets": {"max_tokens": 31, "frames_per_token": 4, "fps": 20.0}}}, 120),  # 30 motion tokens + [END]
+    ({"runtime.json": {"nets": {"max_tokens": 21, "frames_per_token": 4, "fps": 20.0}}, "bamm.json": {"max_frames": 120}}, 80),
     ({"runtime.json": {"format_version": 1}}, core.DEFAULT_MAX_FRAMES),
     ({"bamm.json": {"fps": 20}}, core.DEFAULT_MAX_FRAMES),
     ({}, core.DEFAULT_MAX_FRAMES),
@@ -140,11 +141,10 @@ def test_seconds_over_the_limit_is_refused():
         settings = bpy.context.scene.bamm
         settings.seconds = 10.0  # clamped by the property
         assert settings.seconds == pytest.approx(core.max_seconds())
-        headless.configure(model_spec={"weights": str(ROOT / "weights")})
+        engine = headless.Engine(spec={"weights": str(ROOT / "weights")})
         with pytest.raises(BammInputError, match=r"10 s is over the model's limit of 9.8 s \(196 frames\)"):
-            headless.start_generate(bpy.context, prompt="walk", seconds=10.0)
+            headless.start_generate(bpy.context, prompt="walk", seconds=10.0, engine=engine)
     finally:
-        headless.configure()
         bamm_blender.unregister()
 
 

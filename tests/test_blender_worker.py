@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("torch")
 
 from bamm_blender import backend  # noqa: E402
-from bamm_blender.errors import BammBackendError  # noqa: E402
+from bamm_blender.errors import BammBackendError, BammInputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = {"random": {"preset": "tiny", "text_encoder": "minilm", "seed": 0}}
@@ -69,10 +69,10 @@ def test_tokens_travel_with_the_source(worker):
 
 def test_model_errors_are_reported_and_the_worker_keeps_serving(worker):
     job = worker.submit(backend.Request("generate", TINY, {"prompt": "walk", "frames": 4000}))
-    with pytest.raises(BammBackendError, match="frames must be in"):
+    with pytest.raises(BammInputError, match=r"frames must be an integer in \[4, 64\], got 4000"):
         job.wait(60)
     missing = {"weights": str(ROOT / "no-such-weights"), "text_encoder": None, "device": "cpu"}
-    with pytest.raises(BammBackendError, match="no BAMM weights"):
+    with pytest.raises(BammInputError, match="no BAMM weights"):
         worker.submit(backend.Request("generate", missing, {"prompt": "walk"})).wait(60)
     assert worker.alive()
     assert len(worker.submit(backend.Request("generate", TINY, {"prompt": "walk", "frames": 16})).wait(60)) == 1
@@ -124,7 +124,7 @@ def test_protocol_by_hand(tmp_path):
     request = {"id": 7, "op": "generate", "model": TINY, "args": {"prompt": "walk", "frames": 8},
                "out_dir": str(tmp_path)}
     out, _ = process.communicate(json.dumps(request) + "\n" + json.dumps({"op": "shutdown"}) + "\n", timeout=180)
-    lines = [json.loads(line) for line in out.splitlines()]
+    lines = [json.loads(line) for line in out.splitlines() if '"heartbeat"' not in line]
     assert lines[0]["type"] == "ready" and lines[0]["torch"]
     assert {m["type"] for m in lines[1:-1]} == {"progress"}
     assert lines[-1]["type"] == "result" and lines[-1]["id"] == 7
@@ -140,17 +140,16 @@ def test_blender_side_through_the_worker(worker):
     bamm_blender.register()
     try:
         bpy.ops.wm.read_factory_settings(use_empty=True)
-        headless.configure(backend_instance=worker, model_spec=TINY)
-        (action,) = headless.generate(bpy.context, prompt="a person walks", seconds=2.0, timeout=180)
+        engine = headless.Engine(worker, TINY)
+        (action,) = headless.generate(bpy.context, prompt="a person walks", seconds=2.0, timeout=180, engine=engine)
         obj = bpy.context.scene.bamm.target
         first, last = bake.key_range(obj, action)
         assert last - first + 1 == int(np.floor(39 * bake.scene_fps(bpy.context.scene) / 20 + 1e-6)) + 1
         stored = results.source(obj, action, bpy.context.scene, model=headless.model_key(TINY))
         assert stored.tokens is not None and stored.tokens.shape[0] == 10  # 40 frames / 4
-        (edited,) = headless.regenerate_range(bpy.context, target=obj, first=10, last=30, timeout=180)
+        (edited,) = headless.regenerate_range(bpy.context, target=obj, first=10, last=30, timeout=180, engine=engine)
         assert results.source(obj, edited, bpy.context.scene, model=headless.model_key(TINY)).tokens is not None
     finally:
-        headless.configure()
         bamm_blender.unregister()
 
 
@@ -180,7 +179,7 @@ def test_runtime_worker_generates_and_keeps_tokens(runtime, tmp_path):
         kept = np.r_[0:4, 7:10]  # tokens outside frames 16-28: the source's own
         np.testing.assert_array_equal(edited.tokens[kept], motion.tokens[kept])
         missing = dict(spec, runtime=str(tmp_path / "none"))
-        with pytest.raises(BammBackendError, match="no BAMM runtime"):
+        with pytest.raises(BammInputError, match="no BAMM weights or runtime"):
             runner.submit(backend.Request("generate", missing, {"prompt": "walk"})).wait(60)
     finally:
         runner.shutdown()

@@ -65,17 +65,44 @@ def test_edit_keeps_frames_outside_the_range(weights, tmp_path):
 
 @pytest.mark.parametrize("argv, message", [
     (["generate", "   "], "prompt is empty"),
-    (["generate", "walk", "--n", "0"], "--n must be at least 1"),
-    (["generate", "walk", "--frames", "2"], "at least 4 frames"),
+    (["generate", "walk", "--n", "0"], "n must be an integer in [1, 32]"),
+    (["generate", "walk", "--frames", "2"], "frames must be an integer in [4, "),
     (["generate", "walk", "--frames", "4000"], "frames"),
     (["generate", "walk", "--weights", "/nonexistent/weights"], "no weights"),
     (["generate", "walk", "--int8", "--device", "cuda"], "--int8 runs on the CPU only"),
+    (["generate", "walk", "--profile", "paper"], "profile must be one of bamm, official, got 'paper'"),
 ])
 def test_generate_bad_input_is_a_clear_error(weights, tmp_path, capsys, argv, message):
     if "--weights" not in argv:
         argv = argv + ["--weights", str(weights)]
     assert bamm(argv + ["--out", str(tmp_path), "--no-fbx"]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_generate_profile_official(weights, tmp_path, capsys, monkeypatch):
+    """--profile official decodes as `Generator.generate(profile="official")`; a bad profile is refused before
+    the model loads."""
+    from model_core import cli_generate
+    from model_core.generate import BAMM
+
+    argv = ["generate", "a person jumps", "--frames", "40", "--seed", "3", "--weights", str(weights), "--no-fbx",
+            "--no-preview"]
+    assert bamm(argv + ["--profile", "official", "--out", str(tmp_path / "official")]) == 0
+    assert bamm(argv + ["--out", str(tmp_path / "bamm")]) == 0
+    official = np.load(tmp_path / "official" / "a_person_jumps.npy")
+    (want,) = BAMM.from_pretrained(weights).generate("a person jumps", frames=40, seed=3, profile="official")
+    np.testing.assert_array_equal(official, want.joints)
+    assert not np.array_equal(official, np.load(tmp_path / "bamm" / "a_person_jumps.npy"))
+    capsys.readouterr()
+
+    def no_load(_args):
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr(cli_generate, "_load", no_load)
+    assert bamm(argv + ["--profile", "Official", "--out", str(tmp_path / "bad")]) == 2
+    err = capsys.readouterr().err
+    assert "profile must be one of bamm, official, got 'Official'" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
 
 
 def test_edit_bad_input(weights, tmp_path, capsys):
@@ -90,18 +117,26 @@ def test_edit_bad_input(weights, tmp_path, capsys):
 
 
 def test_parse_range_seconds_and_frames():
-    assert parse_range("1.0s:2.5s", 100) == (20, 50)
-    assert parse_range("4:40", 100) == (4, 40)
-    with pytest.raises(CLIError):
-        parse_range("2s:1s", 100)
+    assert parse_range("1.0s:2.5s") == (20, 50)
+    assert parse_range("4:40") == (4, 40)
+    assert parse_range("2s:1s") == (40, 20)  # reversed: the request contract refuses it
+    for text in ("2s-1s", "inf:4", "-4:8", "1e9:2"):
+        with pytest.raises(CLIError):
+            parse_range(text)
 
 
 @pytest.mark.parametrize("prompt, stem", [
     ("A person walks forward!", "a_person_walks_forward"),
     ("an elderly person walks forward and waves with the right hand", "an_elderly_person_walks_forward_and_waves_with"),
-    ("???", "motion"),
 ])
 def test_output_names_follow_the_prompt_and_end_on_a_word(prompt, stem):
     from model_core.cli_generate import slugify
 
     assert slugify(prompt) == stem
+
+
+def test_prompts_without_latin_words_get_distinct_names():
+    from model_core.cli_generate import slugify
+
+    names = {slugify(p) for p in ("一个人向前走", "一个人跳起来", "человек бежит", "???")}
+    assert len(names) == 4 and all(n.startswith("motion_") for n in names)

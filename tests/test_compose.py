@@ -141,3 +141,25 @@ def test_plan_and_composition_import_without_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_worker_plan_op_goes_through_the_request_contract(tiny):
+    """The worker's ``plan`` op: the plan is checked by the request contract (InputError, before decoding), n and
+    seed come from the checked request, and a generate prompt naming two actions is planned the same way."""
+    from model_core import worker
+    from model_core.request import InputError
+
+    plan = {"steps": [{"prompt": "a person walks forward", "seconds": 1.2, "together": "a person waves"},
+                      {"prompt": "a person bows", "seconds": 0.8}]}
+    motions = worker.run(tiny, "plan", {"plan": plan, "n": 2, "seed": 4})
+    assert [m.joints.shape for m in motions] == [(40, 22, 3)] * 2
+    assert not np.array_equal(motions[0].joints, motions[1].joints)  # seeds 4 and 5
+    again, _ = generate_plan(tiny, Plan.from_json(json.dumps(plan)), seed=5)
+    assert np.array_equal(again.joints, motions[1].joints)
+    planned = worker.run(tiny, "generate", {"prompt": "a person walks forward, then bows", "frames": 40})
+    assert len(planned) == 1 and planned[0].prompt == "a person walks forward / a person bows"
+    for bad, message in (({"plan": {"steps": [{"prompt": "a person bows", "seconds": 5.0}]}}, "'seconds' must be"),
+                         ({"plan": plan, "n": 0}, "n must be an integer"),
+                         ({"plan": plan, "colour": 1}, "unknown argument")):
+        with pytest.raises(InputError, match=message):
+            worker.run(tiny, "plan", bad)

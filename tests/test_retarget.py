@@ -10,7 +10,8 @@ bpy = pytest.importorskip("bpy")
 from mathutils import Matrix  # noqa: E402
 from scipy.spatial.transform import Rotation  # noqa: E402
 
-from bamm_blender import armature, bake, bone_map, retarget, retarget_ui  # noqa: E402
+import bamm_blender  # noqa: E402
+from bamm_blender import armature, bake, bone_map, panel, retarget, retarget_scene  # noqa: E402
 from bamm_blender.errors import BammInputError  # noqa: E402
 from model_core.motion import foot_contact  # noqa: E402
 
@@ -219,7 +220,7 @@ def test_foot_lock_reduces_target_foot_skate(walk):
 
 def test_panel_functions_and_operators(walk, tmp_path):
     context = new_scene()
-    retarget_ui.register(panel=False)
+    bamm_blender.register()
     try:
         source = bamm_skeleton(context, walk[:40])
         target = rigs.build_rig(context, "rigify", a_pose=True)
@@ -236,7 +237,7 @@ def test_panel_functions_and_operators(walk, tmp_path):
         assert bpy.ops.bamm.retarget() == {"FINISHED"}
         keyed = {fc.data_path.split('"')[1] for fc in bake.channels(target.animation_data.action, target).fcurves}
         assert "DEF-spine.006" not in keyed and "DEF-spine.004" in keyed
-        assert retarget_ui.source_of(context) == source
+        assert retarget_scene.source_of(context) == source
 
         class Recorder:  # checks that every property and operator the panel draws exists
             def __getattr__(self, name):
@@ -251,9 +252,9 @@ def test_panel_functions_and_operators(walk, tmp_path):
                     assert hasattr(args[2], args[3]) and hasattr(args[4], args[5])
                 return self
 
-        retarget_ui.draw_retarget(Recorder(), context)
+        panel.draw_retarget(Recorder(), context)
     finally:
-        retarget_ui.unregister()
+        bamm_blender.unregister()
 
 
 def test_scene_at_30_fps(walk):
@@ -276,3 +277,107 @@ def test_loop_pose_matches_ends():
     np.testing.assert_allclose(looped.root[[0, -1], 1], pose.root[[0, 0], 1])
     np.testing.assert_allclose(looped.root[:, [0, 2]], pose.root[:, [0, 2]])
     np.testing.assert_allclose(looped.rotations[0], pose.rotations[0], atol=1e-12)
+
+
+def imported_german(tmp_path, *, a_pose=True, arms=True):
+    """The German-named rig (A-pose) written to FBX and imported back: leaf hands as long as the forearms.
+    ``arms`` False: the arms stop at the upper arm (no limb the bone chains can find)."""
+    context = new_scene()
+    rig = rigs.build_rig(context, "german", a_pose=a_pose)
+    if not arms:
+        context.view_layer.objects.active = rig
+        bpy.ops.object.mode_set(mode="EDIT")
+        for name in ("Unterarm_L", "Hand_L", "Unterarm_R", "Hand_R"):
+            rig.data.edit_bones.remove(rig.data.edit_bones[name])
+        bpy.ops.object.mode_set(mode="OBJECT")
+    target = rigs.fbx_round_trip(context, rig, tmp_path / "figur.fbx")
+    context.scene.render.fps, context.scene.render.fps_base = 20, 1.0
+    return bpy.context, target
+
+
+def test_unknown_names_from_fbx_map_every_limb_by_the_bone_chains(walk, tmp_path):
+    context, target = imported_german(tmp_path)
+    hand, forearm = (target.data.bones[n] for n in ("Hand_L", "Unterarm_L"))
+    assert abs(hand.length - forearm.length) < 0.01 * forearm.length  # the importer's leaf length
+    mapping = bone_map.auto_map(bone_map.Rig.from_armature(target))
+    expected = rigs.expected("german")
+    assert {j: b for j, b in mapping.items() if j in expected} == expected
+    source = bamm_skeleton(context, walk[:80])
+    retarget.retarget(context, source, target)
+    errors = direction_errors(source, target, mapping, range(1, 81))
+    arms = {j: e for j, e in errors.items() if j.endswith(("shoulder", "elbow"))}
+    assert len(arms) == 4 and max(errors.values()) < 5.0, errors
+    print(f"German rig from FBX: {len(mapping)} joints mapped, worst bone direction error "
+          f"{max(errors.values()):.3f} deg (arms {max(arms.values()):.3f} deg)")
+
+
+def test_unknown_names_without_arms_are_refused_naming_the_joints(walk, tmp_path):
+    context, target = imported_german(tmp_path, arms=False)
+    source = bamm_skeleton(context, walk[:20])
+    actions = set(bpy.data.actions)
+    message = (r"^Cannot retarget onto armature 'german' \(\d+ bones\): no bone found for l_shoulder, l_elbow, "
+               r"l_wrist, r_shoulder, r_elbow, r_wrist; .*bone map.*preset.*Partial Map")
+    with pytest.raises(BammInputError, match=message) as error:
+        retarget.retarget(context, source, target)
+    assert "\n" not in str(error.value)
+    assert target.animation_data is None and set(bpy.data.actions) == actions and not source.hide_get()
+    action = retarget.retarget(context, source, target, options=retarget.RetargetOptions(partial=True))
+    keyed = {fc.data_path.split('"')[1] for fc in bake.channels(action, target).fcurves}
+    assert "Oberschenkel_L" in keyed and "Oberarm_L" not in keyed  # unmapped: left in its rest pose
+
+
+def test_export_command_onto_an_fbx_rig_with_unknown_names(walk, tmp_path):
+    """``bamm export --target figur.fbx``: all limbs when the chains give them; else exit 2 naming the joints, no
+    file; a bone-map preset then maps them."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    joints = tmp_path / "walk.npy"
+    np.save(joints, walk[:40])
+
+    def run(*args):
+        env = {**os.environ, "PYTHONPATH": str(root)}
+        return subprocess.run([sys.executable, "-m", "bamm_blender", str(joints), *map(str, args)], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=240)
+
+    for arms in (True, False):
+        context = new_scene()
+        rig = rigs.build_rig(context, "german", a_pose=True, name="Figur")
+        if not arms:
+            context.view_layer.objects.active = rig
+            bpy.ops.object.mode_set(mode="EDIT")
+            for name in ("Hand_L", "Hand_R"):
+                rig.data.edit_bones.remove(rig.data.edit_bones[name])
+            bpy.ops.object.mode_set(mode="OBJECT")
+        bpy.ops.export_scene.fbx(filepath=str(tmp_path / f"figur_{arms}.fbx"), object_types={"ARMATURE"},
+                                 add_leaf_bones=False)
+    done = run("--target", tmp_path / "figur_True.fbx", "--out", tmp_path / "ok.fbx")
+    assert done.returncode == 0 and (tmp_path / "ok.fbx").is_file(), done.stderr[-1500:]
+    refused = run("--target", tmp_path / "figur_False.fbx", "--out", tmp_path / "armless.fbx")
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and not (tmp_path / "armless.fbx").exists()
+    assert lines[-1].startswith("bamm export: error: Cannot retarget onto armature") and "l_elbow" in lines[-1]
+    preset = {"format": "bamm-bone-map", "version": 1, "bones": {**rigs.expected("german"),
+                                                                  "l_wrist": "Unterarm_L", "r_wrist": "Unterarm_R",
+                                                                  "l_elbow": "Oberarm_L", "r_elbow": "Oberarm_R",
+                                                                  "l_shoulder": "Schlüsselbein_L",
+                                                                  "r_shoulder": "Schlüsselbein_R"}}
+    for j in ("l_collar", "r_collar"):
+        del preset["bones"][j]
+    (tmp_path / "figur.json").write_text(json.dumps(preset), encoding="utf-8")
+    mapped = run("--target", tmp_path / "figur_False.fbx", "--bone-map", tmp_path / "figur.json",
+                 "--out", tmp_path / "armless.fbx")
+    assert mapped.returncode == 0 and (tmp_path / "armless.fbx").is_file(), mapped.stderr[-1500:]
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)  # the written file's arms are not in the rig's A-pose
+    bpy.ops.import_scene.fbx(filepath=str(tmp_path / "ok.fbx"), anim_offset=0.0)
+    (figur,) = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
+    posed = world_heads(figur, ["Oberarm_L", "Hand_L", "Oberarm_R", "Hand_R"], range(1, 41))
+    for k, side in enumerate("lr"):
+        a_pose = rigs.points(side, True)
+        gap = np.linalg.norm(posed[:, 2 * k + 1] - posed[:, 2 * k] - (a_pose["wrist"] - a_pose["shoulder"]), axis=-1)
+        assert gap.min() > 0.1, (side, gap.min())

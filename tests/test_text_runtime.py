@@ -212,8 +212,7 @@ def test_runtime_imports_no_torch(exported, torch_encoders, tmp_path):
 # ------------------------------------------------------------------------------------------- bad inputs
 
 @pytest.mark.parametrize("spec, kwargs, error, message", [
-    ("clip", {}, ValueError, "not supported by the bundled runtime yet"),
-    ("clip:/models/ViT-B-32.pt", {}, ValueError, "not supported by the bundled runtime yet"),
+    ("clip:/models/ViT-B-32.pt", {}, FileNotFoundError, "CLIP weights not found"),  # runtime/clip_export.py
     ("bert", {}, ValueError, "unknown text encoder spec"),
     ("minilm:extra", {}, ValueError, "unknown text encoder spec"),
     (3, {}, TypeError, "must be a string"),

@@ -64,7 +64,7 @@ def test_encode_rejects_bad_motion(shape, match):
 
 @pytest.mark.parametrize("codes, match", [
     (torch.full((1, 4, 3), TINY.code_num), "must lie in"),
-    (torch.full((1, 4, 3), -1), "must lie in"),
+    (torch.full((1, 4, 3), -2), "must lie in"),
     (torch.zeros(1, 4, 4, dtype=torch.long), "1 <= q <= 3"),
     (torch.zeros(1, 4, 3, dtype=torch.float32), "int64"),
     (torch.zeros(4, 3, dtype=torch.long), r"\(B, N, q\)"),
@@ -279,3 +279,33 @@ def test_decoder_only_training_keeps_every_token_and_lowers_the_loss(real):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in encoder.items())
     model.eval()
     assert torch.equal(model.encode(x), tokens)
+
+
+def test_decoder_only_training_decodes_the_tokens_of_the_eval_mode_encoder(real):
+    """The frozen encoder runs without dropout, so the decoder learns from the very tokens the transformers see
+    (with the encoder's dropout on, the codes of a training batch differ from them)."""
+    x, mean, std = real
+    model = make(quantize_dropout_prob=0.0, dropout=0.5)
+    model(x)
+    model.eval()
+    tokens = model.encode(x)
+    expected, _ = model.loss(x, mean=mean, std=std, decoder_only=True)
+    model.train()
+    model.decoder.eval()  # only the encoder's mode differs from the eval-mode loss above
+    loss, _ = model.loss(x, mean=mean, std=std, decoder_only=True)
+    assert model.encoder.training
+    assert torch.allclose(loss, expected)
+    model.encoder.train()
+    assert not torch.equal(model.encode(x), tokens)  # dropout on: other codes, which this loss must not use
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_ground_term_counts_toe_error_only_where_the_input_toe_is_on_the_floor(real, weight):
+    x, mean, std = real
+    exact = loss_of(x.clone(), x, mean, std, **SMOOTH, ground_weight=weight)
+    slide = x.clone()
+    slide[..., 1] += 1.0  # the root slides sideways: every toe moves against the input's
+    moved = loss_of(slide, x, mean, std, **SMOOTH, ground_weight=weight)
+    assert exact["ground"] == pytest.approx(0.0, abs=1e-6)
+    assert moved["ground"] > 0.1
+    assert moved["loss"] - exact["loss"] > (moved["ground"] * weight) * 0.99

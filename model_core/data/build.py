@@ -282,7 +282,7 @@ def _finish(out: Path, records: list[dict], skipped: list[Skip], reused: int, se
     if not train_features:
         raise BuildError("the train split is empty; Mean/Std need training clips")
     mean, std, stats_note = _mean_std(train_features)
-    layout.prune(out, set(clips), {m["id"] for m in meta})
+    layout.prune(out, set(clips), {m["id"] for m in meta}, layout.owned_ids(out))
     report = {
         "clips": len(clips), "clips_converted": len(clips) - reused, "clips_reused": reused,
         "windows": len(meta), "frames": frames, "minutes": round(frames / settings.fps / 60.0, 2),

@@ -54,6 +54,8 @@ def build_parser(prog: str = "bamm data") -> argparse.ArgumentParser:
     bandai.add_argument("root", help="folder holding dataset-1.tar.xz and dataset-2.tar.xz")
     _add_build_options(bandai)
     bandai.add_argument("--limit", type=_positive_int, default=None, help="read at most N clips from each archive")
+    bandai.add_argument("--captions-per-clip", type=_positive_int, default=6,
+                        help="training captions written per clip, drawn from the caption lexicon (default 6)")
     bandai.add_argument("--archives", default="dataset-1,dataset-2",
                         help="comma-separated archives to read (default: dataset-1,dataset-2)")
 
@@ -109,7 +111,7 @@ def main(command_name: str = "data", argv: list[str] | None = None) -> int:
                       f"got {args.archives!r}", file=sys.stderr)
                 return 2
             report = build_bandai(args.root, args.out, workers=args.workers, limit=args.limit, archives=archives,
-                                  settings=settings, progress=not args.quiet)
+                                  captions_per_clip=args.captions_per_clip, settings=settings, progress=not args.quiet)
         else:
             from .build_bvh import build_bvh_folder
 

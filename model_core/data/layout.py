@@ -5,6 +5,10 @@ Every file is written under a temporary name in its final folder and moved into 
 ``records/<clip>.json``, written after all of its window files; split files, Mean/Std and meta.jsonl are
 removed when a build starts and written only when it ends. So after a crash no id is listed in a split
 file, and a re-run rebuilds exactly the clips without a valid record.
+
+A build writes only into a new or empty folder, or one an earlier build wrote (its ``bamm_build.json``
+manifest, or its ``records/``): any other folder (a HumanML3D download, a user's files) is refused before
+anything is touched. Pruning removes only windows the manifest or a record says this builder wrote.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..request import InputError
+
 WINDOW_DIRS = ("new_joint_vecs", "new_joints", "texts")
 RECORDS = "records"
 SPLITS = ("train", "val", "test")
+MANIFEST = "bamm_build.json"  # {"writer": WRITER, "ids": [window ids of the last finished build]}
+WRITER = "bamm data build"
 FINAL_FILES = ("Mean.npy", "Std.npy", "meta.jsonl", "build_report.json") + tuple(f"{s}.txt" for s in SPLITS)
 _TMP = ".tmp-"
 
@@ -52,8 +60,43 @@ def write_json(path: Path, obj) -> None:
     write_text(path, json.dumps(obj, indent=1, sort_keys=True) + "\n")
 
 
+def claim(out: Path) -> None:
+    """Make ``out`` this builder's folder: a new or empty folder gets a manifest; a folder with a manifest or
+    ``records/`` (an earlier build) is accepted; anything else -> InputError, and nothing is changed."""
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out '{out}' is a file: build into a new or empty folder")
+    manifest = out / MANIFEST
+    if manifest.is_file() or (out / RECORDS).is_dir():
+        return
+    if out.is_dir() and any(out.iterdir()):
+        raise InputError(f"--out '{out}' holds files that bamm data build did not write (no {MANIFEST}): build into "
+                         "a new or empty folder; nothing was changed")
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(manifest, {"writer": WRITER, "ids": []})
+
+
+def owned_ids(out: Path) -> set[str]:
+    """Window ids this builder wrote into ``out``: the manifest's (last finished build) and every record's."""
+    ids: set[str] = set()
+    try:
+        manifest = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        if isinstance(manifest, dict) and manifest.get("writer") == WRITER:
+            ids |= {i for i in manifest.get("ids", []) if isinstance(i, str)}
+    except (OSError, ValueError):
+        pass
+    for path in (out / RECORDS).glob("*.json"):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            ids |= {w["id"] for w in record.get("windows", []) if isinstance(w.get("id"), str)}
+        except (OSError, ValueError, AttributeError, TypeError, KeyError):
+            continue
+    return ids
+
+
 def prepare(out: Path) -> None:
-    """Create the folders and remove what a finished build writes last (so nothing looks valid until then)."""
+    """Claim the folder, create its folders and remove what a finished build writes last (so nothing looks
+    valid until then)."""
+    claim(out)
     for name in WINDOW_DIRS + (RECORDS,):
         (out / name).mkdir(parents=True, exist_ok=True)
     for name in FINAL_FILES:
@@ -94,15 +137,19 @@ def read_record(out: Path, clip: str, key: str) -> dict | None:
     return record
 
 
-def prune(out: Path, keep_clips: set[str], keep_ids: set[str]) -> int:
-    """Remove window files and records that do not belong to this build; returns how many files went."""
+def prune(out: Path, keep_clips: set[str], keep_ids: set[str], owned: set[str]) -> int:
+    """Remove the windows this builder wrote earlier (``owned``, from `owned_ids`) that this build does not
+    keep, and the records of clips it no longer has; other files are never touched. Returns how many went."""
     removed = 0
-    for name, keep, suffix in (("new_joint_vecs", keep_ids, ".npy"), ("new_joints", keep_ids, ".npy"),
-                               ("texts", keep_ids, ".txt"), (RECORDS, keep_clips, ".json")):
-        for path in (out / name).glob(f"*{suffix}"):
-            if path.stem not in keep:
+    for window_id in sorted(owned - keep_ids):
+        for path in window_paths(out, window_id):
+            if path.is_file() and not path.is_symlink():
                 path.unlink()
                 removed += 1
+    for path in (out / RECORDS).glob("*.json"):
+        if path.stem not in keep_clips:
+            path.unlink()
+            removed += 1
     return removed
 
 
@@ -113,5 +160,6 @@ def write_final(out: Path, *, splits: dict[str, list[str]], meta: list[dict], me
     save_npy(out / "Mean.npy", mean.astype(np.float32))
     save_npy(out / "Std.npy", std.astype(np.float32))
     write_json(out / "build_report.json", report)
+    write_json(out / MANIFEST, {"writer": WRITER, "ids": sorted(m["id"] for m in meta)})
     for split in SPLITS:
         write_text(out / f"{split}.txt", "".join(i + "\n" for i in splits.get(split, [])))

@@ -3,7 +3,7 @@
   bamm eval train-evaluator --data <dataset> --out <folder> [--steps N]
   bamm eval --data <dataset> --weights <weights> [--split test] [--repeats 3] [--rounds 2]
             [--length gt|predicted] [--ablations] [--phrasings held-out|training] [--evaluator <folder>]
-            [--official <folder>]
+            [--official <folder>] [--profile auto|bamm|official]
 
 Besides the text-motion metrics the table reports the dynamics of the joints (``dynamics.py``: mean joint
 acceleration, high-frequency share, foot skate, floor penetration; median over clips) of the real clips,
@@ -14,7 +14,8 @@ the real clips' share, and the action classifier's walk / walk-back confusion on
 ``--official`` uses HumanML3D's official evaluator (files supplied by the user, layout in
 ``model_core/eval/official.py``): <folder>/text_mot_match/model/finest.tar, <folder>/Comp_v6_KLD01/meta/
 {mean,std}.npy, <folder>/glove/our_vab_{data,words}.npy. Published tables use --repeats 20
---mm-prompts 100 --mm-samples 30.
+--mm-prompts 100 --mm-samples 30. With weights imported by ``bamm import-official`` the default profile
+``auto`` decodes as the published code does (``decoding.official_settings``) at the model's own lengths.
 """
 
 from __future__ import annotations
@@ -49,7 +50,11 @@ def _eval_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="decoding rounds: 1 = AR only, 2 = cascaded")
-    p.add_argument("--length", default="gt", choices=["gt", "predicted"])
+    p.add_argument("--length", choices=["gt", "predicted"],
+                   help="motion length: the clip's (gt, default) or the model's (predicted, default with the "
+                        "official profile, as the published evaluation)")
+    p.add_argument("--profile", default="auto", choices=["auto", "bamm", "official"],
+                   help="decoding profile; auto: official for imported official weights with --official, else bamm")
     p.add_argument("--ablations", action="store_true",
                    help="also run rounds 1/2/3 and predicted-vs-ground-truth length")
     p.add_argument("--phrasings", default="held-out", choices=["held-out", "training"],
@@ -104,6 +109,11 @@ def main(command_name: str, argv: list[str]) -> int:
     from .reconstruction import tokenizer_mpjpe
 
     bamm = BAMM.from_pretrained(weights, device=args.device, int8=args.int8)
+    if args.profile == "auto":
+        args.profile = "official" if official is not None and bamm.t2m.config.arch == "official" else "bamm"
+    bamm.profile = args.profile
+    args.length = args.length or ("predicted" if args.profile == "official" else "gt")
+    print(f"decoding profile: {args.profile}, length: {args.length}")
     rec = tokenizer_mpjpe(bamm.vq, bamm.mean, bamm.std, data, split=args.split)
     print(f"tokenizer reconstruction ({rec['clips']} {args.split} clips): MPJPE {rec['aligned_mpjpe_mm']:.1f} mm "
           f"pelvis-aligned (MoMask protocol), {rec['mpjpe_mm']:.1f} mm with the global trajectory")

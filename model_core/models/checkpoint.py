@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ..request import InputError  # a ValueError: a weights file that does not fit is the user's to fix
+
 FORMAT_VERSION = 1
+MAX_CONFIG_BYTES = 1_000_000  # a config is a few hundred bytes
+MAX_HEADER_BYTES = 100_000_000  # a safetensors header (JSON) of any real model is far smaller
+_TORCH_NAMES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+                "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 def save_tensors(path, tensors: dict) -> Path:
@@ -39,7 +47,7 @@ def load_tensors(path, *, device: str = "cpu") -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path), device=device)
     except (SafetensorError, OSError, RuntimeError, ValueError) as e:
-        raise ValueError(f"{path}: not a readable safetensors file ({e})") from e
+        raise InputError(f"{path}: not a readable safetensors file ({e})") from e
 
 
 def save_model(module: torch.nn.Module, config, directory, name: str) -> Path:
@@ -60,12 +68,14 @@ def read_json_object(path, *, what: str = "file") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise InputError(f"{path}: {path.stat().st_size} bytes is too large for a config file")
     try:
         meta = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ValueError(f"{path}: not valid JSON ({e})") from e
+        raise InputError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(meta, dict):
-        raise ValueError(f"{path}: expected a JSON object")
+        raise InputError(f"{path}: expected a JSON object")
     return meta
 
 
@@ -73,19 +83,93 @@ def load_config(config_cls, path):
     """Read and validate a config written by `save_model`."""
     meta = read_json_object(path, what="model config")
     if not isinstance(meta.get("config"), dict):
-        raise ValueError(f"{path}: expected an object with a 'config' object")
+        raise InputError(f"{path}: expected an object with a 'config' object")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: format_version {meta.get('format_version')!r} is not {FORMAT_VERSION}")
+        raise InputError(f"{path}: format_version {meta.get('format_version')!r} is not {FORMAT_VERSION}")
     if meta.get("config_class") != config_cls.__name__:
-        raise ValueError(f"{path}: config_class {meta.get('config_class')!r} is not {config_cls.__name__!r}")
+        raise InputError(f"{path}: config_class {meta.get('config_class')!r} is not {config_cls.__name__!r}")
     fields = {f.name for f in dataclasses.fields(config_cls) if f.init}
     values = meta["config"]
     optional = set(getattr(config_cls, "OPTIONAL_KEYS", ()))  # added later; older files may lack them
     unknown, missing = sorted(set(values) - fields), sorted(fields - set(values) - optional)
     if unknown or missing:
-        raise ValueError(f"{path}: config keys do not match {config_cls.__name__}: "
+        raise InputError(f"{path}: config keys do not match {config_cls.__name__}: "
                          f"unknown {unknown}, missing {missing}")
-    return config_cls(**values)
+    for f in dataclasses.fields(config_cls):
+        if f.name in values and not _has_type(values[f.name], str(f.type)):
+            raise InputError(f"{path}: config {f.name!r} must be {f.type}, got {values[f.name]!r}")
+    try:
+        return config_cls(**values)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{path}: {e}") from None
+
+
+def _has_type(value, annotation: str) -> bool:
+    """Whether a JSON value fits a config field's annotation (int, float, bool, str, optional, tuple)."""
+    if "None" in annotation and value is None:
+        return True
+    kind = annotation.split("|")[0].split("[")[0].strip()
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool) and abs(value) < 2**31
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) < 1e30
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind in ("tuple", "list"):
+        return isinstance(value, list)
+    return True
+
+
+def read_header(path) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{name: (dtype, shape)} of a safetensors file from its header alone (no tensor is read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tensor file not found: {path}")
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            if not 0 < n <= min(MAX_HEADER_BYTES, size - 8):
+                raise InputError(f"header length {n} does not fit the file of {size} bytes")
+            header = json.loads(fh.read(n))
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            shape = tuple(int(d) for d in info["shape"])
+            start, end = (int(v) for v in info["data_offsets"])
+            want = DTYPE_BYTES.get(info["dtype"], 0) * int(np.prod(shape, dtype=np.int64))
+            if not 0 <= start <= end <= size - 8 - n or end - start != want:
+                raise InputError(f"tensor {name!r} {info['dtype']} {list(shape)} does not fit its bytes")
+            out[name] = (_TORCH_NAMES.get(info["dtype"], info["dtype"]), shape)
+        return out
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError, struct.error) as e:
+        raise InputError(f"{path}: not a readable safetensors file ({e})") from None
+
+
+
+
+def check_shapes(cls, config, weights_path, *, widen: tuple[str, ...] = ()) -> None:
+    """Compare the module a config builds (on torch's meta device: nothing allocated) with the file's tensors,
+    so a config that asks for a huge model, or weights of another model, fail before any allocation."""
+    with torch.device("meta"):
+        expected = cls(config).state_dict()
+    stored = read_header(weights_path)
+    missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+    if missing or unexpected:
+        raise InputError(f"{weights_path}: tensors do not match {cls.__name__} (weights of another "
+                         f"version or model?): missing {_some(missing)}, unexpected {_some(unexpected)}")
+    for key, want in expected.items():
+        dtype, shape = stored[key]
+        if key in widen and len(shape) == 2 and want.dim() == 2 and shape[0] == want.shape[0] \
+                and shape[1] < want.shape[1]:
+            continue
+        if shape != tuple(want.shape) or dtype != str(want.dtype).removeprefix("torch."):
+            raise InputError(f"{weights_path}: parameter {key!r} has shape {shape} torch.{dtype}, the model expects "
+                             f"{tuple(want.shape)} {want.dtype} (as its config file sets it)")
 
 
 def _some(names: list[str], shown: int = 6) -> str:
@@ -104,7 +188,7 @@ def load_weights_into(module: torch.nn.Module, weights_path, *, widen: tuple[str
     expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise ValueError(f"{weights_path}: tensors do not match {type(module).__name__} (weights of another "
+        raise InputError(f"{weights_path}: tensors do not match {type(module).__name__} (weights of another "
                          f"version or model?): missing {_some(missing)}, unexpected {_some(unexpected)}")
     for key, want in expected.items():
         got = tensors[key]
@@ -112,7 +196,7 @@ def load_weights_into(module: torch.nn.Module, weights_path, *, widen: tuple[str
                 and got.shape[1] < want.shape[1] and got.dtype == want.dtype):
             tensors[key] = torch.cat([got, got.new_zeros(want.shape[0], want.shape[1] - got.shape[1])], dim=1)
         elif got.shape != want.shape or got.dtype != want.dtype:
-            raise ValueError(f"{weights_path}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
+            raise InputError(f"{weights_path}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
                              f"the model expects {tuple(want.shape)} {want.dtype}")
     module.load_state_dict(tensors, strict=True)
     return module
@@ -125,6 +209,7 @@ def load_model(cls, config_cls, directory, name: str, *, device: str = "cpu") ->
     """
     directory = Path(directory)
     config = load_config(config_cls, directory / f"{name}.json")
+    check_shapes(cls, config, directory / f"{name}.safetensors")
     module = cls(config)
     load_weights_into(module, directory / f"{name}.safetensors")
     return module.to(device).eval()

@@ -32,10 +32,12 @@ import importlib.metadata
 import os
 import pickle
 import zipfile
+import zlib
 from pathlib import Path
 
 import torch
 
+from ..request import InputError  # a ValueError: a CLIP file that cannot be read is the user's to fix
 from .text import check_texts
 
 CLIP_PATH_ENV = "BAMM_CLIP_PATH"
@@ -46,6 +48,10 @@ VOCAB_SHA256 = "924691ac288e54409236115652ad4aa250f48203de50a9e4722a6ecd48d6804a
 CONTEXT_LENGTH = 77
 SOT, EOT = "<|startoftext|>", "<|endoftext|>"
 N_MERGES = 49152 - 256 - 2  # CLIP uses the first 48,894 merges of the file
+# archive members are checked against these before they are read (a zip member's declared size bounds its read):
+MAX_STORAGE_BYTES = 256 * 2**20  # one tensor's storage (CLIP ViT-L/14's largest is about 100 MB in float32)
+MAX_ARCHIVE_BYTES = 2 * 2**30  # all storages read from one archive
+MAX_PICKLE_BYTES = 16 * 2**20  # data.pkl, byteorder (CLIP's data.pkl: about 100 kB)
 
 _STORAGE_DTYPES = {
     "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
@@ -89,19 +95,22 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         try:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own error type for damaged files
-            raise ValueError(f"{path}: not a readable .safetensors file: {exc}") from exc
+            raise InputError(f"{path}: not a readable .safetensors file: {exc}") from exc
     if zipfile.is_zipfile(path):
-        with zipfile.ZipFile(path) as archive:
-            names = archive.namelist()
-            if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-                return _read_torchscript_tensors(path, archive, names)
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+                if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+                    return _read_torchscript_tensors(path, archive, names)
+        except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
+            raise InputError(f"{path}: damaged TorchScript archive: {exc}") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for foreign or unsafe files
-        raise ValueError(f"{path}: not a readable CLIP checkpoint (state dict, .safetensors or TorchScript "
+        raise InputError(f"{path}: not a readable CLIP checkpoint (state dict, .safetensors or TorchScript "
                          f"archive): {exc}") from exc
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path}: expected a state dict (a dict of tensors by key), got {type(state).__name__}")
+        raise InputError(f"{path}: expected a state dict (a dict of tensors by key), got {type(state).__name__}")
     return state
 
 
@@ -122,6 +131,7 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
     def __init__(self, file, archive: zipfile.ZipFile, prefix: str, path: Path):
         super().__init__(file)
         self.archive, self.prefix, self.path = archive, prefix, path
+        self.read_bytes = 0
 
     def find_class(self, module, name):
         if module == "__torch__" or module.startswith("__torch__."):
@@ -139,9 +149,21 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
                 and isinstance(pid[1], torch.dtype)):
             raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
         _, dtype, key, _location, numel = pid
+        if not isinstance(numel, int) or numel < 0 or not isinstance(key, str):
+            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
         if numel == 0:
             return torch.empty(0, dtype=dtype)
-        storage = torch.frombuffer(bytearray(self.archive.read(f"{self.prefix}/data/{key}")), dtype=dtype)
+        member = f"{self.prefix}/data/{key}"
+        try:
+            size = self.archive.getinfo(member).file_size
+        except KeyError:
+            raise pickle.UnpicklingError(f"storage {key} is missing from the archive") from None
+        want = numel * torch.empty(0, dtype=dtype).element_size()
+        if size != want or size > MAX_STORAGE_BYTES or self.read_bytes + size > MAX_ARCHIVE_BYTES:
+            raise pickle.UnpicklingError(f"storage {key} declares {size} bytes for {numel} values of {dtype} "
+                                         f"(at most {MAX_STORAGE_BYTES} bytes each, {MAX_ARCHIVE_BYTES} in all)")
+        self.read_bytes += size
+        storage = torch.frombuffer(bytearray(self.archive.read(member)), dtype=dtype)
         if storage.numel() != numel:
             raise pickle.UnpicklingError(f"storage {key} holds {storage.numel()} values, expected {numel}")
         return storage
@@ -150,15 +172,20 @@ class _TensorOnlyUnpickler(pickle.Unpickler):
 def _read_torchscript_tensors(path: Path, archive: zipfile.ZipFile, names: list[str]) -> dict[str, torch.Tensor]:
     pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
     if len(pickles) != 1:
-        raise ValueError(f"{path}: TorchScript archive without a single top-level data.pkl")
+        raise InputError(f"{path}: TorchScript archive without a single top-level data.pkl")
     prefix = pickles[0].split("/")[0]
+    for name in (pickles[0], f"{prefix}/byteorder"):  # sizes as declared: reads never go past them
+        if name in names and archive.getinfo(name).file_size > MAX_PICKLE_BYTES:
+            raise InputError(f"{path}: {name} declares {archive.getinfo(name).file_size} bytes, more than a "
+                             f"CLIP archive holds ({MAX_PICKLE_BYTES})")
     if f"{prefix}/byteorder" in names and archive.read(f"{prefix}/byteorder").strip() != b"little":
-        raise ValueError(f"{path}: big-endian TorchScript archives are not supported")
+        raise InputError(f"{path}: big-endian TorchScript archives are not supported")
     try:
         with archive.open(pickles[0]) as file:
             root = _TensorOnlyUnpickler(file, archive, prefix, path).load()
-    except (pickle.UnpicklingError, RuntimeError, TypeError, ValueError, KeyError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read the tensors of this TorchScript archive: {exc}") from exc
+    except (pickle.UnpicklingError, RuntimeError, TypeError, ValueError, KeyError, EOFError, AttributeError,
+            IndexError, OverflowError, zipfile.BadZipFile, zlib.error, OSError) as exc:
+        raise InputError(f"{path}: cannot read the tensors of this TorchScript archive: {exc}") from exc
     tensors: dict[str, torch.Tensor] = {}
     _collect_tensors(root, "", tensors)
     return tensors
@@ -189,7 +216,7 @@ def to_transformers(state: dict[str, torch.Tensor], path: Path):
 
     def take(key: str) -> torch.Tensor:
         if key not in state:
-            raise ValueError(f"{path}: not an OpenAI CLIP checkpoint, the key '{key}' is missing")
+            raise InputError(f"{path}: not an OpenAI CLIP checkpoint, the key '{key}' is missing")
         return state[key].float()
 
     width = take("ln_final.weight").shape[0]
@@ -246,7 +273,7 @@ def load_clip_vocab(path: Path) -> tuple[dict[str, int], list[tuple[str, str]]]:
     """(token -> id, merges) in CLIP's order: 256 byte symbols, the same with '</w>', merges, SOT, EOT."""
     raw = path.read_bytes()
     if hashlib.sha256(raw).hexdigest() != VOCAB_SHA256:
-        raise ValueError(f"{path}: not CLIP's BPE vocabulary (SHA-256 differs); reinstall {VOCAB_PACKAGE}")
+        raise InputError(f"{path}: not CLIP's BPE vocabulary (SHA-256 differs); reinstall {VOCAB_PACKAGE}")
     lines = gzip.decompress(raw).decode("utf-8").split("\n")
     merges = [tuple(line.split()) for line in lines[1:1 + N_MERGES]]
     # byte-level BPE shows printable bytes as themselves and maps the other 68 bytes to chr(256 + n), in order

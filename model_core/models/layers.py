@@ -11,6 +11,23 @@ import torch
 from torch import nn
 
 
+ARCHS = ("bamm", "official")
+"""Layouts of the token transformers: "bamm" (pre-norm blocks, final LayerNorm, linear head, the residual
+transformer's output table tied to its input table) and "official" (the layout of the published BAMM / MoMask
+checkpoints: post-norm blocks, no final LayerNorm, BERT-style head, a separate residual output table)."""
+
+
+def check_arch(arch: str, where: str) -> None:
+    if arch not in ARCHS:
+        raise ValueError(f"{where}.arch must be one of {ARCHS}, got {arch!r}")
+
+
+def bert_head(dim: int, out: int | None) -> nn.Sequential:
+    """dense -> GELU -> LayerNorm (eps 1e-12) [-> linear to `out`]: the head of the official checkpoints."""
+    layers = [nn.Linear(dim, dim), nn.GELU(), nn.LayerNorm(dim, eps=1e-12)]
+    return nn.Sequential(*layers, *([nn.Linear(dim, out)] if out else []))
+
+
 class PositionalEncoding(nn.Module):
     """Fixed sinusoidal position code added to batch-first sequences `(B, T, dim)`."""
 

@@ -5,7 +5,8 @@ sequence seen by a bidirectional transformer encoder is `[text token, layer-j to
 output for each motion token is scored against the embedding table of layer j (input and output embeddings
 are shared, MoMask's `share_weight`). The text token is swapped for a learned null token with probability
 `cond_drop_prob` during training, which enables classifier-free guidance at generation. The layers are the
-pre-norm blocks of the BAMM transformer (`transformer.Block`), here without a causal mask.
+pre-norm blocks of the BAMM transformer (`transformer.Block`), here without a causal mask. With arch "official"
+(the published MoMask checkpoint) the blocks are post-norm and logits use a separate output table `out_emb`.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import PositionalEncoding, init_weights, lengths_to_mask, noisy_text
+from .layers import PositionalEncoding, bert_head, check_arch, init_weights, lengths_to_mask, noisy_text
 from .transformer import Block
 
 
@@ -34,10 +35,12 @@ class ResidualConfig:
     cond_drop_prob: float = 0.2  # chance a training sample sees the null condition (for CFG)
     max_tokens: int = 56  # longest token sequence (196 frames / 4 = 49, rounded up)
     text_noise: float = 0.0  # training: Gaussian noise of this many times the embedding's RMS (layers.noisy_text)
+    arch: str = "bamm"  # "bamm" or "official" (post-norm, separate output table; layers.ARCHS)
 
-    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("text_noise",)  # training-only, absent from older config files
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("text_noise", "arch")  # absent from older config files
 
     def __post_init__(self):
+        check_arch(self.arch, "ResidualConfig")
         for name in ("code_num", "text_dim", "latent_dim", "n_layers", "n_heads", "ff_dim", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ResidualConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -77,8 +80,12 @@ class ResidualTransformer(nn.Module):
         self.null_cond = nn.Parameter(torch.randn(c.latent_dim) * 0.02)
         self.pos_enc = PositionalEncoding(c.latent_dim, max_len=c.max_tokens, dropout=c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
-        self.ln_f = nn.LayerNorm(c.latent_dim)
-        self.head = nn.Sequential(nn.Linear(c.latent_dim, c.latent_dim), nn.GELU(), nn.LayerNorm(c.latent_dim))
+        if c.arch == "official":  # no final norm, LayerNorm eps 1e-12, logits against a separate output table
+            self.ln_f, self.head = nn.Identity(), bert_head(c.latent_dim, None)
+            self.out_emb = nn.Parameter(torch.randn(c.num_quantizers, c.code_num, c.latent_dim) * 0.02)
+        else:
+            self.ln_f = nn.LayerNorm(c.latent_dim)
+            self.head = nn.Sequential(nn.Linear(c.latent_dim, c.latent_dim), nn.GELU(), nn.LayerNorm(c.latent_dim))
         self.apply(init_weights)
 
     def _check(self, codes: torch.Tensor, text_emb: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -112,7 +119,8 @@ class ResidualTransformer(nn.Module):
         for block in self.blocks:
             seq = block(seq, mask)[0]
         h = self.head(self.ln_f(seq)[:, 2:])
-        return torch.einsum("bnd,bkd->bnk", h, self.token_emb[layer]) + self.out_bias[layer][:, None]
+        table = self.out_emb if self.config.arch == "official" else self.token_emb
+        return torch.einsum("bnd,bkd->bnk", h, table[layer]) + self.out_bias[layer][:, None]
 
     def _cond(self, text_emb: torch.Tensor, drop: torch.Tensor) -> torch.Tensor:
         """(B, text_dim) -> (B, D) condition tokens; rows where drop is True get the null condition."""

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import PositionalEncoding, init_weights, lengths_to_mask, noisy_text
+from .layers import PositionalEncoding, bert_head, check_arch, init_weights, lengths_to_mask, noisy_text
 
 
 @dataclass(kw_only=True)
@@ -47,10 +47,12 @@ class BAMMConfig:
     min_mask_ratio: float = 0.5  # bidirectional samples hide a uniform 50..100 % of their motion tokens
     token_noise: float = 0.5  # inputs replaced by random codes at a rate ~ U(0, token_noise) (official code)
     text_noise: float = 0.0  # training: Gaussian noise of this many times the embedding's RMS (layers.noisy_text)
+    arch: str = "bamm"  # "bamm" (pre-norm, linear head) or "official" (the published checkpoints, layers.ARCHS)
 
-    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("text_noise",)  # training-only, absent from older config files
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("text_noise", "arch")  # absent from older config files
 
     def __post_init__(self):
+        check_arch(self.arch, "BAMMConfig")
         for name in ("code_num", "text_dim", "latent_dim", "n_layers", "n_heads", "ff_dim"):
             if getattr(self, name) < 1:
                 raise ValueError(f"BAMMConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -141,10 +143,12 @@ class SelfAttention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x))."""
+    """Pre-norm transformer block: x + attn(ln(x)), then x + mlp(ln(x)). With arch "official", post-norm as
+    torch's `nn.TransformerEncoderLayer`: ln(x + attn(x)), then ln(x + mlp(x))."""
 
-    def __init__(self, c: BAMMConfig):
+    def __init__(self, c):
         super().__init__()
+        self.post_norm = c.arch == "official"
         self.ln1, self.ln2 = nn.LayerNorm(c.latent_dim), nn.LayerNorm(c.latent_dim)
         self.attn = SelfAttention(c)
         self.mlp = nn.Sequential(nn.Linear(c.latent_dim, c.ff_dim), nn.GELU(), nn.Linear(c.ff_dim, c.latent_dim),
@@ -152,6 +156,10 @@ class Block(nn.Module):
 
     def forward(self, x, mask, past=None, pos=None):
         """Returns (x, keys, values); see `SelfAttention.forward`."""
+        if self.post_norm:
+            y, k, v = self.attn(x, mask, past, pos)
+            x = self.ln1(x + y)
+            return self.ln2(x + self.mlp(x)), k, v
         y, k, v = self.attn(self.ln1(x), mask, past, pos)
         x = x + y
         return x + self.mlp(self.ln2(x)), k, v
@@ -168,8 +176,10 @@ class BAMMTransformer(nn.Module):
         self.token_emb = nn.Embedding(c.code_num + 2, c.latent_dim)  # codes, END, PAD
         self.pos_enc = PositionalEncoding(c.latent_dim, max_len=c.max_tokens + 1, dropout=c.dropout)
         self.blocks = nn.ModuleList(Block(c) for _ in range(c.n_layers))
-        self.ln_f = nn.LayerNorm(c.latent_dim)
-        self.head = nn.Linear(c.latent_dim, c.code_num + 1)  # codes + END
+        if c.arch == "official":  # no final norm; dense -> GELU -> LayerNorm -> classes
+            self.ln_f, self.head = nn.Identity(), bert_head(c.latent_dim, c.code_num + 1)
+        else:
+            self.ln_f, self.head = nn.LayerNorm(c.latent_dim), nn.Linear(c.latent_dim, c.code_num + 1)  # codes + END
         self.apply(init_weights)
         nn.init.normal_(self.null_text, std=0.02)
 

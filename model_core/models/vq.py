@@ -39,14 +39,15 @@ class RVQVAEConfig:
     vel_weight: float = 0.0  # joint-velocity loss weight (first differences of the joints, same units)
     acc_weight: float = 0.0  # joint-acceleration loss weight (second differences: the jitter an animator sees)
     skate_weight: float = 0.0  # foot-skate loss weight: horizontal foot speed where the input's feet touch down
+    ground_weight: float = 0.0  # grounded-toe loss weight: toe velocity error where the input's toe is on the floor
 
-    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("vel_weight", "acc_weight", "skate_weight")  # newer than some files
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("vel_weight", "acc_weight", "skate_weight", "ground_weight")  # newer than some files
 
     def __post_init__(self):
         for name in ("input_dim", "code_num", "code_dim", "num_quantizers", "width", "down_t", "depth"):
             if getattr(self, name) < 1:
                 raise ValueError(f"RVQVAEConfig.{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("vel_weight", "acc_weight", "skate_weight", "commit_weight", "pos_weight"):
+        for name in ("vel_weight", "acc_weight", "skate_weight", "ground_weight", "commit_weight", "pos_weight"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"RVQVAEConfig.{name} must be >= 0, got {getattr(self, name)}")
         for name in ("dropout", "ema_decay", "quantize_dropout_prob"):
@@ -59,6 +60,8 @@ class RVQVAEConfig:
     def frames_per_token(self) -> int:
         return 2**self.down_t
 
+
+GROUND_MARGIN_M = 0.05  # toe height above the lowest that counts as grounded (as eval.dynamics.GROUND_MARGIN)
 
 VQ_PRESETS = {
     # MoMask / BAMM HumanML3D tokenizer (rvq_nq6_dc512_nc512, quantize dropout 0.2).
@@ -213,8 +216,10 @@ class ResidualVQ(nn.Module):
         return torch.stack(codes, -1)
 
     def dequantize(self, codes: torch.Tensor) -> torch.Tensor:
-        """(B, N, q) codes of the first q layers -> (B, N, D) summed code vectors."""
-        return sum(self.layers[i].embed[codes[..., i]] for i in range(codes.shape[-1]))
+        """(B, N, q) codes of the first q layers -> (B, N, D) summed code vectors; code -1 adds a zero vector
+        (a slot past the end of a motion, as the official decoder sees it)."""
+        return sum(self.layers[i].embed[codes[..., i].clamp_min(0)] * (codes[..., i, None] >= 0)
+                   for i in range(codes.shape[-1]))
 
 
 class RVQVAE(nn.Module):
@@ -257,15 +262,16 @@ class RVQVAE(nn.Module):
         return self.quantizer.quantize(self._latents(x))
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        """codes (B, N, q), q <= Q (the first q layers) -> normalised features (B, 4N, 263)."""
+        """codes (B, N, q), q <= Q (the first q layers) -> normalised features (B, 4N, 263). -1: no code."""
         c = self.config
         if codes.ndim != 3 or not 1 <= codes.shape[-1] <= c.num_quantizers:
             raise ValueError(f"codes must have shape (B, N, q) with 1 <= q <= {c.num_quantizers}, "
                              f"got {tuple(codes.shape)}")
         if codes.dtype != torch.long:
             raise ValueError(f"codes must be int64, got {codes.dtype}")
-        if codes.numel() and (codes.min() < 0 or codes.max() >= c.code_num):
-            raise ValueError(f"codes must lie in [0, {c.code_num}), got [{int(codes.min())}, {int(codes.max())}]")
+        if codes.numel() and (codes.min() < -1 or codes.max() >= c.code_num):
+            raise ValueError(f"codes must lie in [0, {c.code_num}) (or -1: no code), got [{int(codes.min())}, "
+                             f"{int(codes.max())}]")
         return self._decode_latents(self.quantizer.dequantize(codes))
 
     def forward(self, x: torch.Tensor, *, lengths: torch.Tensor | None = None):
@@ -283,16 +289,31 @@ class RVQVAE(nn.Module):
         z_q, _, commit, ppl = self.quantizer(z, mask=mask)
         return self._decode_latents(z_q), commit, ppl
 
+    @staticmethod
+    def _grounded_toe_error(joints, vel_hat, vel, frame_mask, *, margin):
+        """Mean horizontal distance between the toe (l_foot, r_foot) velocities `vel_hat` and `vel` (B, T-1, 22, 3)
+        over the steps where the toes of `joints` (B, T, 22, 3) are within `margin` of the sequence's lowest toe
+        height at both frames: a planted toe must stay planted, a shuffling one may slide as it did."""
+        height = joints[:, :, [10, 11], 1]  # (B, T, 2)
+        lowest = height.masked_fill(~frame_mask[..., None], float("inf")).amin(dim=(1, 2), keepdim=True)
+        low = (height <= lowest + margin) & frame_mask[..., None]
+        grounded = low[:, 1:] & low[:, :-1]  # (B, T-1, 2)
+        error = (vel_hat[:, :, [10, 11]] - vel[:, :, [10, 11]])[..., [0, 2]].norm(dim=-1)
+        return (error * grounded).sum() / grounded.sum().clamp(min=1)
+
     def loss(self, x, *, mean, std, lengths=None, decoder_only: bool = False):
         """Training loss on normalised features x (B, T, 263); mean/std (263,) de-normalise for the joints.
 
         loss = smoothL1(recon, x) + pos_weight * smoothL1(J(recon), J(x)) + vel_weight * L1(dJ(recon), dJ(x))
-               + acc_weight * L1(d2J(recon), d2J(x)) + skate_weight * skate + commit_weight * commit,
+               + acc_weight * L1(d2J(recon), d2J(x)) + skate_weight * skate + ground_weight * ground
+               + commit_weight * commit,
         where J are the joints from `recover_from_ric` divided by the dataset's ric std s (positions on the
         feature scale, like MoMask's term on the ric slice), d and d2 the first and second differences over
         time (velocity: MoMask's tokenizer also has a velocity term; acceleration: frame-to-frame jitter) and
         skate the mean horizontal speed of the reconstructed ankles and toes on the frames where the input's
-        foot-contact flags say that foot is down. Frames beyond `lengths` (B,) are ignored.
+        foot-contact flags say that foot is down; ground the mean horizontal toe velocity error on the steps where
+        the input's toe is within 5 cm of the sequence's lowest toe height at both frames (the steps the foot-skate
+        figure of `eval.dynamics` measures). Frames beyond `lengths` (B,) are ignored.
         """
         c = self.config
         mean = torch.as_tensor(mean, dtype=x.dtype, device=x.device)
@@ -302,7 +323,12 @@ class RVQVAE(nn.Module):
                              f"got {tuple(mean.shape)} and {tuple(std.shape)}")
         if decoder_only:
             self._check_lengths(x, lengths)
-            recon, commit, ppl = self.decode(self.encode(x)), x.new_zeros(()), x.new_zeros(())
+            training = self.encoder.training
+            self.encoder.eval()  # the tokens the transformers see: no dropout in the frozen encoder
+            with torch.no_grad():
+                codes = self.encode(x)
+            self.encoder.train(training)
+            recon, commit, ppl = self.decode(codes), x.new_zeros(()), x.new_zeros(())
         else:
             recon, commit, ppl = self(x, lengths=lengths)
         frame_mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
@@ -318,7 +344,7 @@ class RVQVAE(nn.Module):
         loss = rec + c.pos_weight * pos + c.commit_weight * commit
         logs = {"loss": 0.0, "rec": rec.item(), "pos": pos.item(), "commit": commit.item(),
                 "perplexity": ppl.item()}
-        if c.vel_weight or c.acc_weight or c.skate_weight:
+        if c.vel_weight or c.acc_weight or c.skate_weight or c.ground_weight:
             vel_hat, vel = joints_hat.diff(dim=1), joints.diff(dim=1)
             m1 = frame_mask[:, 1:] & frame_mask[:, :-1]  # both frames of a difference are real
             m2 = m1[:, 1:] & m1[:, :-1]
@@ -329,9 +355,10 @@ class RVQVAE(nn.Module):
                 down = (x_raw[:, :-1, -4:] > 0.5) & m1[..., None]  # (B, T-1, 4)
                 speed = vel_hat[:, :, feet][..., [0, 2]].norm(dim=-1)  # horizontal, (B, T-1, 4)
                 skate = (speed * down).sum() / down.sum().clamp(min=1)
+                ground = self._grounded_toe_error(joints, vel_hat, vel, frame_mask, margin=GROUND_MARGIN_M / scale)
             else:
-                skate = vel_l.new_zeros(())
-            loss = loss + c.vel_weight * vel_l + c.acc_weight * acc_l + c.skate_weight * skate
-            logs.update(vel=vel_l.item(), acc=acc_l.item(), skate=skate.item())
+                skate = ground = vel_l.new_zeros(())
+            loss = loss + c.vel_weight * vel_l + c.acc_weight * acc_l + c.skate_weight * skate + c.ground_weight * ground
+            logs.update(vel=vel_l.item(), acc=acc_l.item(), skate=skate.item(), ground=ground.item())
         logs["loss"] = loss.item()
         return loss, logs

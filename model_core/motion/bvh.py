@@ -26,6 +26,7 @@ ROTATION_CHANNELS = ("Xrotation", "Yrotation", "Zrotation")
 _CANONICAL = {name.lower(): name for name in POSITION_CHANNELS + ROTATION_CHANNELS}
 _TOKEN = re.compile(r"[{}]|[^\s{}]+")
 _NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+MAX_DEPTH = 256  # joint nesting levels (real rigs: under 40); deeper files are refused with a message
 
 
 class BvhError(ValueError):
@@ -156,22 +157,30 @@ def _parse_channels(tokens: _Tokens, joint: str) -> tuple[str, ...]:
 
 
 def _parse_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> None:
-    name = tokens.name()
-    for keyword in ("{", "OFFSET"):
-        tokens.expect(keyword)
-    offset = tokens.vector(f"OFFSET of {name!r}")
-    index = len(joints)
-    joints.append(BvhJoint(name=name, parent=parent, offset=offset))
-    has_children = False
-    while True:
+    """The joint after ``ROOT`` / ``JOINT`` and all its descendants, depth-first, without recursion (a file
+    nested thousands of levels deep gets a message, not a RecursionError)."""
+    def open_joint(parent: int) -> int:  # ``<name> { OFFSET x y z``
+        name = tokens.name()
+        for keyword in ("{", "OFFSET"):
+            tokens.expect(keyword)
+        joints.append(BvhJoint(name=name, parent=parent, offset=tokens.vector(f"OFFSET of {name!r}")))
+        return len(joints) - 1
+
+    stack, has_children = [open_joint(parent)], set()
+    while stack:
+        index = stack[-1]
+        name = joints[index].name
         tok = tokens.next(f"CHANNELS, JOINT, End Site or '}}' in joint {name!r}")
         if tok == "CHANNELS":
-            if has_children or joints[index].channels:
+            if index in has_children or joints[index].channels:
                 raise tokens.error(f"joint {name!r}: CHANNELS must come once, before the child joints")
             joints[index].channels = _parse_channels(tokens, name)
         elif tok == "JOINT":
-            has_children = True
-            _parse_joint(tokens, joints, index)
+            has_children.add(index)
+            if len(stack) >= MAX_DEPTH:
+                raise tokens.error(f"joint {name!r} is nested {len(stack)} levels deep; at most {MAX_DEPTH} are "
+                                   "supported")
+            stack.append(open_joint(index))
         elif tok == "End":
             for keyword in ("Site", "{", "OFFSET"):
                 tokens.expect(keyword)
@@ -181,7 +190,7 @@ def _parse_joint(tokens: _Tokens, joints: list[BvhJoint], parent: int) -> None:
                 raise tokens.error(f"joint {name!r} has more than one End Site")
             joints[index].end_site = end
         elif tok == "}":
-            return
+            stack.pop()
         else:
             raise tokens.error(f"unexpected {tok!r} in joint {name!r}")
 
@@ -345,17 +354,9 @@ def format_bvh(clip: BvhClip, *, decimals: int = 6) -> str:
     return "\n".join(out) + "\n" + buffer.getvalue()
 
 
-def clip_from_rotations(
-    names: list[str],
-    parents: list[int] | np.ndarray,
-    offsets: np.ndarray,
-    root_positions: np.ndarray,
-    local_rotations,
-    fps: float,
-    order: str = "ZYX",
-    *,
-    end_sites: dict[int, np.ndarray] | None = None,
-) -> BvhClip:
+def clip_from_rotations(names: list[str], parents: list[int] | np.ndarray, offsets: np.ndarray,
+                        root_positions: np.ndarray, local_rotations, fps: float, order: str = "ZYX", *,
+                        end_sites: dict[int, np.ndarray] | None = None) -> BvhClip:
     """Build a clip from per-joint local rotations and the root translation.
 
     names, parents, offsets (J, 3): the rig (parents[root] = -1, any joint order).

@@ -11,10 +11,12 @@ The runtime folder holds every graph the decoding loop calls through `nets.Nets`
 - ``res.onnx``: codes (B, N, Q) int64, layer (B,) int64, text_emb (B, D), drop (B,) bool, valid (B, N) bool ->
   logits (B, N, code_num); B and N dynamic;
 - ``vq_encode.onnx``: features (B, T, input_dim) float32 normalised, T = 4N -> codes (B, N, Q) int64;
-  ``vq_decode.onnx``: codes (B, N, Q) int64 -> features (B, 4N, input_dim); B and N dynamic;
+  ``vq_decode.onnx``: codes (B, N, Q) int64 (-1: a zero vector) -> features (B, 4N, input_dim); B and N dynamic;
 - ``stats.npz`` (mean, std float32), ``runtime.json`` (`nets.NetsConfig`, cache shape, text encoder, files);
 - the text encoder's files from `runtime.text_export.export_text_encoder` (text.onnx, text.json,
-  tokenizer.json).
+  tokenizer.json; MiniLM, or CLIP through `runtime.clip_export` for weights imported by import-official).
+
+Weights of either architecture ("bamm", "official") export the same way: the graphs call the same methods.
 """
 
 from __future__ import annotations
@@ -142,7 +144,9 @@ def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str
     if text:
         from .text_export import export_text_encoder
 
-        export_text_encoder(spec, out, weights_dtype=text_weights)
+        from ..generate import folder_text_spec
+
+        export_text_encoder(folder_text_spec(spec, weights), out, weights_dtype=text_weights)
         text_files = ["text.onnx", "text.json", "tokenizer.json"]
     info = {"format_version": RUNTIME_FORMAT, "nets": c.to_json(), "text_encoder": spec, "text_files": text_files,
             "cache": {"n_layers": t2m.config.n_layers, "n_heads": t2m.config.n_heads,

@@ -36,18 +36,17 @@ CHECK_PROMPTS = ["a person walks forward", "A man jumps, then waves his LEFT han
 def export_text_encoder(spec: str, out_dir, *, weights_dtype: str = "float32") -> dict:
     """Writes text.onnx, tokenizer.json and text.json for the encoder `spec` into `out_dir` (created if needed).
 
-    spec: "minilm" (384-d) or "minilm-lexical" (768-d); weights_dtype: "float32" (default, ~91 MB) or
+    spec: "minilm" (384-d), "minilm-lexical" (768-d) or "clip[:/path]" (512-d, `clip_export`); weights_dtype: "float32" (default, ~91 MB) or
     "float16" (weights stored as float16, ~46 MB, computed in float32). Checks the graph against the torch
     encoder on a few prompts and returns the text.json contents plus ``check_max_abs_error`` (float) and
     ``onnx_bytes`` (int).
     """
-    import numpy as np
-    import onnx
-    import torch
-
     from ..models.text import load_text_encoder
-    from .text_ort import OrtTextEncoder, token_arrays
 
+    if isinstance(spec, str) and spec.partition(":")[0].strip().lower() == "clip":  # "clip" or "clip:/path"
+        from .clip_export import export_clip_text
+
+        return export_clip_text(spec.partition(":")[2].strip() or None, out_dir, weights_dtype=weights_dtype)
     kind = _check_spec(spec)
     if weights_dtype not in WEIGHTS_DTYPES:
         raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")
@@ -63,8 +62,25 @@ def export_text_encoder(spec: str, out_dir, *, weights_dtype: str = "float32") -
     pad_id = int(st_model.tokenizer.pad_token_id)
 
     graph = _MiniLMGraph(st_model[0].auto_model, lexical=encoder.lexical).eval()
-    ids, mask = token_arrays(tokenizer, ["a person walks forward", "a man jumps"], pad_id)
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
+    return write_runtime(out, graph, tokenizer, encoder, kind=kind, max_length=max_length, pad_id=pad_id,
+                         weights_dtype=weights_dtype, sample=["a person walks forward", "a man jumps"],
+                         check=CHECK_PROMPTS)
+
+
+def write_runtime(out: Path, graph, tokenizer, encoder, *, kind: str, max_length: int, pad_id: int,
+                  weights_dtype: str, sample: list[str], check: list[str], length_bound: int | None = None) -> dict:
+    """Writes text.onnx (`graph` exported on the prompts `sample`, batch and length axes dynamic, the length at
+    most `length_bound` when given; weights stored as `weights_dtype`), tokenizer.json (`tokenizer`) and
+    text.json into `out`, then checks the runtime against the torch `encoder` on the prompts `check`. Returns
+    text.json's contents plus ``check_max_abs_error`` (float) and ``onnx_bytes`` (int)."""
+    import numpy as np
+    import onnx
+    import torch
+
+    from .text_ort import OrtTextEncoder, token_arrays
+
+    ids, mask = token_arrays(tokenizer, sample, pad_id)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=length_bound)
     shapes = {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}
     onnx_path = out / "text.onnx"
     with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on axis names and pytree specs
@@ -83,8 +99,8 @@ def export_text_encoder(spec: str, out_dir, *, weights_dtype: str = "float32") -
             "inputs": list(INPUT_NAMES), "output": OUTPUT_NAME}
     (out / "text.json").write_text(json.dumps(info, indent=2) + "\n")
 
-    expected = encoder.encode(CHECK_PROMPTS).cpu().numpy()
-    got = OrtTextEncoder(out).encode(CHECK_PROMPTS)
+    expected = encoder.encode(check).cpu().numpy()
+    got = OrtTextEncoder(out).encode(check)
     error = float(np.abs(got - expected).max())
     limit = 1e-4 if weights_dtype == "float32" else 5e-3
     if not error <= limit:

@@ -203,8 +203,18 @@ def _generic(a_pose):
     return _simple(names, ["spine", "chest"], a_pose, collar_parent="chest")
 
 
+GERMAN = dict(pelvis="Hüfte", neck="Hals", head="Kopf", hip="Oberschenkel_{S}", knee="Unterschenkel_{S}",
+              ankle="Fuß_{S}", foot="Zehen_{S}", collar="Schlüsselbein_{S}", shoulder="Oberarm_{S}",
+              elbow="Unterarm_{S}", wrist="Hand_{S}")  # names no bone-name rule knows (but "Hand")
+
+
+def _german(a_pose):
+    return _simple(GERMAN, ["Wirbelsäule", "Brustkorb"], a_pose, collar_parent="Brustkorb")
+
+
 STYLES = {"mixamo": _mixamo, "ue5_mannequin": _ue, "ue4_mannequin": lambda a: _ue(a, 3), "rigify": _rigify,
-          "smpl": _smpl, "smplx": _smplx, "bandai_namco": _bandai, "generic": _generic}
+          "smpl": _smpl, "smplx": _smplx, "bandai_namco": _bandai, "generic": _generic,
+          "german": _german}
 GENERIC_EXPECTED = {"pelvis": "hips", "spine1": "spine", "spine3": "chest", "neck": "neck", "head": "head",
                     **{f"{s}_{j}": f"{b}.{s.upper()}" for s in "lr" for j, b in
                        (("hip", "thigh"), ("knee", "shin"), ("ankle", "foot"), ("foot", "toe"), ("collar", "shoulder"),
@@ -214,6 +224,10 @@ GENERIC_EXPECTED = {"pelvis": "hips", "spine1": "spine", "spine3": "chest", "nec
 def expected(style: str) -> dict[str, str]:
     if style == "generic":
         return dict(GENERIC_EXPECTED)
+    if style == "german":
+        return {j: b.format(S=s.upper()) for s in "lr" for j, b in
+                ((f"{s}_{k}", v) for k, v in GERMAN.items() if "{S}" in v)} | {
+            "pelvis": "Hüfte", "spine1": "Wirbelsäule", "spine3": "Brustkorb", "neck": "Hals", "head": "Kopf"}
     return json.loads((PRESETS / f"{style}.json").read_text())["bones"]
 
 
@@ -263,3 +277,19 @@ def build_rig(context, style: str, *, name: str = "", a_pose: bool = False, anon
         bone.use_deform = not (bone_name.startswith(("ORG-", "MCH-", "ik_")) or "_fk" in bone_name)
     bpy.ops.object.mode_set(mode="OBJECT")
     return obj
+
+
+def fbx_round_trip(context, obj, path) -> object:
+    """``obj`` written to FBX by Blender's exporter (no leaf bones) and imported back into an empty scene, so
+    the importer's bone lengths apply (a leaf bone gets its parent's length). Returns the imported armature."""
+    import bpy
+
+    for other in context.scene.objects:
+        other.select_set(other == obj)
+    context.view_layer.objects.active = obj
+    bpy.ops.export_scene.fbx(filepath=str(path), use_selection=True, object_types={"ARMATURE"},
+                             add_leaf_bones=False)
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.import_scene.fbx(filepath=str(path))
+    (imported,) = [o for o in bpy.context.scene.objects if o.type == "ARMATURE"]
+    return imported

@@ -1,0 +1,222 @@
+"""The published checkpoints' tensor layouts and their conversion to this project's modules (arch "official").
+
+Layouts (`*_layout`) give every tensor's name and shape from a few sizes, so a file is checked key by key
+before anything is converted. Conversions fold what the official modules compute in two steps into one
+table, in float64, then store float32:
+
+* BAMM transformer: ``token_emb`` (codes, END, PAD, MASK x code_dim) followed by ``input_process.poseEmbedding``
+  (code_dim -> width) is one table of the first code_num + 2 rows; the MASK row is never an input. The null
+  text token is ``cond_emb`` of a zero vector, i.e. its bias. ``nn.MultiheadAttention``'s packed ``in_proj``
+  is q, k, v in that order, as `transformer.SelfAttention.qkv`.
+* Residual transformer (MoMask, separate tables with shared middle layers): layer l's input table is
+  ``cat(token_embed_weight_, embed_proj_shared_weight)[l]`` through ``poseEmbedding`` (its bias added once,
+  with layer 0, which every predicted layer sums), its output table ``cat(embed_proj_shared_weight,
+  output_proj_weight_)[j - 1]`` times ``poseFinal`` (that layer's bias goes to ``out_bias``); the PAD row of
+  both tables is dropped. ``quant_emb`` of a one-hot layer id is a table of the layers.
+* RVQ-VAE: the same convolutions under ``.model`` containers; ``quantizer.layers.i.codebook`` is the codebook.
+"""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+# -------------------------------------------------------------------------------------------------- layouts
+
+
+def _block_layout(prefix: str, n_layers: int, width: int, ff: int) -> dict[str, tuple[int, ...]]:
+    out = {}
+    for i in range(n_layers):
+        p = f"{prefix}.layers.{i}."
+        out.update({p + "self_attn.in_proj_weight": (3 * width, width), p + "self_attn.in_proj_bias": (3 * width,),
+                    p + "self_attn.out_proj.weight": (width, width), p + "self_attn.out_proj.bias": (width,),
+                    p + "linear1.weight": (ff, width), p + "linear1.bias": (ff,),
+                    p + "linear2.weight": (width, ff), p + "linear2.bias": (width,),
+                    p + "norm1.weight": (width,), p + "norm1.bias": (width,),
+                    p + "norm2.weight": (width,), p + "norm2.bias": (width,)})
+    return out
+
+
+def t2m_layout(*, code_num: int, code_dim: int, width: int, ff: int, n_layers: int, text_dim: int,
+               pe_len: int = 5000) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of the official BAMM transformer (``t2m_transformer`` entry)."""
+    return {"cond_emb.weight": (width, text_dim), "cond_emb.bias": (width,),
+            "input_process.poseEmbedding.weight": (width, code_dim), "input_process.poseEmbedding.bias": (width,),
+            "position_enc.pe": (pe_len, 1, width), "token_emb.weight": (code_num + 3, code_dim),
+            **_block_layout("seqTransEncoder", n_layers, width, ff),
+            "output_process.dense.weight": (width, width), "output_process.dense.bias": (width,),
+            "output_process.LayerNorm.weight": (width,), "output_process.LayerNorm.bias": (width,),
+            "output_process.poseFinal.weight": (code_num + 1, width), "output_process.poseFinal.bias": (code_num + 1,)}
+
+
+def res_layout(*, code_num: int, code_dim: int, width: int, ff: int, n_layers: int, text_dim: int,
+               num_quantizers: int, pe_len: int = 5000) -> dict[str, tuple[int, ...]]:
+    """Tensor shapes of MoMask's residual transformer (``res_transformer`` entry, separate shared tables)."""
+    rows = code_num + 1  # codes + PAD
+    return {"cond_emb.weight": (width, text_dim), "cond_emb.bias": (width,),
+            "input_process.poseEmbedding.weight": (width, code_dim), "input_process.poseEmbedding.bias": (width,),
+            "position_enc.pe": (pe_len, 1, width),
+            "quant_emb.weight": (width, num_quantizers), "quant_emb.bias": (width,),
+            **_block_layout("seqTransEncoder", n_layers, width, ff),
+            "output_process.dense.weight": (width, width), "output_process.dense.bias": (width,),
+            "output_process.LayerNorm.weight": (width,), "output_process.LayerNorm.bias": (width,),
+            "output_process.poseFinal.weight": (code_dim, width), "output_process.poseFinal.bias": (code_dim,),
+            "embed_proj_shared_weight": (num_quantizers - 2, rows, code_dim),
+            "token_embed_weight_": (1, rows, code_dim), "output_proj_weight_": (1, rows, code_dim)}
+
+
+def official_vq_key(ours: str) -> str:
+    """Our RVQ-VAE tensor name -> the official one (``encoder.2.1.0.conv1.weight`` ->
+    ``encoder.model.2.1.model.0.conv1.weight``; ``quantizer.layers.0.embed`` -> ``....codebook``)."""
+    parts = ours.split(".")
+    if parts[0] == "quantizer":
+        return ".".join(parts[:-1] + ["codebook"])
+    out, rest = [parts[0], "model", parts[1]], parts[2:]
+    resnet_at = "1" if parts[0] == "encoder" else "0"  # the Resnet1D inside a down / up block
+    if len(rest) > 2 and rest[0] == resnet_at:
+        out, rest = out + [rest[0], "model"], rest[1:]
+    return ".".join(out + rest)
+
+
+def vq_layout(vq) -> dict[str, tuple[int, ...]]:
+    """Official tensor shapes of an RVQ-VAE built like our module `vq` (``vq_model`` entry)."""
+    return {official_vq_key(k): tuple(v.shape) for k, v in vq.state_dict().items()
+            if not k.endswith((".code_sum", ".code_count", ".initialised"))}
+
+
+# ------------------------------------------------------------------------------------------ sizes from a file
+
+
+def count_layers(state: dict, prefix: str = "seqTransEncoder.layers.") -> int:
+    found = {int(m.group(1)) for k in state for m in [re.match(re.escape(prefix) + r"(\d+)\.", k)] if m}
+    return max(found) + 1 if found else 0
+
+
+def _shape(state: dict, key: str, where: str, ndim: int) -> tuple[int, ...]:
+    if key not in state:
+        raise ValueError(f"{where}: tensor '{key}' is missing (not an official checkpoint of this model?)")
+    shape = tuple(state[key].shape)
+    if len(shape) != ndim:
+        raise ValueError(f"{where}: tensor '{key}' has shape {shape}, expected {ndim} dimensions")
+    return shape
+
+
+def t2m_sizes(state: dict, where: str) -> dict:
+    width, text_dim = _shape(state, "cond_emb.weight", where, 2)
+    rows, code_dim = _shape(state, "token_emb.weight", where, 2)
+    return {"code_num": rows - 3, "code_dim": code_dim, "width": width, "text_dim": text_dim,
+            "ff": _shape(state, "seqTransEncoder.layers.0.linear1.weight", where, 2)[0],
+            "n_layers": count_layers(state),
+            "pe_len": _shape(state, "position_enc.pe", where, 3)[0]}
+
+
+def res_sizes(state: dict, where: str) -> dict:
+    width, text_dim = _shape(state, "cond_emb.weight", where, 2)
+    _, rows, code_dim = _shape(state, "token_embed_weight_", where, 3)
+    return {"code_num": rows - 1, "code_dim": code_dim, "width": width, "text_dim": text_dim,
+            "ff": _shape(state, "seqTransEncoder.layers.0.linear1.weight", where, 2)[0],
+            "n_layers": count_layers(state),
+            "num_quantizers": _shape(state, "quant_emb.weight", where, 2)[1],
+            "pe_len": _shape(state, "position_enc.pe", where, 3)[0]}
+
+
+def vq_sizes(state: dict, where: str) -> dict:
+    width, input_dim, _ = _shape(state, "encoder.model.0.weight", where, 3)
+    code_num, code_dim = _shape(state, "quantizer.layers.0.codebook", where, 2)
+    down = {int(m.group(1)) for k in state for m in [re.match(r"encoder\.model\.(\d+)\.0\.weight$", k)] if m}
+    depth = count_layers(state, "encoder.model.2.1.model.")
+    return {"input_dim": input_dim, "width": width, "code_num": code_num, "code_dim": code_dim,
+            "num_quantizers": count_layers(state, "quantizer.layers."), "down_t": len(down), "depth": depth}
+
+
+def check_layout(state: dict, layout: dict, where: str) -> None:
+    """Every tensor of `layout` present with its shape, nothing else: errors name the file and the tensor."""
+    missing = [k for k in layout if k not in state]
+    unexpected = [k for k in state if k not in layout]
+    if missing or unexpected:
+        def some(keys):
+            return str(keys) if len(keys) <= 4 else f"{keys[:4]} and {len(keys) - 4} more"
+        raise ValueError(f"{where}: tensors do not match the official layout: missing {some(missing)}, "
+                         f"unexpected {some(unexpected)}")
+    for key, want in layout.items():
+        got = tuple(state[key].shape)
+        if got != tuple(want):
+            raise ValueError(f"{where}: tensor '{key}' has shape {got}, expected {tuple(want)}")
+        if not state[key].is_floating_point():
+            raise ValueError(f"{where}: tensor '{key}' has dtype {state[key].dtype}, expected floating point")
+
+
+# -------------------------------------------------------------------------------------------------- conversion
+
+
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    return t.detach().to(torch.float64)
+
+
+def _blocks(state: dict, n_layers: int) -> dict[str, torch.Tensor]:
+    names = {"self_attn.in_proj_weight": "attn.qkv.weight", "self_attn.in_proj_bias": "attn.qkv.bias",
+             "self_attn.out_proj.weight": "attn.proj.weight", "self_attn.out_proj.bias": "attn.proj.bias",
+             "linear1.weight": "mlp.0.weight", "linear1.bias": "mlp.0.bias",
+             "linear2.weight": "mlp.2.weight", "linear2.bias": "mlp.2.bias",
+             "norm1.weight": "ln1.weight", "norm1.bias": "ln1.bias", "norm2.weight": "ln2.weight",
+             "norm2.bias": "ln2.bias"}
+    return {f"blocks.{i}.{new}": state[f"seqTransEncoder.layers.{i}.{old}"]
+            for i in range(n_layers) for old, new in names.items()}
+
+
+def convert_t2m(state: dict, code_num: int) -> dict[str, torch.Tensor]:
+    """Official ``t2m_transformer`` tensors -> the state dict of `BAMMTransformer` with arch "official"."""
+    pose_w, pose_b = _f64(state["input_process.poseEmbedding.weight"]), _f64(state["input_process.poseEmbedding.bias"])
+    table = _f64(state["token_emb.weight"][:code_num + 2]) @ pose_w.t() + pose_b  # codes, END, PAD
+    out = {"text_proj.weight": state["cond_emb.weight"], "text_proj.bias": state["cond_emb.bias"],
+           "null_text": state["cond_emb.bias"], "token_emb.weight": table,
+           "head.0.weight": state["output_process.dense.weight"], "head.0.bias": state["output_process.dense.bias"],
+           "head.2.weight": state["output_process.LayerNorm.weight"],
+           "head.2.bias": state["output_process.LayerNorm.bias"],
+           "head.3.weight": state["output_process.poseFinal.weight"],
+           "head.3.bias": state["output_process.poseFinal.bias"], **_blocks(state, count_layers(state))}
+    return {k: v.detach().float().contiguous().clone() for k, v in out.items()}
+
+
+def convert_res(state: dict, code_num: int, num_quantizers: int) -> dict[str, torch.Tensor]:
+    """Official ``res_transformer`` tensors -> the state dict of `ResidualTransformer` with arch "official"."""
+    q = num_quantizers
+    shared = _f64(state["embed_proj_shared_weight"])[:, :code_num]
+    inputs = torch.cat([_f64(state["token_embed_weight_"])[:, :code_num], shared])  # layers 0..Q-2
+    outputs = torch.cat([shared, _f64(state["output_proj_weight_"])[:, :code_num]])  # layers 1..Q-1
+    pose_w, pose_b = _f64(state["input_process.poseEmbedding.weight"]), _f64(state["input_process.poseEmbedding.bias"])
+    final_w, final_b = _f64(state["output_process.poseFinal.weight"]), _f64(state["output_process.poseFinal.bias"])
+    width = pose_w.shape[0]
+    token_emb = torch.zeros(q, code_num, width, dtype=torch.float64)
+    token_emb[:q - 1] = inputs @ pose_w.t()
+    token_emb[0] += pose_b  # every predicted layer sums layer 0: the projection's bias, added once
+    out_emb = torch.zeros(q, code_num, width, dtype=torch.float64)
+    out_emb[1:] = outputs @ final_w
+    out_bias = torch.zeros(q, code_num, dtype=torch.float64)
+    out_bias[1:] = outputs @ final_b
+    layer_emb = _f64(state["quant_emb.weight"]).t() + _f64(state["quant_emb.bias"])
+    out = {"token_emb": token_emb, "out_emb": out_emb, "out_bias": out_bias, "layer_emb.weight": layer_emb,
+           "cond_proj.weight": state["cond_emb.weight"], "cond_proj.bias": state["cond_emb.bias"],
+           "null_cond": state["cond_emb.bias"],
+           "head.0.weight": state["output_process.dense.weight"], "head.0.bias": state["output_process.dense.bias"],
+           "head.2.weight": state["output_process.LayerNorm.weight"],
+           "head.2.bias": state["output_process.LayerNorm.bias"], **_blocks(state, count_layers(state))}
+    return {k: v.detach().float().contiguous().clone() for k, v in out.items()}
+
+
+def convert_vq(state: dict, vq) -> dict[str, torch.Tensor]:
+    """Official ``vq_model`` tensors -> the state dict of our module `vq`; EMA statistics start from the
+    codebook (count 1 per code), which only matters if the tokenizer is trained further."""
+    out = {}
+    for key, ours in vq.state_dict().items():
+        layer = key.rsplit(".", 1)[0]
+        if key.endswith(".initialised"):
+            out[key] = torch.tensor(True)
+        elif key.endswith(".code_count"):
+            out[key] = torch.ones_like(ours)
+        elif key.endswith(".code_sum"):
+            out[key] = state[f"{layer}.codebook"].float().clone()
+        else:
+            out[key] = state[official_vq_key(key)].float().contiguous().clone()
+    return out

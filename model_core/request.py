@@ -1,0 +1,381 @@
+"""The request contract: one generation / edit / extend request, checked in one place.
+
+Every caller (the ``bamm`` command, the Python API ``Generator``, the worker, the Blender add-on) builds a
+`Request` and calls `Request.check(limits)` before any model is loaded; nothing re-checks elsewhere.
+
+API::
+
+    from model_core.request import InputError, Limits, Request
+
+    limits = Limits.from_folder("weights/")   # bamm.json (weights) or runtime.json (runtime); cheap, no model
+    limits = Limits.from_json(ready["limits"])  # as the worker sends it in its "ready" line
+    req = Request(op="generate", prompt="a person waves", seconds=4.0, n=2, seed=7).check(limits)
+    req.frames        # 80: seconds are turned into 20-fps frames, and every field normalised
+    req.settings()    # {"cfg": (4.0, 3.0), "refine": ..., "rounds": 2, "temperature": 1.0, ...}
+    req.to_args()     # the worker's JSON ``args`` (see ``worker.py``); Request.from_args(op, args) reads them
+
+    Request(op="edit", range=(40, 80), prompt=None).check(limits, source_frames=120)
+    Request(op="extend", after_s=2.0).check(limits, source_frames=120)
+    Request(op="plan", plan={"steps": [{"prompt": "a man walks", "seconds": 3.0}, ...]}).check(limits)
+
+Bad input raises `InputError` (a ``ValueError``) with a one-line message that says what is wrong and what is
+allowed; the worker reports it as ``{"type": "error", "kind": "input", ...}``, the add-on shows it as the
+user's mistake (``BammInputError``), the command line exits with code 2 without a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+OPS = ("generate", "edit", "extend", "plan")
+REFINE_MODES = ("every_other", "low_confidence", "suffix", "prefix")
+PROFILES = ("bamm", "official")  # decoding profiles (decoding.py)
+MAX_PROMPT_CHARS = 1000  # a prompt is a sentence or two; the text encoders read far fewer tokens anyway
+MAX_N = 32  # variations of one request (one batch)
+MAX_SEED = 2**32 - 1
+MAX_ROUNDS = 8
+MAX_GUIDANCE = 100.0
+MAX_TEMPERATURE = 100.0
+SOURCE_WINDOWS = 20  # a source motion (edit, extend) may be this many model windows long
+
+
+class InputError(ValueError):
+    """Bad input from the user (request field, file, option): the message is one line saying what is wrong and
+    what is allowed. Raised by model_core for input the user can fix; anything else is a failure."""
+
+    kind = "input"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Limits:
+    """What one set of weights accepts. max_frames: longest generated motion (and edited span), 20-fps frames;
+    frames_per_token: frames of one motion token (lengths are whole tokens)."""
+
+    fps: float = 20.0
+    frames_per_token: int = 4
+    max_frames: int = 196
+    max_prompt_chars: int = MAX_PROMPT_CHARS
+    max_n: int = MAX_N
+
+    def __post_init__(self):
+        for name in ("frames_per_token", "max_frames", "max_prompt_chars", "max_n"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 10**6:
+                raise InputError(f"limits: {name} must be an integer in [1, 1000000], got {value!r}")
+        if not _finite(self.fps) or not 0 < self.fps <= 1000:
+            raise InputError(f"limits: fps must be a number in (0, 1000], got {self.fps!r}")
+        if self.max_frames < self.frames_per_token:
+            raise InputError(f"limits: max_frames {self.max_frames} is shorter than one token")
+
+    @property
+    def max_seconds(self) -> float:
+        return self.max_frames / self.fps
+
+    @property
+    def max_source_frames(self) -> int:
+        return SOURCE_WINDOWS * self.max_frames
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data) -> "Limits":
+        if not isinstance(data, dict):
+            raise InputError(f"limits must be an object, got {type(data).__name__}")
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @classmethod
+    def from_nets(cls, config) -> "Limits":
+        """From a `nets.NetsConfig` (a loaded model)."""
+        return cls(fps=float(config.fps), frames_per_token=int(config.frames_per_token),
+                   max_frames=int(config.motion_tokens) * int(config.frames_per_token))
+
+    @classmethod
+    def from_folder(cls, folder) -> "Limits":
+        """From a weights folder (``bamm.json``) or a runtime folder (``runtime.json``), without loading a model.
+        A missing or malformed file -> InputError naming it."""
+        folder = Path(folder)
+        runtime, weights = folder / "runtime.json", folder / "bamm.json"
+        path = runtime if runtime.is_file() else weights
+        if not path.is_file():
+            raise InputError(f"no BAMM weights or runtime in '{folder}' (bamm.json / runtime.json not found)")
+        try:
+            if path.stat().st_size > 1_000_000:
+                raise InputError(f"{path} is {path.stat().st_size} bytes: not a BAMM config")
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise InputError(f"{path} cannot be read as JSON: {e}") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{path}: expected a JSON object, got {type(data).__name__}")
+        try:
+            if path == runtime:
+                nets = data.get("nets")
+                if not isinstance(nets, dict):
+                    raise InputError(f"{path}: no 'nets' object")
+                fpt = _int_field(nets, "frames_per_token", path)
+                return cls(fps=_float_field(nets, "fps", path), frames_per_token=fpt,
+                           max_frames=(_int_field(nets, "max_tokens", path) - 1) * fpt)
+            return cls(fps=_float_field(data, "fps", path, 20.0),
+                       frames_per_token=_int_field(data, "frames_per_token", path, 4),
+                       max_frames=_int_field(data, "max_frames", path, 196))
+        except InputError as e:
+            raise InputError(f"{path}: {e}") from None
+
+
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _int_field(data: dict, name: str, where, default=None) -> int:
+    value = data.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    return value
+
+
+def _float_field(data: dict, name: str, where, default=None) -> float:
+    value = data.get(name, default)
+    if not _finite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def _int(value, name: str, lo: int, hi: int) -> int:
+    try:  # numpy integers count as integers; bools, floats and strings do not
+        ok = not isinstance(value, bool) and not isinstance(value, float) and int(value) == value
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or not lo <= int(value) <= hi:
+        raise InputError(f"{name} must be an integer in [{lo}, {hi}], got {_show(value)}")
+    return int(value)
+
+
+def _number(value, name: str, lo: float, hi: float) -> float:
+    try:
+        ok = not isinstance(value, (bool, str)) and math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok or not lo <= float(value) <= hi:
+        raise InputError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {_show(value)}")
+    return float(value)
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_profile(profile) -> str:
+    """The decoding profile of a generate request ("bamm" or "official"), or InputError."""
+    if profile not in PROFILES:
+        raise InputError(f"profile must be one of {', '.join(PROFILES)}, got {_show(profile)}")
+    return profile
+
+
+def check_prompt(prompt, limits: Limits, *, required: bool) -> str | None:
+    """A prompt stripped of surrounding space; None allowed unless ``required`` (an empty string never)."""
+    if prompt is None:
+        if required:
+            raise InputError("the prompt is empty: describe the motion, e.g. 'a person jumps forward'")
+        return None
+    if not isinstance(prompt, str):
+        raise InputError(f"the prompt must be text, got {type(prompt).__name__}")
+    prompt = prompt.strip()
+    if not prompt:
+        raise InputError("the prompt is empty: describe the motion, e.g. 'a person jumps forward'")
+    if len(prompt) > limits.max_prompt_chars:
+        raise InputError(f"the prompt has {len(prompt)} characters; at most {limits.max_prompt_chars} are allowed")
+    if any(ord(c) < 32 and c not in "\t\n" for c in prompt):
+        raise InputError("the prompt contains control characters")
+    return prompt
+
+
+@dataclass(frozen=True, kw_only=True)
+class Request:
+    """One request. op: "generate" | "edit" | "extend" | "plan".
+
+    generate: prompt (required); frames or seconds (None: the model picks the length).
+    edit: range (start, end) half-open 20-fps frames of the source; prompt optional.
+    extend: before_s / after_s seconds added; prompt optional.
+    plan: plan (a plan object as ``plan.Plan.to_data`` writes it, checked into a ``plan.Plan`` by
+    ``plan.check_plan``: step count, each step's prompts and seconds); no prompt, no length.
+    All: n variations (edits use seeds seed, seed + 1, ...), seed, cfg (first pass, refinement guidance),
+    refine, rounds, temperature, top_k, res_cfg (see `Generator.generate`).
+    """
+
+    op: str = "generate"
+    prompt: str | None = None
+    frames: int | None = None
+    seconds: float | None = None
+    range: tuple[int, int] | None = None
+    before_s: float = 0.0
+    after_s: float = 0.0
+    n: int = 1
+    seed: int = 0
+    cfg: tuple[float, float] = (4.0, 3.0)
+    refine: str | None = "every_other"
+    rounds: int = 2
+    temperature: float = 1.0
+    top_k: int | None = None
+    res_cfg: float = 4.0
+    plan: object = None
+
+    def check(self, limits: Limits | None = None, *, source_frames: int | None = None) -> "Request":
+        """This request with every field checked against ``limits`` (None: the defaults of `Limits`) and
+        normalised: seconds -> frames, the prompt stripped, numbers as int / float. ``source_frames``: the
+        length of the edited / extended motion (edit ranges are checked against it). Raises InputError."""
+        lim = limits or Limits()
+        f, fps = lim.frames_per_token, lim.fps
+        if self.op not in OPS:
+            raise InputError(f"op must be one of {', '.join(OPS)}, got {_show(self.op)}")
+        changes: dict = {}
+        changes["prompt"] = check_prompt(self.prompt, lim, required=self.op == "generate")
+        if self.op == "plan":
+            from .plan import check_plan
+
+            if self.prompt is not None:
+                raise InputError("plan takes no prompt: each step of the plan carries its own")
+            changes["plan"] = check_plan(self.plan, lim)
+        elif self.plan is not None:
+            raise InputError(f"{self.op} takes no plan")
+        changes["n"] = _int(self.n, "n", 1, lim.max_n)
+        changes["seed"] = _int(self.seed, "seed", 0, MAX_SEED - changes["n"] + 1)  # variations use seed + k
+        cfg = self.cfg
+        if isinstance(cfg, (str, bytes)) or not hasattr(cfg, "__len__") or len(cfg) != 2:
+            raise InputError(f"cfg must be a pair of guidance scales (first pass, refinement), got {_show(cfg)}")
+        changes["cfg"] = (_number(cfg[0], "cfg (guidance)", 0.0, MAX_GUIDANCE),
+                          _number(cfg[1], "cfg (refine guidance)", 0.0, MAX_GUIDANCE))
+        if self.refine is not None and self.refine not in REFINE_MODES:
+            raise InputError(f"refine must be one of {', '.join(REFINE_MODES)} or None, got {_show(self.refine)}")
+        changes["rounds"] = _int(self.rounds, "rounds", 1, MAX_ROUNDS)
+        changes["temperature"] = _number(self.temperature, "temperature", 0.0, MAX_TEMPERATURE)
+        changes["top_k"] = None if self.top_k is None else _int(self.top_k, "top_k", 1, 1 << 20)
+        changes["res_cfg"] = _number(self.res_cfg, "res_cfg", 0.0, MAX_GUIDANCE)
+        if source_frames is not None:
+            _int(source_frames, "the source motion's frames", 2, lim.max_source_frames)
+        if self.op == "generate":
+            changes["frames"] = self._length(lim)
+            changes["seconds"] = None
+        elif self.frames is not None or self.seconds is not None:
+            raise InputError(f"{self.op} takes no length (frames / seconds): it keeps the source's frames")
+        if self.op == "edit":
+            changes["range"] = self._range(lim, source_frames)
+        elif self.range is not None:
+            raise InputError(f"{self.op} takes no frame range")
+        if self.op == "extend":
+            before = _number(self.before_s, "before_s (seconds added before)", 0.0, lim.max_seconds)
+            after = _number(self.after_s, "after_s (seconds added after)", 0.0, lim.max_seconds)
+            if round(before * fps / f) == 0 and round(after * fps / f) == 0:
+                raise InputError(f"before_s / after_s add nothing once rounded to whole tokens of {f / fps:g} s: "
+                                 f"extend by at least {f / fps:g} s, got {before:g} s before / {after:g} s after")
+            changes["before_s"], changes["after_s"] = before, after
+        elif self.before_s or self.after_s:
+            raise InputError(f"{self.op} takes no before_s / after_s")
+        return dataclasses.replace(self, **changes)
+
+    def _length(self, lim: Limits) -> int | None:
+        if self.frames is not None and self.seconds is not None:
+            raise InputError("give the length as frames or as seconds, not both")
+        f = lim.frames_per_token
+        if self.seconds is not None:
+            seconds = self.seconds
+            if isinstance(seconds, (bool, str)) or not _finite_float(seconds) or float(seconds) <= 0:
+                raise InputError(f"seconds must be a finite number > 0, got {_show(seconds)}")
+            frames = int(round(float(seconds) * lim.fps))
+            if frames > lim.max_frames:
+                raise InputError(f"{float(seconds):g} s is over the model's limit of {lim.max_seconds:g} s "
+                                 f"({lim.max_frames} frames)")
+            if frames < f:
+                raise InputError(f"{float(seconds):g} s is shorter than the shortest motion, {f / lim.fps:g} s "
+                                 f"({f} frames)")
+            return frames
+        if self.frames is None:
+            return None
+        return _int(self.frames, "frames", f, lim.max_frames)
+
+    def _range(self, lim: Limits, total: int | None) -> tuple[int, int]:
+        r = self.range
+        if isinstance(r, (str, bytes)) or not hasattr(r, "__len__") or len(r) != 2:
+            raise InputError(f"the range must be a (start, end) pair of frames, got {_show(r)}")
+        big = 10 * lim.max_source_frames
+        start, end = _int(r[0], "the range start", -big, big), _int(r[1], "the range end", -big, big)
+        if end <= start:
+            raise InputError(f"the range {start}..{end} is empty or reversed: the start must come before the end")
+        hi = total if total is not None else lim.max_source_frames
+        if start < 0 or end > hi:
+            raise InputError(f"the range {start}..{end} lies outside the clip (frames 0..{hi})")
+        f = lim.frames_per_token
+        if end - start < f:
+            raise InputError(f"the range {start}..{end} covers {end - start} frames, shorter than one token: at "
+                             f"least {f} frames are needed")
+        if end - start > lim.max_frames:
+            raise InputError(f"the range {start}..{end} covers {end - start} frames; these weights regenerate at "
+                             f"most {lim.max_frames} frames ({lim.max_seconds:g} s) at once")
+        return start, end
+
+    def settings(self) -> dict:
+        """The decoding keyword arguments (`decoding.Settings` fields)."""
+        return {"cfg": tuple(self.cfg), "refine": self.refine, "rounds": self.rounds, "temperature": self.temperature,
+                "top_k": self.top_k, "res_cfg": self.res_cfg}
+
+    def to_args(self) -> dict:
+        """The worker's JSON ``args`` of this request (without ``source`` / ``source_tokens``)."""
+        args = {"prompt": self.prompt, "n": self.n, "seed": self.seed, "cfg": list(self.cfg), "refine": self.refine,
+                "rounds": self.rounds, "temperature": self.temperature, "top_k": self.top_k, "res_cfg": self.res_cfg}
+        if self.op == "generate":
+            args["frames"] = self.frames
+            if self.seconds is not None:
+                args["seconds"] = self.seconds
+        elif self.op == "edit":
+            args["frames"] = None if self.range is None else list(self.range)
+        elif self.op == "extend":
+            args["before_s"], args["after_s"] = self.before_s, self.after_s
+        else:
+            args["plan"] = self.plan.to_data() if hasattr(self.plan, "to_data") else self.plan
+            del args["prompt"]
+        return args
+
+    @classmethod
+    def from_args(cls, op, args) -> "Request":
+        """A Request from the worker's ``op`` and JSON ``args`` (unknown keys -> InputError). Not checked yet."""
+        if op not in OPS:
+            raise InputError(f"op must be one of {', '.join(OPS)}, got {_show(op)}")
+        if not isinstance(args, dict):
+            raise InputError(f"args must be an object, got {type(args).__name__}")
+        known = {"prompt", "n", "seed", "cfg", "refine", "rounds", "temperature", "top_k", "res_cfg", "frames",
+                 "source", "source_tokens"}
+        known |= {"seconds"} if op == "generate" else {"before_s", "after_s"} if op == "extend" else \
+            {"plan"} if op == "plan" else set()
+        unknown = sorted(set(args) - known, key=str)
+        if unknown:
+            raise InputError(f"{op}: unknown argument(s) {', '.join(map(str, unknown))[:200]}")
+        fields = {k: v for k, v in args.items() if k not in ("source", "source_tokens", "frames")}
+        if op == "edit":
+            fields["range"] = args.get("frames")
+        elif op == "generate":
+            fields["frames"] = args.get("frames")
+        elif args.get("frames") is not None:
+            raise InputError("extend takes before_s / after_s, not frames" if op == "extend" else
+                             "plan takes no frames: each step of the plan gives its seconds")
+        for key in ("cfg", "range"):
+            if isinstance(fields.get(key), list):
+                fields[key] = tuple(fields[key])
+        for key, default in (("before_s", 0.0), ("after_s", 0.0)):
+            if key in fields and fields[key] is None:
+                fields[key] = default
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        return cls(op=op, **{k: (defaults[k] if v is None and k in ("n", "seed", "cfg", "rounds", "temperature",
+                                                                     "res_cfg") else v)
+                             for k, v in fields.items()})
+
+
+def _finite_float(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
