@@ -329,8 +329,9 @@ class BAMM_OT_export(bpy.types.Operator, ExportHelper):
 
 
 CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_generate_sequence,
-           BAMM_OT_markers_from_prompt, BAMM_OT_cancel, BAMM_OT_dismiss_error, BAMM_OT_apply_result, BAMM_OT_clear_results, BAMM_OT_bone_map_auto, BAMM_OT_bone_map_load,
-           BAMM_OT_bone_map_save, BAMM_OT_retarget, BAMM_OT_export)
+           BAMM_OT_markers_from_prompt, BAMM_OT_cancel, BAMM_OT_dismiss_error, BAMM_OT_apply_result,
+           BAMM_OT_clear_results, BAMM_OT_bone_map_auto, BAMM_OT_bone_map_load, BAMM_OT_bone_map_save,
+           BAMM_OT_retarget, BAMM_OT_export)
 
 
 def register() -> None:

@@ -60,7 +60,7 @@ def test_seconds_of_a_one_step_plan(weights, tmp_path, capsys):
     (["--plan", "missing.json"], "plan file not found"),
     (["--plan", "{bad}"], "not valid JSON"),
     (["a man walks, then bows", "--seconds", "3"], "give each step's seconds in a plan file"),
-    (["a man walks while waving", "--seconds", "30"], "30 s is over the model's limit of 3.2 s (64 frames)"),  # tiny weights
+    (["a man walks while waving", "--seconds", "30"], "30 s is over the model's limit of 3.2 s (64 frames)"),
     (["a man walks, then bows", "--profile", "official"], "a plan (several actions) uses the bamm profile"),
 ])
 def test_bad_plan_input_is_one_line(weights, tmp_path, capsys, extra, message):
