@@ -5,8 +5,8 @@ Layout: thin operators over work modules. ``props`` (scene settings, job status)
 decorator, ``errors.reports_errors``), ``panel`` (every panel and list). Work modules: ``headless``
 (generation as plain functions), ``backend`` (the bundled runtime's worker process by default, or torch in a
 worker / in Blender), ``bake`` (keys), ``armature``, ``results``, ``retarget`` / ``bone_map`` /
-``retarget_scene`` / ``export`` (motion onto other rigs, file export), ``core`` (the model core package, the
-extension's model folders).
+``retarget_scene`` / ``export`` (motion onto other rigs, file export), ``sequence`` (one prompt per timeline
+segment, generated as one motion), ``core`` (the model core package, the extension's model folders).
 """
 
 from . import operators, panel, preferences, props

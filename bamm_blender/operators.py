@@ -1,5 +1,6 @@
 """Every operator of the add-on: thin ones that read the settings, call a work function (``headless`` for
-generation, ``retarget_scene`` for the bone map, Retarget and Export, ``results`` for the result list) and
+generation, ``sequence`` for timeline-marker sequences, ``retarget_scene`` for the bone map, Retarget and
+Export, ``results`` for the result list) and
 report. Each ``execute`` / ``invoke`` / ``modal`` is decorated with ``errors.reports_errors``: any error is one
 report line (never a traceback in the UI), also shown in the panel until the next operation.
 
@@ -14,10 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import bpy
-from bpy.props import EnumProperty, StringProperty
+from bpy.props import EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import export, headless, results, retarget_scene
+from . import export, headless, results, retarget_scene, sequence
+from .core import max_seconds
 from .errors import BammInputError, reports_errors
 
 
@@ -134,6 +136,33 @@ class BAMM_OT_extend(_JobOperator, bpy.types.Operator):
         s = context.scene.bamm
         return headless.start_extend(context, target=_target(context, s), side=self.side, seconds=s.extend_seconds,
                                      prompt=s.edit_prompt or None, **_common(s))
+
+
+class BAMM_OT_generate_sequence(_JobOperator, bpy.types.Operator):
+    """Generate one motion from the timeline markers: each marker's name is what happens until the next one"""
+
+    bl_idname = "bamm.generate_sequence"
+    bl_label = "Generate Sequence"
+
+    def start(self, context):
+        s = context.scene.bamm
+        return sequence.start_sequence(context, target=s.target, **_common(s))
+
+
+class BAMM_OT_markers_from_prompt(bpy.types.Operator):
+    """Lay out the plan of the prompt as timeline markers (one per step), to edit before Generate Sequence"""
+
+    bl_idname = "bamm.markers_from_prompt"
+    bl_label = "Markers from Prompt"
+    bl_options = {"REGISTER", "UNDO"}
+
+    seconds: FloatProperty(name="Seconds per Step", default=3.0, min=0.2, max=max_seconds())
+
+    @reports_errors
+    def execute(self, context):
+        made = sequence.markers_from_prompt(context, context.scene.bamm.prompt, seconds=self.seconds)
+        self.report({"INFO"}, f"BAMM: {len(made)} marker(s)")
+        return {"FINISHED"}
 
 
 class BAMM_OT_cancel(bpy.types.Operator):
@@ -299,9 +328,10 @@ class BAMM_OT_export(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_cancel, BAMM_OT_dismiss_error,
-           BAMM_OT_apply_result, BAMM_OT_clear_results, BAMM_OT_bone_map_auto, BAMM_OT_bone_map_load,
-           BAMM_OT_bone_map_save, BAMM_OT_retarget, BAMM_OT_export)
+CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_generate_sequence,
+           BAMM_OT_markers_from_prompt, BAMM_OT_cancel, BAMM_OT_dismiss_error, BAMM_OT_apply_result,
+           BAMM_OT_clear_results, BAMM_OT_bone_map_auto, BAMM_OT_bone_map_load, BAMM_OT_bone_map_save,
+           BAMM_OT_retarget, BAMM_OT_export)
 
 
 def register() -> None:

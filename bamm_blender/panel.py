@@ -1,11 +1,15 @@
 """3D Viewport > Sidebar > BAMM: prompt, length, seed, guidance, target, the buttons, the last operation's
-error, the results, and the Retarget & Export section (bone map, options, Retarget and Export buttons)."""
+error, the results, the Sequence section (the prompt's plan, timeline markers as segments) and the Retarget &
+Export section (bone map, options, Retarget and Export buttons)."""
 
 from __future__ import annotations
 
 import textwrap
 
 import bpy
+
+from . import sequence
+from .bake import scene_fps
 
 ERROR_WIDTH, ERROR_LINES = 42, 6  # characters per line and lines of the error box
 
@@ -99,6 +103,33 @@ class BAMM_PT_results(_Panel, bpy.types.Panel):
         row.operator("bamm.clear_results", icon="TRASH")
 
 
+class BAMM_PT_sequence(_Panel, bpy.types.Panel):
+    bl_label = "Sequence"
+    bl_parent_id = "BAMM_PT_main"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout = self.layout
+        scene = context.scene
+        if scene.bamm.prompt.strip():
+            box = layout.box()
+            for line in sequence.plan_lines(scene.bamm.prompt):
+                box.label(text=line)
+            layout.operator("bamm.markers_from_prompt", icon="MARKER_HLT")
+        layout.prop(scene.bamm, "sequence_person")
+        markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
+        fps = scene_fps(scene)
+        col = layout.column(align=True)
+        for k, m in enumerate(markers):
+            end = markers[k + 1].frame if k + 1 < len(markers) else scene.frame_end + 1
+            row = col.row(align=True)
+            row.label(text=f"{m.frame}-{end - 1} ({(end - m.frame) / fps:.1f} s)")
+            row.prop(m, "name", text="")
+        if not markers:
+            layout.label(text="Add markers: each one's name is a segment's prompt", icon="INFO")
+        layout.operator("bamm.generate_sequence", icon="SEQUENCE")
+
+
 class BAMM_UL_bone_map(bpy.types.UIList):
     def draw_item(self, context, layout, _data, item, _icon, _active_data, _active_prop, _index=0, _flt_flag=0):
         row = layout.row(align=True)
@@ -143,7 +174,8 @@ class BAMM_PT_retarget(_Panel, bpy.types.Panel):
         draw_retarget(self.layout, context)
 
 
-CLASSES = (BAMM_UL_results, BAMM_UL_bone_map, BAMM_PT_main, BAMM_PT_edit, BAMM_PT_results, BAMM_PT_retarget)
+CLASSES = (BAMM_UL_results, BAMM_UL_bone_map, BAMM_PT_main, BAMM_PT_edit, BAMM_PT_results, BAMM_PT_sequence,
+           BAMM_PT_retarget)
 
 
 def register() -> None:

@@ -81,6 +81,8 @@ class BAMM_Settings(bpy.types.PropertyGroup):
                                   description="Seconds of motion to add before or after the action")
     set_scene_range: BoolProperty(name="Fit Scene Range", default=True,
                                   description="Set the scene's frame range to the previewed motion")
+    sequence_person: StringProperty(name="Person", default="a person",
+                                    description="Words that describe the person, put before every segment")
     results: CollectionProperty(type=BAMM_Result)
     results_index: IntProperty(name="Result", default=-1, update=_preview_active)
 

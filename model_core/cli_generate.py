@@ -2,10 +2,12 @@
 
   bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--profile bamm|official]
                 [--weights weights/] [--out out/] [--overwrite]
+  bamm generate "<prompt naming several actions>" [--show-plan]   /   bamm generate --plan plan.json
   bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/] [--overwrite]
 
 The request is checked by the request contract (``request.py``) against the weights' limits before a model
-is loaded, and the output folder before generating. Outputs are written to temporary files renamed into
+is loaded, and the output folder before generating. A prompt naming several actions, or a plan file, goes
+the same way as a ``plan`` request (``cli_plan.py``). Outputs are written to temporary files renamed into
 place under a free name (``walk.npy``, else ``walk-2.npy``, ... reported) unless ``--overwrite``.
 
 Each result is written as joints (.npy, (T, 22, 3) metres Y-up 20 fps), a BVH of the SMPL-22 skeleton,
@@ -158,7 +160,7 @@ def _print(stem: str, paths: dict, line: str, wanted: str) -> None:
 
 def cmd_generate(argv: list[str]) -> int:
     p = ArgumentParser(prog="bamm generate", description="generate motion from a prompt")
-    p.add_argument("prompt", help="what the character does, e.g. 'a person walks forward and waves'")
+    p.add_argument("prompt", nargs="?", help="what the character does, e.g. 'a person walks forward, then bows'")
     length = p.add_mutually_exclusive_group()
     length.add_argument("--seconds", type=float, help="length in seconds (default: the model chooses)")
     length.add_argument("--frames", type=int, help="length in 20-fps frames (default: the model chooses)")
@@ -166,9 +168,19 @@ def cmd_generate(argv: list[str]) -> int:
     p.add_argument("--profile", default="bamm", metavar="bamm|official",
                    help="decoding profile (default: bamm); official decodes as the published BAMM code, for "
                         "imported official weights (its guidance and refinement replace --cfg and --rounds)")
+    p.add_argument("--plan", metavar="FILE", help="a plan file (JSON, as --show-plan writes it) instead of the prompt")
+    p.add_argument("--show-plan", action="store_true", help="print the prompt's plan as JSON and stop")
     _common(p)
     args = p.parse_args(argv)
     limits = _limits(args)
+    from .cli_plan import generate_plan_cmd, plan_of
+
+    plan = plan_of(args.prompt, args.plan, limits)
+    if args.show_plan:
+        print(plan.to_json(), end="")
+        return 0
+    if not plan.single or args.plan is not None:
+        return generate_plan_cmd(args, plan, limits, check_profile(args.profile))
     req = Request(op="generate", prompt=args.prompt, frames=args.frames, seconds=args.seconds, n=args.n,
                   seed=args.seed, cfg=tuple(args.cfg), rounds=args.rounds).check(limits)
     profile = check_profile(args.profile)

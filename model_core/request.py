@@ -16,6 +16,7 @@ API::
 
     Request(op="edit", range=(40, 80), prompt=None).check(limits, source_frames=120)
     Request(op="extend", after_s=2.0).check(limits, source_frames=120)
+    Request(op="plan", plan={"steps": [{"prompt": "a man walks", "seconds": 3.0}, ...]}).check(limits)
 
 Bad input raises `InputError` (a ``ValueError``) with a one-line message that says what is wrong and what is
 allowed; the worker reports it as ``{"type": "error", "kind": "input", ...}``, the add-on shows it as the
@@ -30,7 +31,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-OPS = ("generate", "edit", "extend")
+OPS = ("generate", "edit", "extend", "plan")
 REFINE_MODES = ("every_other", "low_confidence", "suffix", "prefix")
 PROFILES = ("bamm", "official")  # decoding profiles (decoding.py)
 MAX_PROMPT_CHARS = 1000  # a prompt is a sentence or two; the text encoders read far fewer tokens anyway
@@ -196,11 +197,13 @@ def check_prompt(prompt, limits: Limits, *, required: bool) -> str | None:
 
 @dataclass(frozen=True, kw_only=True)
 class Request:
-    """One request. op: "generate" | "edit" | "extend".
+    """One request. op: "generate" | "edit" | "extend" | "plan".
 
     generate: prompt (required); frames or seconds (None: the model picks the length).
     edit: range (start, end) half-open 20-fps frames of the source; prompt optional.
     extend: before_s / after_s seconds added; prompt optional.
+    plan: plan (a plan object as ``plan.Plan.to_data`` writes it, checked into a ``plan.Plan`` by
+    ``plan.check_plan``: step count, each step's prompts and seconds); no prompt, no length.
     All: n variations (edits use seeds seed, seed + 1, ...), seed, cfg (first pass, refinement guidance),
     refine, rounds, temperature, top_k, res_cfg (see `Generator.generate`).
     """
@@ -220,6 +223,7 @@ class Request:
     temperature: float = 1.0
     top_k: int | None = None
     res_cfg: float = 4.0
+    plan: object = None
 
     def check(self, limits: Limits | None = None, *, source_frames: int | None = None) -> "Request":
         """This request with every field checked against ``limits`` (None: the defaults of `Limits`) and
@@ -231,6 +235,14 @@ class Request:
             raise InputError(f"op must be one of {', '.join(OPS)}, got {_show(self.op)}")
         changes: dict = {}
         changes["prompt"] = check_prompt(self.prompt, lim, required=self.op == "generate")
+        if self.op == "plan":
+            from .plan import check_plan
+
+            if self.prompt is not None:
+                raise InputError("plan takes no prompt: each step of the plan carries its own")
+            changes["plan"] = check_plan(self.plan, lim)
+        elif self.plan is not None:
+            raise InputError(f"{self.op} takes no plan")
         changes["n"] = _int(self.n, "n", 1, lim.max_n)
         changes["seed"] = _int(self.seed, "seed", 0, MAX_SEED - changes["n"] + 1)  # variations use seed + k
         cfg = self.cfg
@@ -321,8 +333,11 @@ class Request:
                 args["seconds"] = self.seconds
         elif self.op == "edit":
             args["frames"] = None if self.range is None else list(self.range)
-        else:
+        elif self.op == "extend":
             args["before_s"], args["after_s"] = self.before_s, self.after_s
+        else:
+            args["plan"] = self.plan.to_data() if hasattr(self.plan, "to_data") else self.plan
+            del args["prompt"]
         return args
 
     @classmethod
@@ -334,7 +349,8 @@ class Request:
             raise InputError(f"args must be an object, got {type(args).__name__}")
         known = {"prompt", "n", "seed", "cfg", "refine", "rounds", "temperature", "top_k", "res_cfg", "frames",
                  "source", "source_tokens"}
-        known |= {"seconds"} if op == "generate" else {"before_s", "after_s"} if op == "extend" else set()
+        known |= {"seconds"} if op == "generate" else {"before_s", "after_s"} if op == "extend" else \
+            {"plan"} if op == "plan" else set()
         unknown = sorted(set(args) - known, key=str)
         if unknown:
             raise InputError(f"{op}: unknown argument(s) {', '.join(map(str, unknown))[:200]}")
@@ -344,7 +360,8 @@ class Request:
         elif op == "generate":
             fields["frames"] = args.get("frames")
         elif args.get("frames") is not None:
-            raise InputError("extend takes before_s / after_s, not frames")
+            raise InputError("extend takes before_s / after_s, not frames" if op == "extend" else
+                             "plan takes no frames: each step of the plan gives its seconds")
         for key in ("cfg", "range"):
             if isinstance(fields.get(key), list):
                 fields[key] = tuple(fields[key])

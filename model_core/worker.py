@@ -21,7 +21,9 @@ Client -> worker::
     {"id": 3, "op": "extend", "model": MODEL, "args": {"source": "...", "source_tokens": "/tmp/x/src-tok.npy",
                                                         "before_s": 0, "after_s": 2.0, "prompt": null, "seed": 0,
                                                         "n": 1}, "out_dir": "..."}
-    {"id": 4, "op": "limits", "model": MODEL}      (answered {"id": 4, "type": "limits", "limits": {...}})
+    {"id": 4, "op": "plan", "model": MODEL, "args": {"plan": {"steps": [{"prompt": "a man walks", "seconds": 3.0,
+                                                     "together": "a man waves"}, ...]}, "n": 1}, "out_dir": "..."}
+    {"id": 5, "op": "limits", "model": MODEL}      (answered {"id": 5, "type": "limits", "limits": {...}})
     {"op": "cancel", "id": 2}
     {"op": "shutdown"}
 
@@ -30,8 +32,8 @@ string of letters, digits, '_', '-', '.' (it names the result files), ``model`` 
 ``out_dir`` an existing folder. ``args`` are read into the request contract (``request.Request.from_args``)
 and checked against the model's limits (``request.Limits``: the runtime's ``runtime.json`` or the weights'
 ``bamm.json``) before the model is loaded. A bad line or request is answered with an error and the worker
-keeps serving. The ready line's ``limits`` are those of the runtime or weights shipped next to this package
-(null when there are none).
+keeps serving. A ``generate`` prompt naming several actions and a ``plan`` (a plan object, ``plan.check_plan``)
+give one motion each (``compose.py``). Ready's ``limits``: the runtime's or weights' next to this package, or null.
 
 ``args`` of every op may also set ``"refine"`` (``"every_other"``, ``"low_confidence"``, ``"suffix"``,
 ``"prefix"`` or null), ``"rounds"``, ``"temperature"``, ``"top_k"`` and ``"res_cfg"`` (see `Generator.generate`).
@@ -221,7 +223,7 @@ def run(model, op: str, args: dict, progress=None) -> list:
     checked by the request contract); a ``source`` (``source_tokens``) may be a .npy path or an array.
     ``n`` variations use seeds ``seed, seed + 1, ...`` for edits."""
     req = Request.from_args(op, args)
-    source = None if op == "generate" else _source(args, model.limits)
+    source = None if op in ("generate", "plan") else _source(args, model.limits)
     return run_request(model, req, source, progress)
 
 
@@ -230,6 +232,9 @@ def run_request(model, req: Request, source=None, progress=None) -> list:
     frames = None if source is None else len(getattr(source, "joints", source))
     req = req.check(model.limits, source_frames=frames)
     options = req.settings()
+    from .compose import run_plan  # several actions in one prompt, or a plan
+    if req.op in ("generate", "plan") and (motions := run_plan(model, req, progress)) is not None:
+        return motions
     if req.op == "generate":
         return model.generate(req.prompt, frames=req.frames, n=req.n, seed=req.seed, progress=progress, **options)
     motions = []
@@ -331,7 +336,7 @@ class Worker:
             raise InputError(f"out_dir '{out_dir}' is not an existing folder")
         args = message.get("args") or {}
         req = Request.from_args(op, args)
-        source = None if op == "generate" else _source(args, limits or Limits())
+        source = None if op in ("generate", "plan") else _source(args, limits or Limits())
         if limits is not None:  # checked before the model is loaded
             frames = None if source is None else len(getattr(source, "joints", source))
             req = req.check(limits, source_frames=frames)

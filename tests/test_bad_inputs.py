@@ -105,6 +105,39 @@ def test_generate_bad_prompt(prompt, message, tmp_path, capsys, no_model_load):
     assert not (tmp_path / "o").exists()
 
 
+def _steps(n: int, seconds=2.0, prompt="a person walks") -> str:
+    return json.dumps({"steps": [{"prompt": prompt, "seconds": seconds}] * n})
+
+
+PLAN_CASES = [  # (plan file text, message): refused by the request contract before a model loads
+    ("{not json", "the plan is not valid JSON"),
+    ('{"steps": [{"prompt": "a person walks"}]', "the plan is not valid JSON"),
+    ("[1, 2]", "the plan must be a JSON object with a non-empty 'steps' list"),
+    ('{"steps": []}', "the plan must be a JSON object with a non-empty 'steps' list"),
+    ('{"steps": [{"prompt": "a person walks", "secs": 2}]}', "plan step 1 has unknown key(s) secs"),
+    ('{"steps": [{"prompt": "a person walks"}], "extra": 1}', "the plan has unknown key(s) extra"),
+    (_steps(17), "the plan has 17 steps; at most 16 are allowed"),
+    (_steps(2, seconds=12.0), "plan step 1: 'seconds' must be a finite number in [0.2, 9.8], got 12.0"),
+    (_steps(1, seconds=0.05), "plan step 1: 'seconds' must be a finite number in [0.2, 9.8], got 0.05"),
+    (_steps(1, seconds="3"), "plan step 1: 'seconds' must be a finite number in [0.2, 9.8], got '3'"),
+    (_steps(1, prompt="walk " * 300), "plan step 1: the prompt has 1499 characters; at most 1000 are allowed"),
+    ('{"steps": [{"prompt": "a person walks", "together": "waves\\u0000"}]}', "plan step 1: the prompt contains "
+                                                                              "control characters"),
+]
+
+
+@pytest.mark.parametrize("text, message", PLAN_CASES)
+def test_generate_bad_plan_file(text, message, tmp_path, capsys, no_model_load):
+    plan = tmp_path / "plan.json"
+    plan.write_text(text, encoding="utf-8")
+    before = snapshot(tmp_path)
+    assert bamm(["generate", "--plan", str(plan), "--weights", str(SHIPPED), "--out", str(tmp_path / "o"),
+                 "--no-fbx"]) == 2
+    err = one_line_error(capsys, "generate")
+    assert err.startswith(f"bamm generate: {plan}: ") and message in err, err
+    assert snapshot(tmp_path) == before  # nothing written, not even the folder
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="/proc is Linux's")
 def test_unwritable_or_file_out_is_refused_before_generation(tmp_path, capsys, no_model_load):
     existing = tmp_path / "taken.txt"
@@ -141,7 +174,7 @@ def test_edit_bad_motion_inputs(tmp_path, capsys, no_model_load):
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["generate"], "the following arguments are required: prompt (see 'bamm generate --help')"),
+    (["generate"], "give a prompt or --plan FILE (see 'bamm generate --help')"),
     (["generate", "walk", "--seconds", "abc"], "argument --seconds: invalid float value: 'abc'"),
     (["generate", "walk", "--seconds", "1", "--frames", "8"], "not allowed with argument --seconds"),
     (["edit", "m.npy"], "the following arguments are required: --range"),
@@ -336,10 +369,7 @@ def test_headless_length_goes_through_the_contract(seconds, message):
         def submit(self, request):
             raise AssertionError("a bad request reached the backend")
 
-    headless.configure(backend_instance=NoBackend(), model_spec={"weights": str(SHIPPED)})
-    try:
-        with pytest.raises(BammInputError) as caught:
-            headless.start_generate(bpy.context, prompt="a person walks", seconds=seconds)
-        assert message in str(caught.value)
-    finally:
-        headless.configure()
+    engine = headless.Engine(NoBackend(), {"weights": str(SHIPPED)})
+    with pytest.raises(BammInputError) as caught:
+        headless.start_generate(bpy.context, prompt="a person walks", seconds=seconds, engine=engine)
+    assert message in str(caught.value)

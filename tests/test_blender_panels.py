@@ -19,7 +19,8 @@ UI = bpy.types.UILayout.bl_rna
 PROP_CALLS = ("prop", "prop_enum", "prop_menu_enum", "prop_tabs_enum", "prop_with_menu", "prop_with_popover",
               "props_enum", "prop_search", "prop_decorator")
 OPERATOR_CALLS = ("operator", "operator_enum", "operator_menu_enum", "operator_menu_hold")
-PANELS = (panel.BAMM_PT_main, panel.BAMM_PT_edit, panel.BAMM_PT_results, panel.BAMM_PT_retarget)
+PANELS = (panel.BAMM_PT_main, panel.BAMM_PT_edit, panel.BAMM_PT_results, panel.BAMM_PT_sequence,
+          panel.BAMM_PT_retarget)
 
 
 class DrawError(AssertionError):

@@ -16,7 +16,8 @@ from bamm_blender import backend, core, headless, operators, panel, preferences,
 from bamm_blender.errors import BammBackendError, BammInputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "dismiss_error", "apply_result", "clear_results")
+OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "dismiss_error", "apply_result", "clear_results",
+             "generate_sequence", "markers_from_prompt")
 
 
 def registered() -> dict[str, bool]:

@@ -36,6 +36,8 @@ def bad_lines(out_dir: str) -> list[tuple[str, str]]:
     """(line, message) pairs: each must be answered with this input error, the worker serving on."""
     req = lambda **kw: json.dumps({"op": "generate", "model": WEIGHTS, "args": {"prompt": "walk"},  # noqa: E731
                                    "out_dir": out_dir, **kw})
+    plan = lambda rid, value, **kw: json.dumps({"op": "plan", "id": rid, "model": WEIGHTS,  # noqa: E731
+                                                "args": {"plan": value, **kw}, "out_dir": out_dir})
     return [
         ("[1,2,3]", "expected a JSON object, got list"),
         ('"text"', "expected a JSON object, got str"),
@@ -63,6 +65,13 @@ def bad_lines(out_dir: str) -> list[tuple[str, str]]:
                      "args": {"source": "SRC", "frames": [0, 400]}}), "lies outside the clip"),
         (json.dumps({"op": "generate", "id": 14, "model": dict(WEIGHTS, weights=out_dir + "/none"),
                      "args": {"prompt": "walk"}, "out_dir": out_dir}), "no BAMM weights or runtime"),
+        (plan(15, "a plan"), "the plan must be a JSON object with a non-empty 'steps' list"),
+        (plan(16, {"steps": [{"prompt": "walk", "seconds": 2.0}] * 17}), "the plan has 17 steps; at most 16"),
+        (plan(17, {"steps": [{"prompt": "walk", "seconds": 10.0}]}), "plan step 1: 'seconds' must be a finite number "
+                                                                     "in [0.2, 9.8], got 10.0"),
+        (plan(18, {"steps": [{"prompt": " "}]}), "plan step 1 needs a non-empty 'prompt' string"),
+        (plan(19, {"steps": [{"prompt": "walk"}]}, prompt="walk"), "plan takes no prompt"),
+        (plan(20, {"steps": [{"prompt": "walk"}]}, frames=40), "plan takes no frames"),
     ]
 
 
