@@ -2,6 +2,7 @@
 travel: what an animator sees (jitter, foot skate, feet through the floor, walking the wrong way).
 
     python bench/dynamics.py --data <dataset> [--weights weights] [--split test] [--limit 80] [--rounds 2]
+                             [--temperature T] [--top-k K] [--res-cfg S]
 
 Prints, for ``--limit`` clips of the split taken from each action label in turn (0 = all):
 
@@ -53,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="clips of the split, taken from each action label in turn (0 = all)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--temperature", type=float, default=None, help="sampling temperature (default: the model's)")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
+    p.add_argument("--res-cfg", type=float, default=None, help="residual transformer guidance scale")
     args = p.parse_args(argv)
     if args.limit < 0:
         raise SystemExit("bench/dynamics.py: --limit must be >= 0")
@@ -77,12 +81,14 @@ def main(argv: list[str] | None = None) -> int:
     real = joints_of(feats, mean, std)
     recon = reconstruct_joints(bamm, feats, mean, std)
     caps = pick_captions(clips, 0)
+    settings = {k: v for k, v in (("temperature", args.temperature), ("top_k", args.top_k),
+                                  ("res_cfg", args.res_cfg)) if v is not None}
     gen_feats = generate_features(bamm, caps, [len(f) for f in feats], seed=args.seed, rounds=args.rounds,
-                                  mean=mean, std=std)
+                                  mean=mean, std=std, **settings)
     gen = joints_of(gen_feats, mean, std)
     sets = {"real": real, "reconstruction": recon, "generated": gen}
     print(f"{len(clips)} {args.split} clips of {args.data}, weights {args.weights}, rounds {args.rounds}, "
-          f"seed {args.seed} ({time.time() - started:.0f} s)")
+          f"seed {args.seed}, sampling {settings or 'default'} ({time.time() - started:.0f} s)")
     for statistic in ("median", "mean"):
         table = {name: dyn.set_dynamics(js, statistic=statistic) for name, js in sets.items()}
         print("\n" + dyn.format_dynamics_table(table, title=f"dynamics, {statistic} over clips"))

@@ -82,10 +82,11 @@ def classify(classifier, features: list[np.ndarray], *, batch: int = 64) -> tupl
 
 
 def generate_features(bamm, captions: list[str], frames: list[int] | None, *, seed: int, rounds: int,
-                      mean, std, batch: int = 32) -> list[np.ndarray]:
+                      mean, std, batch: int = 32, **settings) -> list[np.ndarray]:
     """Generated motions as features normalised with the dataset statistics, in caption order.
 
-    With ``frames`` the clips are grouped by length so each group is one batched call.
+    With ``frames`` the clips are grouped by length so each group is one batched call. ``settings``
+    (temperature, top_k, res_cfg, ...) go to ``bamm.generate``.
     """
     order = defaultdict(list)
     for i in range(len(captions)):
@@ -94,7 +95,8 @@ def generate_features(bamm, captions: list[str], frames: list[int] | None, *, se
     for length, idx in order.items():
         for b in range(0, len(idx), batch):
             chunk = idx[b:b + batch]
-            motions = bamm.generate([captions[i] for i in chunk], frames=length, seed=seed + b, rounds=rounds)
+            motions = bamm.generate([captions[i] for i in chunk], frames=length, seed=seed + b, rounds=rounds,
+                                    **settings)
             for i, m in zip(chunk, motions):
                 out[i] = ((m.features - mean) / std).astype(np.float32)
     return out
