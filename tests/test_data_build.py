@@ -250,6 +250,7 @@ def test_cli_builds_and_reports_bad_input_without_traceback(bvh_texts, tmp_path,
     bad = [(["build", "bvh", str(tmp_path / "in"), "--out", str(out)], 2, "--captions"),
            (["build", "bandai", str(tmp_path / "nowhere"), "--out", str(out)], 1, "does not exist"),
            (["build", "bandai", str(tmp_path), "--out", str(out), "--workers", "0"], 2, "at least 1"),
+           (["build", "bandai", str(tmp_path), "--out", str(out), "--captions-per-clip", "0"], 2, "at least 1"),
            (["build", "bvh", str(tmp_path / "in"), "--captions", str(tmp_path / "no.csv"), "--out", str(out)], 1,
             "no.csv not found")]
     for argv, code, message in bad:
@@ -325,3 +326,12 @@ def test_loader_reads_a_built_dataset_with_meta(bandai_build):
     assert len(clip.captions) >= 5 and all(c.end_frame == len(clip.features) for c in clip.captions)
     assert math.isclose(sum(len(c.features) for s in clips.values() for c in s) / 20 / 60, report["minutes"],
                         abs_tol=0.01)
+
+
+def test_cli_writes_the_asked_number_of_captions_per_clip(bandai_dir, tmp_path):
+    out = tmp_path / "out"
+    assert cli.main("data", ["build", "bandai", str(bandai_dir), "--out", str(out), "--limit", "2",
+                             "--archives", "dataset-1", "--workers", "1", "--captions-per-clip", "11",
+                             "--quiet"]) == 0
+    texts = sorted((out / "texts").glob("*.txt"))
+    assert texts and all(len(set(t.read_text().splitlines())) == 11 for t in texts)
