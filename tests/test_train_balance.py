@@ -38,3 +38,12 @@ def test_balance_cap_bounds_the_copies_of_a_single_clip_action(cap, expected):
         [Segment("p0@0-40", np.zeros((3, 2), np.int64), (1,))]
     content = {**{f"c{i}": "walk" for i in range(300)}, "p0": "punch"}
     assert [s.key for s in balanced(segs, content, cap=cap)].count("p0@0-40") == expected
+
+
+@pytest.mark.parametrize("cap", [0, -3, 2.5])
+def test_balance_cap_must_be_a_positive_integer(tmp_path, cap):
+    from model_core.train.common import TrainError
+    from model_core.train.tokens import train_transformer
+    with pytest.raises(TrainError, match="--balance-cap must be an integer >= 1"):
+        train_transformer("t2m", tmp_path, tmp_path / "run", vq_run=tmp_path, balance_cap=cap)
+    assert not (tmp_path / "run").exists()
