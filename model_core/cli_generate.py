@@ -27,7 +27,7 @@ import numpy as np
 
 from . import outputs
 from .cli import ArgumentParser, CLIError
-from .request import InputError, Limits, Request, check_profile
+from .request import Limits, Request, check_profile
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SUFFIXES = (".npy", ".bvh", ".gif", "_filmstrip.png", ".fbx")  # one result's files; the first is its claim
