@@ -139,15 +139,23 @@ def run(model, op: str, args: dict, progress=None) -> list:
     """One request on a loaded model -> list of ``Motion``. ``args`` as in the module docstring (read and
     checked by the request contract); a ``source`` (``source_tokens``) may be a .npy path or an array.
     ``n`` variations use seeds ``seed, seed + 1, ...`` for edits."""
-    req = Request.from_args(op, args)
-    source = None if op in ("generate", "plan") else _source(args, model.limits)
+    req, source = _read_request(op, args, model.limits)
     return run_request(model, req, source, progress)
+
+
+def _read_request(op: str, args: dict, limits: Limits) -> tuple[Request, object]:
+    """The `Request` of ``op`` / ``args`` (not checked yet) and its source motion read against ``limits``
+    (None for generate and plan)."""
+    return Request.from_args(op, args), None if op in ("generate", "plan") else _source(args, limits)
+
+
+def _source_frames(source) -> int | None:
+    return None if source is None else len(getattr(source, "joints", source))
 
 
 def run_request(model, req: Request, source=None, progress=None) -> list:
     """A `Request` (checked here against the model's limits) on a loaded model -> list of ``Motion``."""
-    frames = None if source is None else len(getattr(source, "joints", source))
-    req = req.check(model.limits, source_frames=frames)
+    req = req.check(model.limits, source_frames=_source_frames(source))
     options = req.settings()
     from .compose import run_plan  # several actions in one prompt, or a plan
     if req.op in ("generate", "plan") and (motions := run_plan(model, req, progress)) is not None:
@@ -251,12 +259,9 @@ class Worker:
         out_dir = Path(message["out_dir"])
         if not out_dir.is_dir():
             raise InputError(f"out_dir '{out_dir}' is not an existing folder")
-        args = message.get("args") or {}
-        req = Request.from_args(op, args)
-        source = None if op in ("generate", "plan") else _source(args, limits or Limits())
+        req, source = _read_request(op, message.get("args") or {}, limits or Limits())
         if limits is not None:  # checked before the model is loaded
-            frames = None if source is None else len(getattr(source, "joints", source))
-            req = req.check(limits, source_frames=frames)
+            req = req.check(limits, source_frames=_source_frames(source))
         model = self.models.get(spec)
         motions = run_request(model, req, source, progress)
         paths, token_paths = [], []
