@@ -29,15 +29,21 @@ def _plan_module():
     return model_module(".plan")
 
 
+def marker_spans(scene) -> list[tuple[bpy.types.TimelineMarker, int]]:
+    """[(marker, end frame (exclusive))] in time order: a marker's segment runs to the next marker, the last
+    one's to the scene's end."""
+    markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
+    return [(m, markers[k + 1].frame if k + 1 < len(markers) else scene.frame_end + 1) for k, m in enumerate(markers)]
+
+
 def segments(scene) -> list[tuple[int, int, str]]:
     """[(first frame, end frame (exclusive), what happens)] from the scene's markers, in time order."""
-    markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
-    if not markers:
+    spans = marker_spans(scene)
+    if not spans:
         raise BammInputError("Add timeline markers (M in the timeline): each starts a segment, its name says "
                              "what happens")
     out = []
-    for k, m in enumerate(markers):
-        end = markers[k + 1].frame if k + 1 < len(markers) else scene.frame_end + 1
+    for m, end in spans:
         if not m.name.strip() or _DEFAULT_NAME.match(m.name):
             raise BammInputError(f"Marker at frame {m.frame} has no prompt: rename it to what happens from there "
                                  "on (e.g. 'walks forward')")
