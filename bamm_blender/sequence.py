@@ -59,6 +59,11 @@ def segment_prompt(person: str, text: str) -> str:
     return f"{person} {text}" if person and not text.lower().startswith(person.lower()) else text
 
 
+def _without_person(person: str, prompt: str) -> str:
+    """A step's prompt without the plan's person words in front (what a marker's name says)."""
+    return prompt[len(person):].strip() if prompt.startswith(person) else prompt
+
+
 def plan_of_segments(scene, person: str) -> dict:
     """The plan object (as ``Plan.to_data`` writes it) of the markers' segments; its seconds are checked by
     the request contract when it is submitted."""
@@ -118,10 +123,9 @@ def markers_from_prompt(context, prompt: str, *, seconds: float = 3.0) -> list[b
     scene.bamm.sequence_person = plan.person
     frame, made = scene.frame_start, []
     for s in plan.steps:
-        text = s.prompt[len(plan.person):].strip() if s.prompt.startswith(plan.person) else s.prompt
+        text = _without_person(plan.person, s.prompt)
         if s.together:
-            arm = s.together[len(plan.person):].strip() if s.together.startswith(plan.person) else s.together
-            text = f"{text} while {arm}"
+            text = f"{text} while {_without_person(plan.person, s.together)}"
         made.append(scene.timeline_markers.new(text[:63], frame=frame))
         frame += int(round((s.seconds or seconds) * fps))
     scene.frame_end = max(scene.frame_end, frame - 1)
