@@ -156,10 +156,7 @@ def _int(value, name: str, lo: int, hi: int) -> int:
 
 
 def _number(value, name: str, lo: float, hi: float) -> float:
-    try:
-        ok = not isinstance(value, (bool, str)) and math.isfinite(float(value))
-    except (TypeError, ValueError, OverflowError):
-        ok = False
+    ok = not isinstance(value, (bool, str)) and _finite_float(value)
     if not ok or not lo <= float(value) <= hi:
         raise InputError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {_show(value)}")
     return float(value)
