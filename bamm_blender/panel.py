@@ -117,15 +117,14 @@ class BAMM_PT_sequence(_Panel, bpy.types.Panel):
                 box.label(text=line)
             layout.operator("bamm.markers_from_prompt", icon="MARKER_HLT")
         layout.prop(scene.bamm, "sequence_person")
-        markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
+        spans = sequence.marker_spans(scene)
         fps = scene_fps(scene)
         col = layout.column(align=True)
-        for k, m in enumerate(markers):
-            end = markers[k + 1].frame if k + 1 < len(markers) else scene.frame_end + 1
+        for m, end in spans:
             row = col.row(align=True)
             row.label(text=f"{m.frame}-{end - 1} ({(end - m.frame) / fps:.1f} s)")
             row.prop(m, "name", text="")
-        if not markers:
+        if not spans:
             layout.label(text="Add markers: each one's name is a segment's prompt", icon="INFO")
         layout.operator("bamm.generate_sequence", icon="SEQUENCE")
 

@@ -29,15 +29,21 @@ def _plan_module():
     return model_module(".plan")
 
 
+def marker_spans(scene) -> list[tuple[bpy.types.TimelineMarker, int]]:
+    """[(marker, end frame (exclusive))] in time order: a marker's segment runs to the next marker, the last
+    one's to the scene's end."""
+    markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
+    return [(m, markers[k + 1].frame if k + 1 < len(markers) else scene.frame_end + 1) for k, m in enumerate(markers)]
+
+
 def segments(scene) -> list[tuple[int, int, str]]:
     """[(first frame, end frame (exclusive), what happens)] from the scene's markers, in time order."""
-    markers = sorted(scene.timeline_markers, key=lambda m: m.frame)
-    if not markers:
+    spans = marker_spans(scene)
+    if not spans:
         raise BammInputError("Add timeline markers (M in the timeline): each starts a segment, its name says "
                              "what happens")
     out = []
-    for k, m in enumerate(markers):
-        end = markers[k + 1].frame if k + 1 < len(markers) else scene.frame_end + 1
+    for m, end in spans:
         if not m.name.strip() or _DEFAULT_NAME.match(m.name):
             raise BammInputError(f"Marker at frame {m.frame} has no prompt: rename it to what happens from there "
                                  "on (e.g. 'walks forward')")
@@ -51,6 +57,11 @@ def segments(scene) -> list[tuple[int, int, str]]:
 def segment_prompt(person: str, text: str) -> str:
     person = person.strip()
     return f"{person} {text}" if person and not text.lower().startswith(person.lower()) else text
+
+
+def _without_person(person: str, prompt: str) -> str:
+    """A step's prompt without the plan's person words in front (what a marker's name says)."""
+    return prompt[len(person):].strip() if prompt.startswith(person) else prompt
 
 
 def plan_of_segments(scene, person: str) -> dict:
@@ -112,10 +123,9 @@ def markers_from_prompt(context, prompt: str, *, seconds: float = 3.0) -> list[b
     scene.bamm.sequence_person = plan.person
     frame, made = scene.frame_start, []
     for s in plan.steps:
-        text = s.prompt[len(plan.person):].strip() if s.prompt.startswith(plan.person) else s.prompt
+        text = _without_person(plan.person, s.prompt)
         if s.together:
-            arm = s.together[len(plan.person):].strip() if s.together.startswith(plan.person) else s.together
-            text = f"{text} while {arm}"
+            text = f"{text} while {_without_person(plan.person, s.together)}"
         made.append(scene.timeline_markers.new(text[:63], frame=frame))
         frame += int(round((s.seconds or seconds) * fps))
     scene.frame_end = max(scene.frame_end, frame - 1)

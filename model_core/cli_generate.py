@@ -27,7 +27,7 @@ import numpy as np
 
 from . import outputs
 from .cli import ArgumentParser, CLIError
-from .request import InputError, Limits, Request, check_profile
+from .request import Limits, Request, check_profile
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SUFFIXES = (".npy", ".bvh", ".gif", "_filmstrip.png", ".fbx")  # one result's files; the first is its claim
@@ -151,7 +151,8 @@ def _load(args):
                                 int8=args.int8)
 
 
-def _print(stem: str, paths: dict, line: str, wanted: str) -> None:
+def _print(paths: dict, line: str, wanted: str) -> None:
+    stem = paths["joints"].stem
     renamed = "" if stem == wanted else f" (numbered: {wanted} exists; --overwrite replaces it)"
     print(f"{stem}: {line}{renamed}")
     for kind, path in paths.items():
@@ -194,8 +195,7 @@ def cmd_generate(argv: list[str]) -> int:
         paths = write_outputs(m.joints, out, wanted, caption=req.prompt, fbx=not args.no_fbx,
                               preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
         chosen = "requested" if req.frames is not None else "chosen by the model"
-        _print(paths["joints"].stem, paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s ({chosen})",
-               wanted)
+        _print(paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s ({chosen})", wanted)
     return 0
 
 
@@ -242,7 +242,7 @@ def cmd_edit(argv: list[str]) -> int:
     wanted = f"{Path(args.motion).stem}_edit_{start}_{end}"
     paths = write_outputs(m.joints, out, wanted, caption=req.prompt or "", fbx=not args.no_fbx,
                           preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
-    _print(paths["joints"].stem, paths, f"frames {start}..{end} regenerated, {len(m.joints)} frames in all", wanted)
+    _print(paths, f"frames {start}..{end} regenerated, {len(m.joints)} frames in all", wanted)
     return 0
 
 

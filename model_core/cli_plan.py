@@ -67,6 +67,6 @@ def generate_plan_cmd(args, plan: Plan, limits: Limits, profile: str) -> int:
         paths = write_outputs(m.joints, out, wanted, caption=caption, fbx=not args.no_fbx,
                               preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
         steps = ", ".join(f"{b / limits.fps:.2f} s" for b in bounds) or "none"
-        _print(paths["joints"].stem, paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s "
-                                            f"(steps start at {steps})", wanted)
+        _print(paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s (steps start at {steps})",
+               wanted)
     return 0

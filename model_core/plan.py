@@ -173,7 +173,7 @@ def kind_of(clause: str) -> str:
         for kind, verbs in (("locomotion", LOCOMOTION), ("arm", ARM), ("body", BODY)):
             if lemma in verbs:
                 return kind
-    if {"hand", "hands", "arm", "arms"} & set(words):
+    if hands & set(words):
         return "arm"
     return "other"
 

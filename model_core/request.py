@@ -117,12 +117,12 @@ class Limits:
                 nets = data.get("nets")
                 if not isinstance(nets, dict):
                     raise InputError(f"{path}: no 'nets' object")
-                fpt = _int_field(nets, "frames_per_token", path)
-                return cls(fps=_float_field(nets, "fps", path), frames_per_token=fpt,
-                           max_frames=(_int_field(nets, "max_tokens", path) - 1) * fpt)
-            return cls(fps=_float_field(data, "fps", path, 20.0),
-                       frames_per_token=_int_field(data, "frames_per_token", path, 4),
-                       max_frames=_int_field(data, "max_frames", path, 196))
+                fpt = _int_field(nets, "frames_per_token")
+                return cls(fps=_float_field(nets, "fps"), frames_per_token=fpt,
+                           max_frames=(_int_field(nets, "max_tokens") - 1) * fpt)
+            return cls(fps=_float_field(data, "fps", 20.0),
+                       frames_per_token=_int_field(data, "frames_per_token", 4),
+                       max_frames=_int_field(data, "max_frames", 196))
         except InputError as e:
             raise InputError(f"{path}: {e}") from None
 
@@ -131,14 +131,14 @@ def _finite(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _int_field(data: dict, name: str, where, default=None) -> int:
+def _int_field(data: dict, name: str, default=None) -> int:
     value = data.get(name, default)
     if isinstance(value, bool) or not isinstance(value, int):
         raise InputError(f"{name} must be an integer, got {value!r}")
     return value
 
 
-def _float_field(data: dict, name: str, where, default=None) -> float:
+def _float_field(data: dict, name: str, default=None) -> float:
     value = data.get(name, default)
     if not _finite(value):
         raise InputError(f"{name} must be a finite number, got {value!r}")
@@ -156,10 +156,7 @@ def _int(value, name: str, lo: int, hi: int) -> int:
 
 
 def _number(value, name: str, lo: float, hi: float) -> float:
-    try:
-        ok = not isinstance(value, (bool, str)) and math.isfinite(float(value))
-    except (TypeError, ValueError, OverflowError):
-        ok = False
+    ok = not isinstance(value, (bool, str)) and _finite_float(value)
     if not ok or not lo <= float(value) <= hi:
         raise InputError(f"{name} must be a finite number in [{lo:g}, {hi:g}], got {_show(value)}")
     return float(value)

@@ -83,6 +83,7 @@ import threading
 import time
 from pathlib import Path
 
+from .model_spec import ModelCache, spec_limits
 from .protocol import ProtocolError, error_kind, parse_line
 from .request import OPS, InputError, Limits, Request
 
@@ -91,90 +92,6 @@ HEARTBEAT_S = 2.0  # a line at least this often while a request runs: the client
 
 class Cancelled(Exception):
     """Raised from the progress callback to stop a request."""
-
-
-def half_the_cores() -> int | None:
-    """Threads for a model (None: the library's default, when OMP_NUM_THREADS is set)."""
-    return None if "OMP_NUM_THREADS" in os.environ else max(1, (os.cpu_count() or 2) // 2)
-
-
-def import_torch():
-    try:
-        import torch
-    except ImportError:
-        raise ImportError(f"the worker Python '{sys.executable}' cannot import torch, which this model spec "
-                          "needs: use the bundled runtime (backend 'onnx') or a Python with torch") from None
-    threads = half_the_cores()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    return torch
-
-
-def resolve_device(name: str | None) -> str:
-    if name not in (None, "", "auto", "cpu", "cuda", "mps"):
-        raise ValueError(f"device must be auto, cpu, cuda or mps, got {name!r}")
-    if name not in (None, "", "auto"):
-        return name
-    torch = import_torch()
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    return "mps" if mps is not None and mps.is_available() else "cpu"
-
-
-def load_model(spec: dict):
-    """A `Generator` (ONNX Runtime) or a `BAMM` (torch) from a MODEL spec (see the module docstring)."""
-    if not isinstance(spec, dict):
-        raise ValueError(f"model spec must be an object, got {spec!r}")
-    backend = spec.get("backend", "torch")
-    if backend == "onnx":
-        from .generate import Generator
-        from .runtime.ort_nets import load_runtime
-
-        runtime = Path(str(spec.get("runtime") or ""))
-        if not (runtime / "runtime.json").is_file():
-            raise FileNotFoundError(f"no BAMM runtime in '{runtime}' (runtime.json not found)")
-        device = {None: "auto", "": "auto", "mps": "coreml"}.get(spec.get("device"), spec.get("device"))
-        return Generator(load_runtime(runtime, device=device, threads=half_the_cores()))
-    if backend != "torch":
-        raise ValueError(f"model spec backend must be 'onnx' or 'torch', got {backend!r}")
-    if "random" in spec:
-        import_torch()
-        from .generate import BAMM
-
-        options = dict(spec["random"])
-        return BAMM.random(device=resolve_device(options.pop("device", "cpu")), **options)
-    weights = Path(str(spec.get("weights") or ""))
-    if not (weights / "bamm.json").is_file():
-        raise FileNotFoundError(f"no BAMM weights in '{weights}' (bamm.json not found)")
-    import_torch()
-    from .generate import BAMM
-
-    device = resolve_device(spec.get("device"))
-    return BAMM.from_pretrained(weights, text_encoder=spec.get("text_encoder"), device=device,
-                                int8=bool(spec.get("int8")) and device == "cpu")
-
-
-class ModelCache:
-    """Keeps the last loaded model, keyed by its spec."""
-
-    def __init__(self):
-        self.key, self.model = None, None
-
-    def get(self, spec: dict):
-        key = json.dumps(spec, sort_keys=True)
-        if key != self.key:
-            self.key, self.model = None, None  # free the old model before loading the next
-            self.model, self.key = load_model(spec), key
-        return self.model
-
-
-def spec_limits(spec: dict) -> Limits | None:
-    """The limits of a MODEL spec's runtime or weights folder, read without loading it (None: random)."""
-    folder = spec.get("runtime") if spec.get("backend") == "onnx" else spec.get("weights")
-    if "random" in spec and spec.get("backend", "torch") == "torch":
-        return None
-    return Limits.from_folder(str(folder or ""))
 
 
 def _array(value, dtype, what: str, shape_ok, limit: int):
@@ -222,15 +139,23 @@ def run(model, op: str, args: dict, progress=None) -> list:
     """One request on a loaded model -> list of ``Motion``. ``args`` as in the module docstring (read and
     checked by the request contract); a ``source`` (``source_tokens``) may be a .npy path or an array.
     ``n`` variations use seeds ``seed, seed + 1, ...`` for edits."""
-    req = Request.from_args(op, args)
-    source = None if op in ("generate", "plan") else _source(args, model.limits)
+    req, source = _read_request(op, args, model.limits)
     return run_request(model, req, source, progress)
+
+
+def _read_request(op: str, args: dict, limits: Limits) -> tuple[Request, object]:
+    """The `Request` of ``op`` / ``args`` (not checked yet) and its source motion read against ``limits``
+    (None for generate and plan)."""
+    return Request.from_args(op, args), None if op in ("generate", "plan") else _source(args, limits)
+
+
+def _source_frames(source) -> int | None:
+    return None if source is None else len(getattr(source, "joints", source))
 
 
 def run_request(model, req: Request, source=None, progress=None) -> list:
     """A `Request` (checked here against the model's limits) on a loaded model -> list of ``Motion``."""
-    frames = None if source is None else len(getattr(source, "joints", source))
-    req = req.check(model.limits, source_frames=frames)
+    req = req.check(model.limits, source_frames=_source_frames(source))
     options = req.settings()
     from .compose import run_plan  # several actions in one prompt, or a plan
     if req.op in ("generate", "plan") and (motions := run_plan(model, req, progress)) is not None:
@@ -334,12 +259,9 @@ class Worker:
         out_dir = Path(message["out_dir"])
         if not out_dir.is_dir():
             raise InputError(f"out_dir '{out_dir}' is not an existing folder")
-        args = message.get("args") or {}
-        req = Request.from_args(op, args)
-        source = None if op in ("generate", "plan") else _source(args, limits or Limits())
+        req, source = _read_request(op, message.get("args") or {}, limits or Limits())
         if limits is not None:  # checked before the model is loaded
-            frames = None if source is None else len(getattr(source, "joints", source))
-            req = req.check(limits, source_frames=frames)
+            req = req.check(limits, source_frames=_source_frames(source))
         model = self.models.get(spec)
         motions = run_request(model, req, source, progress)
         paths, token_paths = [], []

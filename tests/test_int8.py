@@ -111,7 +111,7 @@ def test_shipped_transformer_predicts_the_same_distribution_in_int8():
 def test_worker_model_spec_turns_int8_on_for_the_cpu():
     from pathlib import Path
 
-    from model_core.worker import load_model
+    from model_core.model_spec import load_model
 
     weights = str(Path(__file__).resolve().parents[1] / "weights")
     assert load_model({"weights": weights, "device": "cpu", "int8": True}).int8
