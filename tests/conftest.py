@@ -35,3 +35,17 @@ def bandai_dir() -> Path:
     if not (BANDAI_DIR / "dataset-1.tar.xz").exists():
         pytest.skip(f"Bandai-Namco archives not found at {BANDAI_DIR} (set BAMM_SHARED_DATA)")
     return BANDAI_DIR
+
+
+@pytest.fixture(scope="session")
+def built_bandai(bandai_dir, tmp_path_factory) -> Path:
+    """The whole Bandai-Namco training set as `make data` builds it: `data_cache/bandai` when it is there, else
+    built once per test session from the shared archives (about half a minute on 2 cores)."""
+    made = ROOT / "data_cache" / "bandai"
+    if (made / "meta.jsonl").exists():
+        return made
+    from model_core.data.build_bandai import build_bandai
+
+    out = tmp_path_factory.mktemp("bandai-full")
+    build_bandai(bandai_dir, out, workers=2)
+    return out

@@ -12,19 +12,16 @@ from model_core.eval import composition as C
 from model_core.motion.skeleton import JOINT_INDEX as J
 from model_core.plan import Plan, Step
 
-DATA = Path(__file__).resolve().parents[1] / "data_cache" / "bandai"
 NOT_ARMS = [j for j in range(22) if j not in ARM_JOINTS["right"] + ARM_JOINTS["left"]]
 
 
 @pytest.fixture(scope="module")
-def clips():
-    if not (DATA / "meta.jsonl").exists():
-        pytest.skip(f"built Bandai-Namco dataset not found at {DATA} (make data)")
-    metas = [json.loads(line) for line in (DATA / "meta.jsonl").read_text().splitlines()]
+def clips(built_bandai):
+    metas = [json.loads(line) for line in (built_bandai / "meta.jsonl").read_text().splitlines()]
     first = {}  # one clip per action: a test clip of the normal style, else another test clip
     for m in sorted(metas, key=lambda m: (m["split"] != "test", m["style"] != "normal")):
         if m["content"] not in first:
-            first[m["content"]] = np.load(DATA / "new_joints" / f"{m['id']}.npy")
+            first[m["content"]] = np.load(built_bandai / "new_joints" / f"{m['id']}.npy")
     return first
 
 
@@ -92,10 +89,8 @@ def test_criteria_on_real_test_clips(clips):
         assert not any(C.passes(j, o) for o in others), content
 
 
-def test_real_pass_rates_of_the_test_split():
-    if not (DATA / "meta.jsonl").exists():
-        pytest.skip(f"built Bandai-Namco dataset not found at {DATA} (make data)")
-    rates = C.real_pass_rates(DATA, split="test")
+def test_real_pass_rates_of_the_test_split(built_bandai):
+    rates = C.real_pass_rates(built_bandai, split="test")
     passed, total = sum(v[0] for v in rates.values()), sum(v[1] for v in rates.values())
     assert total > 100 and passed / total >= 0.8
     assert rates["walk"][0] == rates["walk"][1]
