@@ -147,7 +147,7 @@ def test_cli_reports_one_line_and_keeps_an_existing_folder(imported, tmp_path):
     cmd = [sys.executable, "-m", "model_core.cli", "import-official", "--t2m", str(paths["t2m"]), "--res",
            str(paths["res"]), "--vq", str(paths["vq"]), "--out", str(out)]
     run = subprocess.run(cmd, capture_output=True, text=True, cwd=Path(__file__).parents[1])
-    assert run.returncode == 1 and "not an empty folder" in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    assert run.returncode == 2 and "not an empty folder" in run.stderr and len(run.stderr.strip().splitlines()) == 1
     assert sorted(p.name for p in out.iterdir()) == before
 
 

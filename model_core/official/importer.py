@@ -14,9 +14,7 @@ loaded ($BAMM_CLIP_PATH, else ~/.cache/clip/ViT-B-32.pt).
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from pathlib import Path
 
 import torch
@@ -145,7 +143,10 @@ def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int | Non
 
 
 def main(name: str = "import-official", argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog=f"bamm {name}", description=__doc__.split("\n\n")[0])
+    from ..cli import ArgumentParser  # one-line usage errors, exit 2
+    from ..request import InputError
+
+    p = ArgumentParser(prog=f"bamm {name}", description=__doc__.split("\n\n")[0])
     p.add_argument("--t2m", required=True, help="BAMM transformer checkpoint (.tar, entry t2m_transformer)")
     p.add_argument("--res", required=True, help="MoMask residual transformer checkpoint (.tar, entry res_transformer)")
     p.add_argument("--vq", required=True, help="MoMask RVQ-VAE checkpoint (.tar, entry vq_model)")
@@ -154,14 +155,14 @@ def main(name: str = "import-official", argv: list[str] | None = None) -> int:
                                   "folder (default: none, found at load time)")
     p.add_argument("--heads", type=int, help="attention heads of the BAMM transformer (default: n_heads of the "
                                              "run's opt.txt beside model/, else 6)")
-    p.add_argument("--res-heads", type=int, help="attention heads of the residual transformer (default: as --heads)")
+    p.add_argument("--res-heads", type=int, help="attention heads of the residual transformer (default: n_heads of "
+                                                 "its run's opt.txt, else 6)")
     p.add_argument("--out", required=True, help="new weights folder")
     args = p.parse_args(argv)
     try:
         path = import_official(t2m=args.t2m, res=args.res, vq=args.vq, out=args.out, meta=args.meta,
                                clip=args.clip, heads=args.heads, res_heads=args.res_heads)
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as e:
-        print(f"bamm {name}: {e}", file=sys.stderr)
-        return 1
+    except (ValueError, OSError) as e:  # a file the user gave is missing, in the way or not what it should be
+        raise InputError(str(e)) from None
     print(f"wrote {path.parent} (arch 'official'; generate with: bamm generate \"<prompt>\" --weights {path.parent})")
     return 0
