@@ -22,6 +22,7 @@ Prints:
 from __future__ import annotations
 
 import argparse
+import functools
 import itertools
 import sys
 import time
@@ -71,28 +72,6 @@ def best_split(joints, criteria: list[str], step: int = 8) -> bool:
     cuts = range(step, len(joints) - step + 1, step)
     return any(passes_in_turn(joints, criteria, list(b), margin=0)
                for b in itertools.combinations(cuts, len(criteria) - 1))
-
-
-def compose_with_chest(base, arms, sides, weight=None):
-    """The variant of `compose.compose_arms` that also takes the arm action's spine3 rotation (so its chest,
-    neck and head), measured against the shipped arms-only composition."""
-    from model_core.compose import ARM_JOINTS
-    from model_core.motion import ik
-    from model_core.motion.skeleton import JOINT_INDEX as J
-
-    base, arms = np.asarray(base, np.float64), np.asarray(arms, np.float64)
-    weight = np.ones(len(base)) if weight is None else np.asarray(weight, np.float64)
-    pose, donor = ik.solve(base), ik.solve(arms)
-    rot_idx = [J["spine3"]] + [j for s in sides for j in ARM_JOINTS[s]]
-    pos_idx = [J["neck"], J["head"]] + [j for s in ("right", "left") for j in ARM_JOINTS[s]]
-    rotations = pose.rotations.copy()
-    rotations[:, rot_idx] = donor.rotations[:, rot_idx]
-    fk = ik.forward(ik.Pose(rotations, pose.root, pose.offsets))
-    chest = J["spine3"]
-    moved = fk[:, pos_idx] - fk[:, chest:chest + 1] + base[:, chest:chest + 1]
-    out = base.copy()
-    out[:, pos_idx] = base[:, pos_idx] + weight[:, None, None] * (moved - base[:, pos_idx])
-    return out.astype(np.float32)
 
 
 def main(argv=None) -> int:
@@ -159,7 +138,8 @@ def main(argv=None) -> int:
             r, _ = generate_plan(model, plan, seed=seed, refine_composed=True)
             counts["plan+refine"] += add("at once", "plan+refine", C.passes_together(r.joints, arm))
             clearances["plan+refine"].append(C.arm_clearance(r.joints))
-            shipped, compose.compose_arms = compose.compose_arms, compose_with_chest
+            shipped = compose.compose_arms
+            compose.compose_arms = functools.partial(shipped, chest=True)
             try:
                 c, _ = generate_plan(model, plan, seed=seed)
             finally:

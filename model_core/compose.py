@@ -59,10 +59,11 @@ def arm_sides(prompt: str, arm_joints: np.ndarray) -> tuple[str, ...]:
     return (max(height, key=height.get),)
 
 
-def compose_arms(base: np.ndarray, arms: np.ndarray, sides: tuple[str, ...], weight: np.ndarray | None = None
-                 ) -> np.ndarray:
+def compose_arms(base: np.ndarray, arms: np.ndarray, sides: tuple[str, ...], weight: np.ndarray | None = None,
+                 *, chest: bool = False) -> np.ndarray:
     """Joints (T, 22, 3): ``base`` with the local rotations of the ``sides`` arm chains taken from ``arms``
-    (same T), blended in by ``weight`` (T,) in [0, 1] (default all 1).
+    (same T), blended in by ``weight`` (T,) in [0, 1] (default all 1). ``chest``: also take the arm action's
+    spine3 rotation (so its chest, neck, head and both arms move), the variant the benchmark measures.
 
     Generated joints do not keep their bone lengths exactly, so forward kinematics on the fixed skeleton would
     move every joint a little; only the chosen arms' joints are replaced, hung from the base's own spine3, and
@@ -74,12 +75,13 @@ def compose_arms(base: np.ndarray, arms: np.ndarray, sides: tuple[str, ...], wei
         raise ValueError(f"sides must name 'right' and/or 'left', got {sides!r}")
     weight = np.ones(len(base)) if weight is None else np.clip(np.asarray(weight, np.float64), 0.0, 1.0)
     pose, donor = ik.solve(base), ik.solve(arms)
-    idx = [j for s in sides for j in ARM_JOINTS[s]]
+    rot_idx = [J["spine3"]] * chest + [j for s in sides for j in ARM_JOINTS[s]]
+    idx = [J["neck"], J["head"]] + [j for s in ("right", "left") for j in ARM_JOINTS[s]] if chest else rot_idx
     rotations = pose.rotations.copy()
-    rotations[:, idx] = donor.rotations[:, idx]
+    rotations[:, rot_idx] = donor.rotations[:, rot_idx]
     fk = ik.forward(ik.Pose(rotations, pose.root, pose.offsets))
-    chest = J["spine3"]
-    moved = fk[:, idx] - fk[:, chest:chest + 1] + base[:, chest:chest + 1]
+    s3 = J["spine3"]
+    moved = fk[:, idx] - fk[:, s3:s3 + 1] + base[:, s3:s3 + 1]
     out = base.copy()
     out[:, idx] = base[:, idx] + weight[:, None, None] * (moved - base[:, idx])
     return out.astype(np.float32)

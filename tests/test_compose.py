@@ -158,3 +158,13 @@ def test_worker_plan_op_goes_through_the_request_contract(tiny):
                          ({"plan": plan, "colour": 1}, "unknown argument")):
         with pytest.raises(InputError, match=message):
             worker.run(tiny, "plan", bad)
+
+
+def test_the_chest_variant_also_moves_neck_and_head_but_keeps_legs_and_root(clips):
+    walk, bow = _same_length(clips["walk"], clips["bow"])
+    out = compose_arms(walk, bow, ("right",), chest=True)
+    legs = [j for j in NOT_ARMS if j not in (J["neck"], J["head"])]
+    np.testing.assert_array_equal(out[:, legs], walk[:, legs])
+    assert np.abs(out[:, J["head"]] - walk[:, J["head"]]).max() > 0.05  # the bow's chest comes along
+    np.testing.assert_array_equal(compose_arms(walk, bow, ("right",)), compose_arms(walk, bow, ("right",),
+                                                                                   chest=False))
