@@ -38,17 +38,17 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--init", help="start from the weights of this run or weights folder (same preset; "
                    "fresh optimiser and schedule)")
+    p.add_argument("--no-balance", dest="balance", action="store_const", const=False, default=None,
+                   help="list every training item once per epoch (default: rare actions repeated, "
+                   "round(sqrt(n_max / n)) times, at most 8)")
+    p.add_argument("--balance-cap", type=int, help="most copies of one rare-action item per epoch (default 8; "
+                   "an action with a single clip gets round(sqrt(n_max)) copies without a cap)")
     if needs_vq:
         p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
         p.add_argument("--text-encoder", help="text encoder: minilm-lexical (default), minilm or clip:<file>")
         p.add_argument("--cache-dir", help="where token and text-embedding caches go (default <out>/cache)")
         p.add_argument("--text-noise", type=float, help="Gaussian noise on text embeddings in training, in units "
                        "of the embedding's RMS (default: the preset's); helps unseen caption phrasings")
-        p.add_argument("--no-balance", dest="balance", action="store_const", const=False, default=None,
-                       help="list every training item once per epoch (default: rare actions repeated, "
-                       "round(sqrt(n_max / n)) times, at most 8)")
-        p.add_argument("--balance-cap", type=int, help="most copies of one rare-action item per epoch (default 8; "
-                       "an action with a single clip gets round(sqrt(n_max)) copies without a cap)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -89,7 +89,8 @@ def run(args: argparse.Namespace) -> None:
                   progress=not args.no_progress, init=args.init)
     if args.stage == "vq":
         from .vq import train_vq
-        train_vq(args.data, args.out, decoder_only=args.decoder_only, **common)
+        train_vq(args.data, args.out, decoder_only=args.decoder_only, balance=args.balance,
+                 balance_cap=args.balance_cap, **common)
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,

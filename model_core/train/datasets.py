@@ -20,6 +20,21 @@ MAX_FRAMES = 196  # longest training motion of the transformers (HumanML3D / MoM
 # Shorter caption ranges are left out of transformer training. MoMask's HumanML3D loader uses 40; 20 (five
 # tokens) keeps the short gestures of the Bandai-Namco data (15% of its clips are 20..39 frames).
 MIN_FRAMES = 20
+BALANCE_CAP = 8  # default most copies of one training item (`repeat_factors`)
+
+
+def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP) -> list[int]:
+    """How many times each training item is listed per epoch so that rare actions are learnt: an action with
+    `n` items gets round(sqrt(n_max / n)) copies (at most `cap`), the most frequent one a single copy
+    (repeat-factor sampling). Items without a label (datasets without meta.jsonl) count once."""
+    counts: dict[str, int] = {}
+    for label in labels:
+        if label is not None:
+            counts[label] = counts.get(label, 0) + 1
+    if not counts:
+        return [1] * len(labels)
+    top = max(counts.values())
+    return [1 if label is None else int(min(cap, max(1, round(np.sqrt(top / counts[label]))))) for label in labels]
 
 
 class MotionCrops(Dataset):

@@ -28,7 +28,8 @@ from ..models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer
 from ..models.vq import RVQVAE, RVQVAEConfig
 from .checkpoints import atomic_save_tensors, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
-from .datasets import MAX_FRAMES, Segment, TextTokens, caption_segments, collate_text_tokens, segment_key
+from .datasets import (BALANCE_CAP, MAX_FRAMES, Segment, TextTokens, caption_segments, collate_text_tokens,
+                       repeat_factors, segment_key)
 from .loop import Stage, fit
 from .runs import RUN_FILE, open_run, save_best, warm_start
 
@@ -100,23 +101,6 @@ def caption_ranges(clips) -> list[tuple[str, np.ndarray, list[str]]]:
         for (start, end), texts in caption_segments(clip).items():
             out.append((segment_key(clip.id, start, end, n), clip.features[start:end], texts))
     return out
-
-
-def repeat_factors(labels: list[str | None], *, cap: int = 8) -> list[int]:
-    """How many times each training item is listed per epoch so that rare actions are learnt: an action with
-    `n` items gets round(sqrt(n_max / n)) copies (at most `cap`), the most frequent one a single copy
-    (repeat-factor sampling). Items without a label (datasets without meta.jsonl) count once."""
-    counts: dict[str, int] = {}
-    for label in labels:
-        if label is not None:
-            counts[label] = counts.get(label, 0) + 1
-    if not counts:
-        return [1] * len(labels)
-    top = max(counts.values())
-    return [1 if label is None else int(min(cap, max(1, round(np.sqrt(top / counts[label]))))) for label in labels]
-
-
-BALANCE_CAP = 8  # default most copies of one training item (`repeat_factors`)
 
 
 def balanced(segs: list[Segment], content: dict[str, str | None], *, cap: int = BALANCE_CAP) -> list[Segment]:

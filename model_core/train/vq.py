@@ -15,7 +15,7 @@ from ..data.humanml3d import load_split, load_stats
 from ..models.checkpoint import save_tensors
 from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 from .common import TrainConfig, TrainError, setup_distributed
-from .datasets import MotionCrops
+from .datasets import BALANCE_CAP, MotionCrops, repeat_factors
 from .loop import Stage, fit
 from .runs import open_run, save_best, warm_start
 
@@ -40,12 +40,17 @@ def normalised(clips, mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
 
 
 def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, seed: int,
-             decoder_only: bool = False) -> Stage:
+             decoder_only: bool = False, balance: bool = False, balance_cap: int = BALANCE_CAP) -> Stage:
     """Model (seeded), crop datasets and loss of a tokenizer run on the dataset folder `data`.
-    decoder_only: train the decoder alone (the tokens of every motion stay as they are; `RVQVAE.loss`)."""
+    decoder_only: train the decoder alone (the tokens of every motion stay as they are; `RVQVAE.loss`).
+    balance: the clips of rare actions (meta.jsonl "content") listed several times per epoch, each a crop at
+    its own offset (`repeat_factors`, at most balance_cap copies), so the codebook learns their poses."""
     mean, std = load_stats(data)
     f = config.frames_per_token
-    train_set = MotionCrops(normalised(load_split(data, "train"), mean, std), window=WINDOW, min_frames=f, seed=seed)
+    clips = load_split(data, "train")
+    copies = repeat_factors([c.meta.get("content") for c in clips], cap=balance_cap) if balance else [1] * len(clips)
+    motions = [m for m, r in zip(normalised(clips, mean, std), copies) for _ in range(r)]
+    train_set = MotionCrops(motions, window=WINDOW, min_frames=f, seed=seed)
     if len(train_set) == 0:
         raise TrainError(f"{data}: the train split has no clip of {f} frames or more")
     val_motions = normalised(load_split(data, "val"), mean, std) if (Path(data) / "val.txt").exists() else []
@@ -64,20 +69,29 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
 
 def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
              resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
-             progress: bool = True, init=None, decoder_only: bool | None = None) -> RVQVAE:
+             progress: bool = True, init=None, decoder_only: bool | None = None, balance: bool | None = None,
+             balance_cap: int | None = None) -> RVQVAE:
     """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk).
     decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
-    transformers trained on its tokens stay valid."""
+    transformers trained on its tokens stay valid. balance (default on for new runs): rare-action clips
+    repeated per epoch, at most balance_cap times (default `BALANCE_CAP`)."""
+    if balance_cap is not None and not (isinstance(balance_cap, int) and balance_cap >= 1):
+        raise TrainError(f"--balance-cap must be an integer >= 1, got {balance_cap}")
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
                         model_presets=VQ_PRESETS, data=data, steps=steps, batch_size=batch_size,
                         extra={"init": str(Path(init).resolve()) if init is not None else None,
-                               "decoder_only": bool(decoder_only) if not resume else decoder_only})
+                               "decoder_only": bool(decoder_only) if not resume else decoder_only,
+                               "balance": (True if balance is None else bool(balance)) if not resume else balance,
+                               "balance_cap": (BALANCE_CAP if balance_cap is None else balance_cap)
+                               if not resume else balance_cap})
     if settings.extra.get("decoder_only") and settings.extra.get("init") is None:
         raise TrainError("--decoder-only fine-tunes a trained tokenizer: give it with --init")
     stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed,
-                     decoder_only=bool(settings.extra.get("decoder_only")))
+                     decoder_only=bool(settings.extra.get("decoder_only")),
+                     balance=bool(settings.extra.get("balance", False)),
+                     balance_cap=int(settings.extra.get("balance_cap") or BALANCE_CAP))
     if init is not None and not resume:
         warm_start(stage.model, init, "vq")
     if d.main:
