@@ -47,3 +47,50 @@ def test_balance_cap_must_be_a_positive_integer(tmp_path, cap):
     with pytest.raises(TrainError, match="--balance-cap must be an integer >= 1"):
         train_transformer("t2m", tmp_path, tmp_path / "run", vq_run=tmp_path, balance_cap=cap)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture(scope="module")
+def one_rare_clip(tmp_path_factory):
+    """A tiny dataset whose first training clip is the only one of its action."""
+    import json
+    from tests.support.tiny_dataset import write_tiny_dataset
+    root = write_tiny_dataset(tmp_path_factory.mktemp("rare") / "data", n_train=16, min_frames=100)
+    train = (root / "train.txt").read_text().split()
+    meta = [json.loads(line) for line in (root / "meta.jsonl").read_text().splitlines()]
+    for m in meta:
+        m["content"] = "kick" if m["id"] == train[0] else "walk"
+    (root / "meta.jsonl").write_text("".join(json.dumps(m) + "\n" for m in meta))
+    return root, train[0]
+
+
+@pytest.mark.parametrize("balance,copies", [(True, round(np.sqrt(15))), (False, 1)])
+def test_tokenizer_crops_repeat_the_clips_of_rare_actions(one_rare_clip, tmp_path, balance, copies):
+    import torch
+    from model_core.data.humanml3d import load_split
+    from model_core.models.vq import VQ_PRESETS
+    from model_core.train.vq import vq_stage
+    root, rare = one_rare_clip
+    stage = vq_stage(root, VQ_PRESETS["tiny"], tmp_path, torch.device("cpu"), seed=0, balance=balance)
+    assert len(stage.train_set) == 15 + copies
+    n_rare = len(next(c for c in load_split(root, "train") if c.id == rare).features)
+    same = [i for i, m in enumerate(stage.train_set.motions) if len(m) == n_rare
+            and np.array_equal(m, stage.train_set.motions[0])]
+    assert len(same) == copies
+    if copies > 1:  # every copy is its own crop of the clip
+        starts = {tuple(stage.train_set[i][0][0, :4].tolist()) for i in same}
+        assert len(starts) > 1
+
+
+def test_tokenizer_run_records_balance_and_refuses_a_bad_cap(one_rare_clip, tmp_path, capsys):
+    import json
+    from model_core.train.cli import main
+    root, _ = one_rare_clip
+    assert main("train", ["vq", "--data", str(root), "--out", str(tmp_path / "a"), "--preset", "tiny",
+                          "--steps", "2", "--no-progress"]) == 0
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["balance"] is True
+    assert main("train", ["vq", "--data", str(root), "--out", str(tmp_path / "b"), "--preset", "tiny",
+                          "--steps", "2", "--no-progress", "--no-balance"]) == 0
+    assert json.loads((tmp_path / "b" / "run.json").read_text())["balance"] is False
+    assert main("train", ["vq", "--data", str(root), "--out", str(tmp_path / "c"), "--balance-cap", "0"]) == 2
+    assert "--balance-cap must be an integer >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
