@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from model_core.train.datasets import Segment
-from model_core.train.tokens import balanced, repeat_factors
+from model_core.train.datasets import repeat_factors
+from model_core.train.tokens import balanced
 
 
 @pytest.mark.parametrize("counts,expected", [

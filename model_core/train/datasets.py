@@ -37,6 +37,11 @@ def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP) -> list[
     return [1 if label is None else int(min(cap, max(1, round(np.sqrt(top / counts[label]))))) for label in labels]
 
 
+def repeated(items: list, labels: list[str | None], *, cap: int = BALANCE_CAP) -> list:
+    """The items, each listed `repeat_factors` times (its label's copies) in a row."""
+    return [item for item, r in zip(items, repeat_factors(labels, cap=cap)) for _ in range(r)]
+
+
 class MotionCrops(Dataset):
     """One random fixed-length crop per motion: item i -> (crop (window, D) float32, valid frames (int64)).
 

@@ -29,7 +29,7 @@ from ..models.vq import RVQVAE, RVQVAEConfig
 from .checkpoints import atomic_save_tensors, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
 from .datasets import (BALANCE_CAP, MAX_FRAMES, Segment, TextTokens, caption_segments, collate_text_tokens,
-                       repeat_factors, segment_key)
+                       repeated, segment_key)
 from .loop import Stage, fit
 from .runs import RUN_FILE, open_run, save_best, warm_start
 
@@ -105,8 +105,7 @@ def caption_ranges(clips) -> list[tuple[str, np.ndarray, list[str]]]:
 
 def balanced(segs: list[Segment], content: dict[str, str | None], *, cap: int = BALANCE_CAP) -> list[Segment]:
     """The training segments with every segment of a rare action repeated (see `repeat_factors`)."""
-    labels = [content.get(seg.key.split("@")[0]) for seg in segs]
-    return [seg for seg, r in zip(segs, repeat_factors(labels, cap=cap)) for _ in range(r)]
+    return repeated(segs, [content.get(seg.key.split("@")[0]) for seg in segs], cap=cap)
 
 
 def motion_digest(ranges: dict[str, list]) -> str:

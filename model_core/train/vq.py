@@ -15,7 +15,7 @@ from ..data.humanml3d import load_split, load_stats
 from ..models.checkpoint import save_tensors
 from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 from .common import TrainConfig, TrainError, setup_distributed
-from .datasets import BALANCE_CAP, MotionCrops, repeat_factors
+from .datasets import BALANCE_CAP, MotionCrops, repeated
 from .loop import Stage, fit
 from .runs import open_run, save_best, warm_start
 
@@ -48,8 +48,9 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
     mean, std = load_stats(data)
     f = config.frames_per_token
     clips = load_split(data, "train")
-    copies = repeat_factors([c.meta.get("content") for c in clips], cap=balance_cap) if balance else [1] * len(clips)
-    motions = [m for m, r in zip(normalised(clips, mean, std), copies) for _ in range(r)]
+    motions = normalised(clips, mean, std)
+    if balance:
+        motions = repeated(motions, [c.meta.get("content") for c in clips], cap=balance_cap)
     train_set = MotionCrops(motions, window=WINDOW, min_frames=f, seed=seed)
     if len(train_set) == 0:
         raise TrainError(f"{data}: the train split has no clip of {f} frames or more")
