@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from model_core.train.datasets import Segment
-from model_core.train.datasets import repeat_factors
+from model_core.train.datasets import Segment, repeat_factors
 from model_core.train.tokens import balanced
 
 

@@ -42,6 +42,22 @@ def repeated(items: list, labels: list[str | None], *, cap: int = BALANCE_CAP) -
     return [item for item, r in zip(items, repeat_factors(labels, cap=cap)) for _ in range(r)]
 
 
+def balance_settings(balance: bool | None, balance_cap: int | None, *, resume: bool) -> dict:
+    """The run.json entries of ``--no-balance`` / ``--balance-cap`` (new runs: balanced, cap `BALANCE_CAP`
+    unless given; a resumed run keeps its own unless given); TrainError for a bad cap."""
+    if balance_cap is not None and not (isinstance(balance_cap, int) and balance_cap >= 1):
+        raise TrainError(f"--balance-cap must be an integer >= 1, got {balance_cap}")
+    if resume:
+        return {"balance": balance, "balance_cap": balance_cap}
+    return {"balance": True if balance is None else bool(balance),
+            "balance_cap": BALANCE_CAP if balance_cap is None else balance_cap}
+
+
+def balance_of(extra: dict) -> dict:
+    """``balance`` / ``balance_cap`` keyword arguments of a stage from a run's recorded settings."""
+    return {"balance": bool(extra.get("balance", False)), "balance_cap": int(extra.get("balance_cap") or BALANCE_CAP)}
+
+
 class MotionCrops(Dataset):
     """One random fixed-length crop per motion: item i -> (crop (window, D) float32, valid frames (int64)).
 

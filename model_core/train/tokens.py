@@ -29,7 +29,7 @@ from ..models.vq import RVQVAE, RVQVAEConfig
 from .checkpoints import atomic_save_tensors, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
 from .datasets import (BALANCE_CAP, MAX_FRAMES, Segment, TextTokens, caption_segments, collate_text_tokens,
-                       repeated, segment_key)
+                       balance_of, balance_settings, repeated, segment_key)
 from .loop import Stage, fit
 from .runs import RUN_FILE, open_run, save_best, warm_start
 
@@ -243,8 +243,7 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
     if text_noise is not None and not text_noise >= 0:
         raise TrainError(f"--text-noise must be >= 0, got {text_noise}")
-    if balance_cap is not None and not (isinstance(balance_cap, int) and balance_cap >= 1):
-        raise TrainError(f"--balance-cap must be an integer >= 1, got {balance_cap}")
+    balancing = balance_settings(balance, balance_cap, resume=resume)
     if vq_run is None and not resume:
         raise TrainError(f"--vq is required: the tokenizer run folder the {stage} model learns the tokens of")
     spec = STAGES[stage]
@@ -253,8 +252,7 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     extra = {"vq_run": str(Path(vq_run).resolve()) if vq_run is not None else None,
              "text_encoder": text_encoder if text_encoder or resume else DEFAULT_TEXT_ENCODER,
              "init": str(Path(init).resolve()) if init is not None else None,
-             "balance": (True if balance is None else bool(balance)) if not resume else balance,
-             "balance_cap": (BALANCE_CAP if balance_cap is None else balance_cap) if not resume else balance_cap}
+             **balancing}
     settings = open_run(out, stage=stage, resume=resume, d=d, presets=spec.train_presets, preset=preset,
                         model_presets=spec.model_presets, data=data, steps=steps, batch_size=batch_size,
                         extra=extra, model_overrides={"text_noise": text_noise})
@@ -266,8 +264,7 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
         raise TrainError(f"--resume: the tokenizer in {settings.extra['vq_run']} changed since this run started "
                          f"(weights {pairs.fingerprint}, the run's tokens come from {started_with})")
     stage_ = transformer_stage(stage, settings.model, pairs, out, seed=settings.train.seed,
-                               balance=bool(settings.extra.get("balance", False)),
-                               balance_cap=int(settings.extra.get("balance_cap") or BALANCE_CAP))
+                               **balance_of(settings.extra))
     if init is not None and not resume:
         warm_start(stage_.model, init, stage)
     if d.main:  # record the model actually trained and the tokenizer its tokens come from

@@ -15,7 +15,7 @@ from ..data.humanml3d import load_split, load_stats
 from ..models.checkpoint import save_tensors
 from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 from .common import TrainConfig, TrainError, setup_distributed
-from .datasets import BALANCE_CAP, MotionCrops, repeated
+from .datasets import BALANCE_CAP, MotionCrops, balance_of, balance_settings, repeated
 from .loop import Stage, fit
 from .runs import open_run, save_best, warm_start
 
@@ -76,23 +76,19 @@ def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, 
     decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
     transformers trained on its tokens stay valid. balance (default on for new runs): rare-action clips
     repeated per epoch, at most balance_cap times (default `BALANCE_CAP`)."""
-    if balance_cap is not None and not (isinstance(balance_cap, int) and balance_cap >= 1):
-        raise TrainError(f"--balance-cap must be an integer >= 1, got {balance_cap}")
+    balancing = balance_settings(balance, balance_cap, resume=resume)
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
                         model_presets=VQ_PRESETS, data=data, steps=steps, batch_size=batch_size,
                         extra={"init": str(Path(init).resolve()) if init is not None else None,
                                "decoder_only": bool(decoder_only) if not resume else decoder_only,
-                               "balance": (True if balance is None else bool(balance)) if not resume else balance,
-                               "balance_cap": (BALANCE_CAP if balance_cap is None else balance_cap)
-                               if not resume else balance_cap})
+                               **balancing})
     if settings.extra.get("decoder_only") and settings.extra.get("init") is None:
         raise TrainError("--decoder-only fine-tunes a trained tokenizer: give it with --init")
     stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed,
                      decoder_only=bool(settings.extra.get("decoder_only")),
-                     balance=bool(settings.extra.get("balance", False)),
-                     balance_cap=int(settings.extra.get("balance_cap") or BALANCE_CAP))
+                     **balance_of(settings.extra))
     if init is not None and not resume:
         warm_start(stage.model, init, "vq")
     if d.main:
