@@ -159,7 +159,7 @@ def _target(obj):
 
 
 def start_generate(context, *, prompt: str, seconds: float | None = None, seed: int = 0, variations: int = 1,
-                   cfg=(4.0, 3.0), target=None, engine: Engine | None = None) -> Task:
+                   cfg=request.DEFAULT_CFG, target=None, engine: Engine | None = None) -> Task:
     """Submit a text-to-motion job. ``seconds`` None: the model picks the length. ``target`` None: a new
     BAMM Skeleton is created when the job finishes."""
     if not isinstance(prompt, str) or not prompt.strip():
@@ -203,7 +203,7 @@ def _source_args(found: results.Source) -> dict:
 
 
 def start_regenerate(context, *, target, first: int, last: int, prompt: str | None = None, seed: int = 0,
-                     variations: int = 1, cfg=(4.0, 3.0), engine: Engine | None = None) -> Task:
+                     variations: int = 1, cfg=request.DEFAULT_CFG, engine: Engine | None = None) -> Task:
     """Submit an inpainting job for scene frames ``first .. last`` (inclusive) of the target's action."""
     if first > last:
         raise BammInputError(f"The range {first}-{last} is reversed: the start must come before the end")
@@ -229,7 +229,7 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
 
 
 def start_extend(context, *, target, side: str, seconds: float, prompt: str | None = None, seed: int = 0,
-                 variations: int = 1, cfg=(4.0, 3.0), engine: Engine | None = None) -> Task:
+                 variations: int = 1, cfg=request.DEFAULT_CFG, engine: Engine | None = None) -> Task:
     """Submit an outpainting job adding ``seconds`` before (side "BEFORE") or after ("AFTER") the action."""
     if side not in ("BEFORE", "AFTER"):
         raise BammInputError(f"side must be BEFORE or AFTER, got {side!r}")

@@ -20,9 +20,10 @@ from bpy.props import (
 )
 
 from . import bone_map
-from .core import max_seconds
+from .core import max_seconds, model_module
 
 MAX_SECONDS = max_seconds()  # the bundled model's frame limit (196 frames = 9.8 s at 20 fps)
+DEFAULT_CFG = model_module(".request").DEFAULT_CFG  # the request contract's guidance defaults
 
 
 def _is_armature(_self, obj) -> bool:
@@ -58,9 +59,9 @@ class BAMM_Settings(bpy.types.PropertyGroup):
                            description=f"Length of the motion (at most {MAX_SECONDS:g} s, the model's limit)")
     seed: IntProperty(name="Seed", default=0, min=0)
     variations: IntProperty(name="Variations", default=1, min=1, max=8, description="Motions to generate")
-    cfg_ar: FloatProperty(name="Guidance", default=4.0, min=0.0, soft_max=10.0,
+    cfg_ar: FloatProperty(name="Guidance", default=DEFAULT_CFG[0], min=0.0, soft_max=10.0,
                           description="Classifier-free guidance of the first (autoregressive) pass")
-    cfg_refine: FloatProperty(name="Refine Guidance", default=3.0, min=0.0, soft_max=10.0,
+    cfg_refine: FloatProperty(name="Refine Guidance", default=DEFAULT_CFG[1], min=0.0, soft_max=10.0,
                               description="Classifier-free guidance of the refinement passes")
     target: PointerProperty(type=bpy.types.Object, name="Armature", poll=_is_armature,
                             description="SMPL-22 armature to animate (empty: create a new BAMM Skeleton)")

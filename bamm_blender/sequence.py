@@ -79,7 +79,7 @@ def plan_of_segments(scene, person: str) -> dict:
     return {"person": person.strip(), "steps": steps}
 
 
-def start_sequence(context, *, seed: int = 0, variations: int = 1, cfg=(4.0, 3.0), target=None,
+def start_sequence(context, *, seed: int = 0, variations: int = 1, cfg=headless.request.DEFAULT_CFG, target=None,
                    engine: headless.Engine | None = None) -> headless.Task:
     """Submit the markers' segments as one plan job; ``headless.finish`` bakes it from the first marker."""
     scene = context.scene

@@ -170,7 +170,7 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
     loaded = rss_mib()
     t_text, t_gen, n_tokens = [], [], 0
     st = D.official_settings() if official else \
-        D.Settings(cfg=(4.0, 3.0), refine="every_other", rounds=2, temperature=1.0, res_cfg=4.0)
+        D.Settings()  # the generator's defaults
     for r in range(repeat + 1):  # the first run warms up
         t0 = time.perf_counter()
         text_emb = model.encode_text([PROMPT])

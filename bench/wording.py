@@ -5,6 +5,7 @@ for the labels that have none: punch, kick, slash, call, respond, dance, a few s
 
     python bench/wording.py [--weights weights] [--evaluator weights/evaluator] [--data data_cache/bandai]
                             [--prompts FILE] [--seed 0] [--length median|predicted] [--limit N] [--json OUT]
+                            [--cfg 2 1] [--res-cfg 4] [--temperature 1] [--rounds 2]
 
 Each motion is generated at the median length of the real test clips of its action (``--length predicted``
 lets the model end it). Prints action and style accuracy overall and per label with the ratio to real clips
@@ -31,9 +32,11 @@ from model_core.eval import heldout  # noqa: E402
 from model_core.eval.protocol import classify, load_test_clips  # noqa: E402
 from model_core.eval.train_evaluator import load_evaluator  # noqa: E402
 from model_core.generate import BAMM  # noqa: E402
+from model_core.request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError  # noqa: E402
 
 
-def generate(bamm, prompts, frames: dict | None, *, seed: int, mean, std, batch: int = 16) -> list[np.ndarray]:
+def generate(bamm, prompts, frames: dict | None, *, seed: int, mean, std, batch: int = 16,
+             **decoding) -> list[np.ndarray]:
     """Normalised features (T, 263) of one motion per prompt, batched by length; deterministic for a seed."""
     groups = defaultdict(list)
     for i, p in enumerate(prompts):
@@ -42,7 +45,8 @@ def generate(bamm, prompts, frames: dict | None, *, seed: int, mean, std, batch:
     for length, idx in sorted(groups.items(), key=lambda kv: kv[0] or 0):
         for b in range(0, len(idx), batch):
             chunk = idx[b:b + batch]
-            motions = bamm.generate([prompts[i].prompt for i in chunk], frames=length, seed=seed + chunk[0])
+            motions = bamm.generate([prompts[i].prompt for i in chunk], frames=length, seed=seed + chunk[0],
+                                    **decoding)
             for i, m in zip(chunk, motions):
                 out[i] = ((m.features - mean) / std).astype(np.float32)
     return out
@@ -56,8 +60,14 @@ def main() -> None:
     p.add_argument("--prompts", default=str(heldout.DEFAULT_PROMPTS))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--length", choices=["median", "predicted"], default="median")
+    p.add_argument("--cfg", type=float, nargs=2, default=DEFAULT_CFG, metavar=("FIRST", "REFINE"),
+                   help="guidance of the first pass and of the refinement passes (the generator's defaults)")
+    p.add_argument("--res-cfg", type=float, default=DEFAULT_RES_CFG, help="guidance of the residual layers")
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--rounds", type=int, default=2, help="token passes (first pass + refinement passes)")
     p.add_argument("--limit", type=int, default=None, help="first N prompts only (a quick look)")
-    p.add_argument("--json", default=None, help="also write the result as JSON to this file")
+    p.add_argument("--json", default=None, help="also write the result, and each prompt's predicted labels, as "
+                   "JSON to this file")
     args = p.parse_args()
     if not (Path(args.data) / "meta.jsonl").is_file():
         raise SystemExit(f"no labelled dataset in {args.data}: build one with 'bamm data build bandai' (or --data)")
@@ -91,12 +101,22 @@ def main() -> None:
         if missing:
             raise SystemExit(f"no real clips of {', '.join(missing)} to take a length from: use --length predicted")
     bamm = BAMM.from_pretrained(args.weights)
-    features = generate(bamm, prompts, frames, seed=args.seed, mean=mean, std=std)
-    result = heldout.score_prompts(prompts, *classify(classifier, features), labels, real, from_train=from_train)
+    try:
+        features = generate(bamm, prompts, frames, seed=args.seed, mean=mean, std=std, cfg=tuple(args.cfg),
+                            res_cfg=args.res_cfg, temperature=args.temperature, rounds=args.rounds)
+    except InputError as exc:  # a decoding setting out of range
+        raise SystemExit(str(exc)) from None
+    pred_contents, pred_styles = classify(classifier, features)
+    result = heldout.score_prompts(prompts, pred_contents, pred_styles, labels, real, from_train=from_train)
     print(f"{len(prompts)} prompts, weights {args.weights}, seed {args.seed}, length {args.length}, "
+          f"cfg {args.cfg[0]:g}/{args.cfg[1]:g}, res_cfg {args.res_cfg:g}, temperature {args.temperature:g}, "
+          f"rounds {args.rounds}, "
           f"{time.time() - start:.0f} s")
     print(heldout.format_report(result))
     if args.json:
+        result["per_prompt"] = [{"prompt": q.prompt, "action": q.action, "style": q.style,
+                                 "got_action": labels["contents"][c], "got_style": labels["styles"][s]}
+                                for q, c, s in zip(prompts, pred_contents, pred_styles)]
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
 
 

@@ -27,7 +27,7 @@ import numpy as np
 
 from . import outputs
 from .cli import ArgumentParser, CLIError
-from .request import Limits, Request, check_profile
+from .request import DEFAULT_CFG, Limits, Request, check_profile
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SUFFIXES = (".npy", ".bvh", ".gif", "_filmstrip.png", ".fbx")  # one result's files; the first is its claim
@@ -106,7 +106,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs of the same name (default: a new numbered name)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--cfg", type=float, nargs=2, default=(4.0, 3.0), metavar=("AR", "REFINE"),
+    p.add_argument("--cfg", type=float, nargs=2, default=DEFAULT_CFG, metavar=("AR", "REFINE"),
                    help="classifier-free guidance scales of the AR and refinement passes")
     p.add_argument("--rounds", type=int, default=2, help="1 = AR only, 2 = cascaded (paper), 3 = one more")
     p.add_argument("--text-encoder", default=None,

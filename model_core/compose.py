@@ -34,6 +34,7 @@ from .generate import Generator, Motion
 from .motion import ik
 from .motion.skeleton import JOINT_INDEX as J
 from .plan import Plan, Step, make_plan
+from .request import DEFAULT_CFG
 
 ARM_JOINTS = {side: tuple(J[f"{side[0]}_{part}"] for part in ("collar", "shoulder", "elbow", "wrist"))
               for side in ("right", "left")}
@@ -146,7 +147,7 @@ def run_plan(model: Generator, req, progress=None) -> list[Motion] | None:
     return None if plan is None else [motion for motion, _ in generate_request(model, req, plan, progress)]
 
 
-def generate_plan(model: Generator, plan: Plan | str, *, seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0),
+def generate_plan(model: Generator, plan: Plan | str, *, seed: int = 0, cfg: tuple[float, float] = DEFAULT_CFG,
                   refine_composed: bool = False, progress=None, **settings) -> tuple[Motion, list[int]]:
     """One motion for a plan (or a prompt, planned with `make_plan`) and its step boundaries in frames (the
     frame where each step after the first starts). ``settings``: refine, rounds, temperature, top_k, res_cfg

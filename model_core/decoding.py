@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .nets import Nets
-from .request import PROFILES, REFINE_MODES  # the request contract's names
+from .request import DEFAULT_CFG, DEFAULT_RES_CFG, PROFILES, REFINE_MODES  # the request contract's names
 
 REFINE_CHOICES = REFINE_MODES + ("official",)  # "official": the published code's choice (official profile)
 # [END] is not sampled before this many motion tokens: 5 tokens = 20 frames = 1 s, the shortest motion the
@@ -55,12 +55,12 @@ class Settings:
     in all; temperature 0 or top_k 1 takes the most likely token; res_top_k: top-k of the residual layers
     (None: top_k); profile: "bamm" or "official" (see the module docstring; `official_settings`)."""
 
-    cfg: tuple[float, float] = (4.0, 3.0)
+    cfg: tuple[float, float] = DEFAULT_CFG
     refine: str | None = "every_other"
     rounds: int = 2
     temperature: float = 1.0
     top_k: int | None = None
-    res_cfg: float = 4.0
+    res_cfg: float = DEFAULT_RES_CFG
     res_top_k: int | None = None
     profile: str = "bamm"
 

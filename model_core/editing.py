@@ -20,7 +20,7 @@ from . import decoding as D
 from .decoding import Sampler, Settings, check_positive_int
 from .generate import Generator, Motion, Progress
 from .motion import features as F
-from .request import InputError, Limits, Request
+from .request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError, Limits, Request
 
 CONTEXT = 8  # source frames on each side of a seam used to fit the placement of the generated frames
 BLEND = 4  # frames inside the range over which the remaining offset at a seam fades out
@@ -137,8 +137,8 @@ def _text(model: Generator, prompt: str | None):
 # ------------------------------------------------------------------------------------------ public
 
 def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None = None, *, seed: int = 0,
-         cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other", rounds: int = 2,
-         temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0, progress=None) -> Motion:
+         cfg: tuple[float, float] = DEFAULT_CFG, refine: str | None = "every_other", rounds: int = 2,
+         temperature: float = 1.0, top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG, progress=None) -> Motion:
     """Regenerate frames [start, end) of `source` (a Motion or joints (T, 22, 3)): inpainting (a range in
     the middle), prefix or suffix (a range touching the start or the end).
 
@@ -167,8 +167,8 @@ def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None =
 
 
 def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 0.0, prompt: str | None = None,
-           seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other",
-           rounds: int = 2, temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0,
+           seed: int = 0, cfg: tuple[float, float] = DEFAULT_CFG, refine: str | None = "every_other",
+           rounds: int = 2, temperature: float = 1.0, top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG,
            progress=None) -> Motion:
     """Add generated motion before and/or after `source` (outpainting), in whole tokens (4 frames = 0.2 s at
     20 fps, rounded), with the source tokens as context; the source frames stay exactly as they are."""
@@ -205,9 +205,9 @@ def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 
     return _result(model, out, new, prompt)
 
 
-def generate_long(model: Generator, segments, *, seed: int = 0, cfg: tuple[float, float] = (4.0, 3.0),
+def generate_long(model: Generator, segments, *, seed: int = 0, cfg: tuple[float, float] = DEFAULT_CFG,
                   refine: str | None = "every_other", rounds: int = 2, temperature: float = 1.0,
-                  top_k: int | None = None, res_cfg: float = 4.0, transition: int = 2, progress=None) -> Motion:
+                  top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG, transition: int = 2, progress=None) -> Motion:
     """One motion from segments [(prompt, frames or None), ...]: each segment is generated (batched), the
     segments are joined, then `transition` tokens on each side of every seam are regenerated with both
     neighbours visible (unconditionally: the transition belongs to neither prompt)."""

@@ -28,7 +28,7 @@ from . import decoding as D
 from .decoding import REFINE_MODES, Sampler, Settings, check_positive_int, is_number, refine_redo  # noqa: F401
 from .motion import features as F
 from .nets import Nets
-from .request import InputError, Limits, Request, check_profile
+from .request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError, Limits, Request, check_profile
 
 FORMAT_VERSION = 1
 
@@ -143,8 +143,8 @@ class Generator:
     # ------------------------------------------------------------------------------------ public API
 
     def generate(self, prompts: str | list[str], *, frames: int | None = None, n: int = 1, seed: int = 0,
-                 cfg: tuple[float, float] = (4.0, 3.0), refine: str | None = "every_other", rounds: int = 2,
-                 temperature: float = 1.0, top_k: int | None = None, res_cfg: float = 4.0,
+                 cfg: tuple[float, float] = DEFAULT_CFG, refine: str | None = "every_other", rounds: int = 2,
+                 temperature: float = 1.0, top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG,
                  progress=None, use_cache: bool = True, profile: str | None = None) -> list[Motion]:
         """Motions for one prompt or a list, `n` each, prompt-major (len(prompts) * n results), one batch.
 

@@ -11,7 +11,7 @@ API::
     limits = Limits.from_json(ready["limits"])  # as the worker sends it in its "ready" line
     req = Request(op="generate", prompt="a person waves", seconds=4.0, n=2, seed=7).check(limits)
     req.frames        # 80: seconds are turned into 20-fps frames, and every field normalised
-    req.settings()    # {"cfg": (4.0, 3.0), "refine": ..., "rounds": 2, "temperature": 1.0, ...}
+    req.settings()    # {"cfg": DEFAULT_CFG, "refine": ..., "rounds": 2, "temperature": 1.0, ...}
     req.to_args()     # the worker's JSON ``args`` (see ``worker.py``); Request.from_args(op, args) reads them
 
     Request(op="edit", range=(40, 80), prompt=None).check(limits, source_frames=120)
@@ -39,6 +39,11 @@ MAX_N = 32  # variations of one request (one batch)
 MAX_SEED = 2**32 - 1
 MAX_ROUNDS = 8
 MAX_GUIDANCE = 100.0
+# Default guidance (classifier-free) of the first pass and of the refinement passes, and of the residual layers:
+# every caller (generate, edit, plan, CLI, add-on) takes these. Chosen on the validation split and the
+# hand-written prompts (weights/MODEL_CARD.md, "Decoding settings").
+DEFAULT_CFG = (2.0, 1.0)
+DEFAULT_RES_CFG = 4.0
 MAX_TEMPERATURE = 100.0
 SOURCE_WINDOWS = 20  # a source motion (edit, extend) may be this many model windows long
 
@@ -214,12 +219,12 @@ class Request:
     after_s: float = 0.0
     n: int = 1
     seed: int = 0
-    cfg: tuple[float, float] = (4.0, 3.0)
+    cfg: tuple[float, float] = DEFAULT_CFG
     refine: str | None = "every_other"
     rounds: int = 2
     temperature: float = 1.0
     top_k: int | None = None
-    res_cfg: float = 4.0
+    res_cfg: float = DEFAULT_RES_CFG
     plan: object = None
 
     def check(self, limits: Limits | None = None, *, source_frames: int | None = None) -> "Request":

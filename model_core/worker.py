@@ -14,7 +14,7 @@ Worker -> client, once at start::
 Client -> worker::
 
     {"id": 1, "op": "generate", "model": MODEL, "args": {"prompt": "...", "frames": null, "n": 1, "seed": 0,
-                                                          "cfg": [4.0, 3.0]}, "out_dir": "/tmp/x"}
+                                                          "cfg": [2.0, 1.0]}, "out_dir": "/tmp/x"}
     {"id": 2, "op": "edit", "model": MODEL, "args": {"source": "/tmp/x/src.npy", "source_tokens": null,
                                                       "frames": [40, 80], "prompt": null, "seed": 0, "n": 1},
      "out_dir": "/tmp/x"}

@@ -39,7 +39,7 @@ def test_register_unregister_twice():
         assert all(v if not isinstance(v, list) else all(v) for v in registered().values()), registered()
         bpy.ops.wm.read_factory_settings(use_empty=True)
         settings = bpy.context.scene.bamm
-        assert (settings.seed, settings.variations, settings.cfg_ar, settings.cfg_refine) == (0, 1, 4.0, 3.0)
+        assert (settings.seed, settings.variations, settings.cfg_ar, settings.cfg_refine) == (0, 1, 2.0, 1.0)
         assert settings.length_mode == "AUTO" and settings.range_source == "PREVIEW"
         bamm_blender.unregister()
         assert not any(v if not isinstance(v, list) else any(v) for v in registered().values()), registered()

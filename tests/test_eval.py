@@ -100,6 +100,40 @@ def test_protocol_with_training_phrasings_and_bad_phrasings(labelled_data, evalu
         evaluate(minilm_bamm, labelled_data, evaluator_dir, repeats=1, phrasings="seen")
 
 
+def test_protocol_decodes_with_the_asked_guidance(labelled_data, evaluator_dir, minilm_bamm, monkeypatch):
+    seen = []
+    generate = minilm_bamm.generate
+
+    def recording(*args, **kwargs):
+        seen.append((kwargs.get("cfg"), kwargs.get("res_cfg")))
+        return generate(*args, **kwargs)
+
+    monkeypatch.setattr(minilm_bamm, "generate", recording)
+    evaluate(minilm_bamm, labelled_data, evaluator_dir, repeats=1, mm_prompts=1, mm_samples=2,
+             decoding={"cfg": (2.0, 1.0), "res_cfg": 0.5}, log=lambda m: None)
+    assert len(seen) >= 2 and set(seen) == {((2.0, 1.0), 0.5)}  # the clips and the multimodality samples
+    seen.clear()
+    evaluate(minilm_bamm, labelled_data, evaluator_dir, repeats=1, mm_prompts=0, log=lambda m: None)
+    assert set(seen) == {(None, None)}  # nothing asked: the generator's own defaults
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cfg", "-1", "3"], "cfg (guidance) must be"),
+    (["--cfg", "4", "nan"], "cfg (refine guidance) must be"),
+    (["--res-cfg", "1e9"], "res_cfg must be"),
+])
+def test_eval_cli_rejects_bad_guidance_in_one_line(labelled_data, evaluator_dir, minilm_bamm, tmp_path, argv,
+                                                    message):
+    import shutil
+
+    weights = tmp_path / "weights"
+    minilm_bamm.save_pretrained(weights)
+    shutil.copytree(evaluator_dir, weights / "evaluator")
+    with pytest.raises(SystemExit) as exc:
+        eval_main("eval", ["--data", str(labelled_data), "--weights", str(weights), *argv])
+    assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
 def test_eval_cli_errors_are_clear(tmp_path, capsys):
     with pytest.raises(SystemExit, match="dataset folder not found"):
         eval_main("eval", ["--data", str(tmp_path / "missing"), "--weights", str(tmp_path)])

@@ -62,6 +62,10 @@ def _eval_parser() -> argparse.ArgumentParser:
                         "(a diagnostic of how much of a gap is reading unseen wording)")
     p.add_argument("--mm-prompts", type=int, default=32, help="prompts for multimodality (0 = skip)")
     p.add_argument("--mm-samples", type=int, default=10, help="motions generated per multimodality prompt")
+    p.add_argument("--cfg", type=float, nargs=2, default=None, metavar=("FIRST", "REFINE"),
+                   help="guidance of the first pass and of the refinement passes (default: the generator's)")
+    p.add_argument("--res-cfg", type=float, default=None,
+                   help="guidance of the residual layers (default: the generator's)")
     p.add_argument("--json", help="also write all per-repeat values to this JSON file")
     p.add_argument("--device", default="cpu")
     p.add_argument("--int8", action="store_true", help="decode with int8 token transformers (CPU)")
@@ -103,8 +107,15 @@ def main(command_name: str, argv: list[str]) -> int:
     elif not (evaluator / "evaluator.json").exists():
         raise SystemExit(f"bamm eval: no evaluator in {evaluator}; train one with "
                          f"'bamm eval train-evaluator --data {data} --out {evaluator}'")
+    decoding = {k: v for k, v in (("cfg", args.cfg and tuple(args.cfg)), ("res_cfg", args.res_cfg)) if v is not None}
     from ..generate import BAMM
+    from ..request import Request, InputError
     from .protocol import evaluate, format_table
+
+    try:  # one line for a setting out of range, before anything is loaded
+        Request(op="generate", prompt="check", **decoding).check()
+    except InputError as exc:
+        raise SystemExit(f"bamm eval: {exc}") from None
 
     from .reconstruction import tokenizer_mpjpe
 
@@ -113,7 +124,10 @@ def main(command_name: str, argv: list[str]) -> int:
         args.profile = "official" if official is not None and bamm.t2m.config.arch == "official" else "bamm"
     bamm.profile = args.profile
     args.length = args.length or ("predicted" if args.profile == "official" else "gt")
-    print(f"decoding profile: {args.profile}, length: {args.length}")
+    if decoding and args.profile == "official":
+        raise SystemExit("bamm eval: --cfg / --res-cfg do not apply to the official profile (published settings)")
+    print(f"decoding profile: {args.profile}, length: {args.length}"
+          + "".join(f", {k} {v}" for k, v in decoding.items()))
     rec = tokenizer_mpjpe(bamm.vq, bamm.mean, bamm.std, data, split=args.split)
     print(f"tokenizer reconstruction ({rec['clips']} {args.split} clips): MPJPE {rec['aligned_mpjpe_mm']:.1f} mm "
           f"pelvis-aligned (MoMask protocol), {rec['mpjpe_mm']:.1f} mm with the global trajectory")
@@ -125,7 +139,7 @@ def main(command_name: str, argv: list[str]) -> int:
     for title, rounds, length in runs:
         results = evaluate(bamm, data, evaluator, official=official, split=args.split, repeats=args.repeats,
                            rounds=rounds, length=length, seed=args.seed, mm_prompts=args.mm_prompts,
-                           mm_samples=args.mm_samples, phrasings=args.phrasings,
+                           mm_samples=args.mm_samples, phrasings=args.phrasings, decoding=decoding,
                            log=lambda m: print(m, file=sys.stderr))
         judge = "official evaluator, " if official is not None else f"{args.phrasings} phrasings, "
         print(format_table(results, title=f"\n== {title} ({judge}{args.split} split, {args.repeats} repeats)"))

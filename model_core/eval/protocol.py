@@ -206,21 +206,24 @@ def _accuracies(results: dict, classifier, gen: list[np.ndarray], real_pred, c_t
 
 
 def _multimodality(bamm, captions: list[str], frames, embed, *, n_prompts: int, n_samples: int, rounds: int,
-                   gen_seed: int, seed: int, rng) -> float:
+                   gen_seed: int, seed: int, rng, decoding: dict | None = None) -> float:
     """Mean distance between motions generated for the same caption; ``embed``: list of Motion -> (n, D)."""
     groups = []
     for i in rng.choice(len(captions), size=min(n_prompts, len(captions)), replace=False):
         samples = bamm.generate([captions[i]], n=n_samples, seed=gen_seed + int(i),
-                                frames=None if frames is None else frames[i] // 4 * 4, rounds=rounds)
+                                frames=None if frames is None else frames[i] // 4 * 4, rounds=rounds, **(decoding or {}))
         groups.append(embed(samples))
     return metrics.multimodality(np.stack(groups), seed=seed)
 
 
 def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str = "test", repeats: int = 3,
              rounds: int = 2, length: str = "gt", seed: int = 0, mm_prompts: int = 32, mm_samples: int = 10,
-             phrasings: str = "held-out", text_encoder=None, log=print) -> dict[str, list[float]]:
+             phrasings: str = "held-out", text_encoder=None, decoding: dict | None = None,
+             log=print) -> dict[str, list[float]]:
     """Per-repeat values of every metric (real references included). ``length``: "gt" or "predicted";
-    ``phrasings``: captions of held-out wording (the protocol) or of the training wording (``pick_captions``).
+    ``phrasings``: captions of held-out wording (the protocol) or of the training wording (``pick_captions``);
+    ``decoding``: settings for ``bamm.generate`` other than rounds (e.g. ``{"cfg": (2.0, 1.0), "res_cfg": 4.0}``;
+    None: the generator's defaults).
 
     ``official``: a folder with HumanML3D's official evaluator (layout in ``official.py``) or a loaded
     ``OfficialEvaluator``; the run then follows the official protocol (``evaluate_official``) and
@@ -235,6 +238,8 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
     if official is not None:
         if phrasings != "held-out":
             raise ValueError("the official protocol uses the dataset's own captions; phrasings does not apply")
+        if decoding:
+            raise ValueError("the official protocol decodes with the published settings; decoding does not apply")
         return evaluate_official(bamm, data_root, official, evaluator_dir, split=split, repeats=repeats,
                                  rounds=rounds, length=length, seed=seed, mm_prompts=mm_prompts,
                                  mm_samples=mm_samples, log=log)
@@ -265,7 +270,8 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
         text_emb = embed_texts(matcher, text_encoder, caps)
         perm = rng.permutation(len(clips))
         frames = None if length == "predicted" else [len(c.features) for c in clips]
-        gen = generate_features(bamm, caps, frames, seed=seed + 1000 * r, rounds=rounds, mean=mean, std=std)
+        gen = generate_features(bamm, caps, frames, seed=seed + 1000 * r, rounds=rounds, mean=mean, std=std,
+                                **(decoding or {}))
         _matching_metrics(results, text_emb[perm], real_emb[perm], embed_motions(matcher, gen)[perm], seed=seed + r)
         _accuracies(results, classifier, gen, real_pred, c_true, s_true)
         gen_joints = joints_of(gen, mean, std)
@@ -285,7 +291,7 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
                 return embed_motions(matcher, [((m.features - mean) / std).astype(np.float32) for m in ms])
             results["Multimodality"].append(_multimodality(
                 bamm, caps, frames, embed, n_prompts=mm_prompts, n_samples=mm_samples, rounds=rounds,
-                gen_seed=seed + 7 * r, seed=seed + r, rng=rng))
+                gen_seed=seed + 7 * r, seed=seed + r, rng=rng, decoding=decoding))
         log(f"repeat {r + 1}/{repeats}: FID {results['FID'][-1]:.3f}, "
             f"top-1 {results['R-precision top-1'][-1]:.3f}, action acc {results['Action accuracy'][-1]:.3f}")
     return dict(results)
