@@ -48,29 +48,31 @@ def fit_probe(x: torch.Tensor, y: torch.Tensor, classes: int, *, noise: float, s
     return probe
 
 
-def score_prompts(encoder, x, contents, styles, train_contents, train_styles, path, noises) -> None:
-    """Action and style probes on the hand-written prompts of `path` (one line per noise level)."""
+def score_prompts(encoder, x, action_probes: dict, contents, train_styles, path) -> None:
+    """Action and style probes on the hand-written prompts of `path`, one line per noise level: the action
+    probes already fitted ({noise: probe} over `contents`), a style probe fitted here on the training captions'
+    embeddings `x` and style names `train_styles`."""
     try:
         prompts = heldout.load_prompts(path)
     except (OSError, ValueError) as exc:
         raise SystemExit(str(exc)) from None
     px = encode_all(encoder, [q.prompt for q in prompts])
-    y_action = torch.tensor([contents.index(c) for c in train_contents])
+    styles = sorted(set(train_styles))
     y_style = torch.tensor([styles.index(s) for s in train_styles])
     styled = [i for i, q in enumerate(prompts) if q.style and heldout.same_style(q.style) in styles]
     print(f"{len(prompts)} hand-written prompts ({path}), {len(styled)} with a style")
-    for noise in noises:
+    for noise, action_probe in action_probes.items():
         line = []
-        for kind, y, names, rows, truth in (
-                ("action", y_action, contents, list(range(len(prompts))), [q.action for q in prompts]),
-                ("style", y_style, styles, styled, [heldout.same_style(prompts[i].style) for i in styled])):
-            probe = fit_probe(x, y, len(names), noise=noise)
+        for kind, probe, names, rows, truth in (
+                ("action", action_probe, contents, list(range(len(prompts))), [q.action for q in prompts]),
+                ("style", fit_probe(x, y_style, len(styles), noise=noise), styles, styled,
+                 [heldout.same_style(prompts[i].style) for i in styled])):
             with torch.no_grad():
-                pred = probe(px[rows]).argmax(1).tolist()
-            acc = sum(names[k] == t for k, t in zip(pred, truth)) / max(1, len(truth))
-            wrong = Counter((t, names[k]) for k, t in zip(pred, truth) if names[k] != t)
-            line.append(f"{kind} {acc:.3f}" + (f" (most confused: {wrong.most_common(1)[0][0][0]} -> "
-                                                 f"{wrong.most_common(1)[0][0][1]})" if wrong else ""))
+                read = [names[k] for k in probe(px[rows]).argmax(1).tolist()]
+            acc = sum(r == t for r, t in zip(read, truth)) / max(1, len(truth))
+            wrong = Counter((t, r) for r, t in zip(read, truth) if r != t).most_common(1)
+            line.append(f"{kind} {acc:.3f}" + (f" (most confused: {wrong[0][0][0]} -> {wrong[0][0][1]})"
+                                                 if wrong else ""))
         print(f"noise {noise:g}: read from the hand-written prompts: " + ", ".join(line))
 
 
@@ -105,8 +107,9 @@ def main() -> None:
         tests[phrasings] = (texts, encode_all(encoder, texts))
     print(f"{len(train_texts)} training captions, {len(clips)} {args.split} clips x {args.repeats} captions, "
           f"encoder {args.encoder}")
+    probes = {}
     for noise in args.noise:
-        probe = fit_probe(x, y, len(contents), noise=noise)
+        probe = probes[noise] = fit_probe(x, y, len(contents), noise=noise)
         with torch.no_grad():
             pred = {k: probe(v).argmax(1) for k, (_, v) in tests.items()}
         acc = {k: (v == truth).float().mean().item() for k, v in pred.items()}
@@ -117,8 +120,7 @@ def main() -> None:
     for (t, q), n in wrong.most_common(8):
         print(f"  {n:4d}  {t} -> {q}")
     if args.prompts:
-        score_prompts(encoder, x, contents, sorted(set(train_styles)), train_labels, train_styles, args.prompts,
-                      args.noise)
+        score_prompts(encoder, x, probes, contents, train_styles, args.prompts)
 
 
 if __name__ == "__main__":

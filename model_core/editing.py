@@ -207,7 +207,8 @@ def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 
 
 def generate_long(model: Generator, segments, *, seed: int = 0, cfg: tuple[float, float] = DEFAULT_CFG,
                   refine: str | None = "every_other", rounds: int = 2, temperature: float = 1.0,
-                  top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG, transition: int = 2, progress=None) -> Motion:
+                  top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG, transition: int = 2,
+                  progress=None) -> Motion:
     """One motion from segments [(prompt, frames or None), ...]: each segment is generated (batched), the
     segments are joined, then `transition` tokens on each side of every seam are regenerated with both
     neighbours visible (unconditionally: the transition belongs to neither prompt)."""

@@ -39,13 +39,13 @@ MAX_N = 32  # variations of one request (one batch)
 MAX_SEED = 2**32 - 1
 MAX_ROUNDS = 8
 MAX_GUIDANCE = 100.0
+MAX_TEMPERATURE = 100.0
+SOURCE_WINDOWS = 20  # a source motion (edit, extend) may be this many model windows long
 # Default guidance (classifier-free) of the first pass and of the refinement passes, and of the residual layers:
 # every caller (generate, edit, plan, CLI, add-on) takes these. Chosen on the validation split and the
 # hand-written prompts (weights/MODEL_CARD.md, "Decoding settings").
 DEFAULT_CFG = (2.0, 1.0)
 DEFAULT_RES_CFG = 4.0
-MAX_TEMPERATURE = 100.0
-SOURCE_WINDOWS = 20  # a source motion (edit, extend) may be this many model windows long
 
 
 class InputError(ValueError):

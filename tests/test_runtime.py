@@ -157,10 +157,12 @@ def test_editing_is_token_identical(torch_bamm, ort_gen, refine):
     b = ort_gen.edit(source, (40, 100), PROMPTS[1], seed=2, refine=refine, rounds=3)
     assert_same_sampled([a], [b])
     assert np.array_equal(a.tokens[:10], source.tokens[:10]) and np.array_equal(a.tokens[25:], source.tokens[25:])
-    if np.array_equal(a.tokens, b.tokens):  # else one near-tie residual draw went the other way (see above)
+    differ = a.tokens != b.tokens
+    if not differ.any():
         assert np.abs(a.joints - b.joints).max() < 1e-3
-    else:
-        assert (a.tokens != b.tokens).sum() <= 2 * a.tokens.shape[0], "more than one residual draw differs"
+    else:  # one near-tie residual draw went the other way (see above): one code of its layer, layers above follow
+        layer = int(np.flatnonzero(differ.any(axis=0))[0])
+        assert layer >= 1 and differ[:, layer].sum() == 1, f"residual draws differ at {np.argwhere(differ)[:4]}"
 
 
 def test_extend_and_long_generation_are_token_identical(torch_bamm, ort_gen):

@@ -211,7 +211,8 @@ def _multimodality(bamm, captions: list[str], frames, embed, *, n_prompts: int, 
     groups = []
     for i in rng.choice(len(captions), size=min(n_prompts, len(captions)), replace=False):
         samples = bamm.generate([captions[i]], n=n_samples, seed=gen_seed + int(i),
-                                frames=None if frames is None else frames[i] // 4 * 4, rounds=rounds, **(decoding or {}))
+                                frames=None if frames is None else frames[i] // 4 * 4, rounds=rounds,
+                                **(decoding or {}))
         groups.append(embed(samples))
     return metrics.multimodality(np.stack(groups), seed=seed)
 
@@ -245,6 +246,7 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
                                  mm_samples=mm_samples, log=log)
     if evaluator_dir is None:
         raise ValueError("evaluate needs evaluator_dir (our trained evaluator) or official (the official one)")
+    decoding = decoding or {}
     matcher, classifier, labels = load_evaluator(evaluator_dir)
     mean, std = load_stats(data_root)
     clips = load_test_clips(data_root, split, mean, std)
@@ -271,7 +273,7 @@ def evaluate(bamm, data_root, evaluator_dir=None, *, official=None, split: str =
         perm = rng.permutation(len(clips))
         frames = None if length == "predicted" else [len(c.features) for c in clips]
         gen = generate_features(bamm, caps, frames, seed=seed + 1000 * r, rounds=rounds, mean=mean, std=std,
-                                **(decoding or {}))
+                                **decoding)
         _matching_metrics(results, text_emb[perm], real_emb[perm], embed_motions(matcher, gen)[perm], seed=seed + r)
         _accuracies(results, classifier, gen, real_pred, c_true, s_true)
         gen_joints = joints_of(gen, mean, std)
