@@ -23,7 +23,9 @@ from model_core.train.cli import main
 from model_core.train.common import Dist, TrainConfig, lr_at, make_optimizer, seed_step, set_lr
 from model_core.train.datasets import MotionCrops
 from model_core.train.tokens import STAGES, text_token_pairs, transformer_stage
-from model_core.train.vq import VQ_PRESETS, train_vq, vq_stage
+from model_core.models.checkpoint import load_model
+from model_core.models.vq import RVQVAE, RVQVAEConfig
+from model_core.train.vq import VQ_PRESETS, train_vq, vq_stage, warm_start_vq
 from support.tiny_dataset import write_tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -298,6 +300,33 @@ def test_init_refuses_weights_of_another_size_or_stage(data_dir, vq_run, cache_d
     assert train("vq", data_dir, tmp_path / "b", vq_run, cache_dir, "--init", str(small)) == 2
     assert "the preset of this run must match" in capsys.readouterr().err
     assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+def test_a_wider_decoder_starts_as_the_stored_one_and_keeps_every_token(data_dir, vq_run, tmp_path, capsys):
+    """--decoder-width with --init --decoder-only: before training the widened tokenizer decodes what the stored
+    one does; after it, the decoder has the new width and has learnt, and every motion keeps its tokens."""
+    stored = load_model(RVQVAE, RVQVAEConfig, vq_run, "vq")
+    assert stored.config.width == 16 and stored.config.decoder_width == 0
+    wide = RVQVAE(dataclasses.replace(stored.config, decoder_width=24))
+    warm_start_vq(wide, vq_run)
+    codes = torch.randint(0, stored.config.code_num, (2, 5, stored.config.num_quantizers))
+    torch.testing.assert_close(wide.eval().decode(codes), stored.decode(codes), rtol=0, atol=1e-5)
+
+    out = tmp_path / "wide"
+    assert train("vq", data_dir, out, None, None, "--steps", "6", "--init", str(vq_run), "--decoder-only",
+                 "--decoder-width", "24") == 0
+    assert json.loads((out / "run.json").read_text())["model"]["decoder_width"] == 24
+    trained = load_model(RVQVAE, RVQVAEConfig, out, "vq")
+    assert trained.decoder[0].weight.shape[0] == 24 and trained.encoder[0].weight.shape[0] == 16
+    x = torch.randn(3, 16, 263)
+    assert torch.equal(trained.encode(x), stored.encode(x))
+    assert not torch.allclose(trained.decode(codes), stored.decode(codes), atol=1e-4)
+
+    for width, message in (("8", "the preset of this run must match"), ("-1", "--decoder-width must be >= 0")):
+        assert train("vq", data_dir, tmp_path / f"bad{width}", None, None, "--init", str(vq_run),
+                     "--decoder-width", width) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize("stage", ["t2m", "res"])

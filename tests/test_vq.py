@@ -81,7 +81,8 @@ def test_codebook_accessor():
         model.codebook(TINY.num_quantizers)
 
 
-@pytest.mark.parametrize("changes", [dict(width=0), dict(quantize_dropout_prob=1.5), dict(ema_decay=-0.1)])
+@pytest.mark.parametrize("changes", [dict(width=0), dict(decoder_width=-1), dict(quantize_dropout_prob=1.5),
+                                     dict(ema_decay=-0.1)])
 def test_config_rejects_bad_values(changes):
     with pytest.raises(ValueError, match=next(iter(changes))):
         RVQVAEConfig(**changes)

@@ -186,17 +186,25 @@ def load_weights_into(module: torch.nn.Module, weights_path, *, widen: tuple[str
     """
     tensors = load_tensors(weights_path)
     expected = module.state_dict()
+    for key in widen:
+        got, want = tensors.get(key), expected.get(key)
+        if (got is not None and want is not None and got.dim() == 2 and want.dim() == 2
+                and got.shape[0] == want.shape[0] and got.shape[1] < want.shape[1] and got.dtype == want.dtype):
+            tensors[key] = torch.cat([got, got.new_zeros(want.shape[0], want.shape[1] - got.shape[1])], dim=1)
+    return load_state_into(module, tensors, weights_path)
+
+
+def load_state_into(module: torch.nn.Module, tensors: dict, where) -> torch.nn.Module:
+    """Load the tensors dict into `module` after checking every name, shape and dtype; errors name `where`."""
+    expected = module.state_dict()
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise InputError(f"{weights_path}: tensors do not match {type(module).__name__} (weights of another "
+        raise InputError(f"{where}: tensors do not match {type(module).__name__} (weights of another "
                          f"version or model?): missing {_some(missing)}, unexpected {_some(unexpected)}")
     for key, want in expected.items():
         got = tensors[key]
-        if (key in widen and got.dim() == 2 and want.dim() == 2 and got.shape[0] == want.shape[0]
-                and got.shape[1] < want.shape[1] and got.dtype == want.dtype):
-            tensors[key] = torch.cat([got, got.new_zeros(want.shape[0], want.shape[1] - got.shape[1])], dim=1)
-        elif got.shape != want.shape or got.dtype != want.dtype:
-            raise InputError(f"{weights_path}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
+        if got.shape != want.shape or got.dtype != want.dtype:
+            raise InputError(f"{where}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
                              f"the model expects {tuple(want.shape)} {want.dtype}")
     module.load_state_dict(tensors, strict=True)
     return module

@@ -27,6 +27,7 @@ class RVQVAEConfig:
     code_dim: int = 512  # latent / code vector size
     num_quantizers: int = 6  # Q residual layers
     width: int = 512  # conv channels
+    decoder_width: int = 0  # conv channels of the decoder; 0 = width
     down_t: int = 2  # number of stride-2 downsamplings: 2 -> one token per 4 frames
     depth: int = 3  # residual blocks per resolution
     dilation_growth_rate: int = 3  # dilations 1, 3, 9 (applied in reverse order)
@@ -41,7 +42,8 @@ class RVQVAEConfig:
     skate_weight: float = 0.0  # foot-skate loss weight: horizontal foot speed where the input's feet touch down
     ground_weight: float = 0.0  # grounded-toe loss weight: toe velocity error where the input's toe is on the floor
 
-    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("vel_weight", "acc_weight", "skate_weight", "ground_weight")  # newer than some files
+    OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("vel_weight", "acc_weight", "skate_weight", "ground_weight",
+                                                 "decoder_width")  # newer than some files
 
     def __post_init__(self):
         for name in ("input_dim", "code_num", "code_dim", "num_quantizers", "width", "down_t", "depth"):
@@ -55,6 +57,8 @@ class RVQVAEConfig:
                 raise ValueError(f"RVQVAEConfig.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.code_sample_temp < 0:
             raise ValueError(f"RVQVAEConfig.code_sample_temp must be >= 0, got {self.code_sample_temp}")
+        if self.decoder_width < 0:
+            raise ValueError(f"RVQVAEConfig.decoder_width must be >= 0 (0: width), got {self.decoder_width}")
 
     @property
     def frames_per_token(self) -> int:
@@ -89,25 +93,27 @@ class ResBlock(nn.Module):
         return x + self.dropout(self.conv2(F.relu(self.conv1(F.relu(x)))))
 
 
-def res_stack(c: RVQVAEConfig) -> nn.Sequential:
+def res_stack(c: RVQVAEConfig, width: int) -> nn.Sequential:
     dilations = [c.dilation_growth_rate**i for i in range(c.depth)][::-1]
-    return nn.Sequential(*[ResBlock(c.width, d, c.dropout) for d in dilations])
+    return nn.Sequential(*[ResBlock(width, d, c.dropout) for d in dilations])
 
 
 def encoder(c: RVQVAEConfig) -> nn.Sequential:
     """(B, input_dim, T) -> (B, code_dim, T / 2^down_t)."""
-    down = [nn.Sequential(nn.Conv1d(c.width, c.width, 4, stride=2, padding=1), res_stack(c)) for _ in range(c.down_t)]
+    down = [nn.Sequential(nn.Conv1d(c.width, c.width, 4, stride=2, padding=1), res_stack(c, c.width))
+            for _ in range(c.down_t)]
     return nn.Sequential(nn.Conv1d(c.input_dim, c.width, 3, padding=1), nn.ReLU(), *down,
                          nn.Conv1d(c.width, c.code_dim, 3, padding=1))
 
 
 def decoder(c: RVQVAEConfig) -> nn.Sequential:
     """(B, code_dim, N) -> (B, input_dim, N * 2^down_t)."""
-    up = [nn.Sequential(res_stack(c), nn.Upsample(scale_factor=2, mode="nearest"),
-                        nn.Conv1d(c.width, c.width, 3, padding=1)) for _ in range(c.down_t)]
-    return nn.Sequential(nn.Conv1d(c.code_dim, c.width, 3, padding=1), nn.ReLU(), *up,
-                         nn.Conv1d(c.width, c.width, 3, padding=1), nn.ReLU(),
-                         nn.Conv1d(c.width, c.input_dim, 3, padding=1))
+    w = c.decoder_width or c.width
+    up = [nn.Sequential(res_stack(c, w), nn.Upsample(scale_factor=2, mode="nearest"),
+                        nn.Conv1d(w, w, 3, padding=1)) for _ in range(c.down_t)]
+    return nn.Sequential(nn.Conv1d(c.code_dim, w, 3, padding=1), nn.ReLU(), *up,
+                         nn.Conv1d(w, w, 3, padding=1), nn.ReLU(),
+                         nn.Conv1d(w, c.input_dim, 3, padding=1))
 
 
 class EMACodebook(nn.Module):

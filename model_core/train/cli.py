@@ -61,6 +61,8 @@ def parser() -> argparse.ArgumentParser:
     vq.add_argument("--decoder-only", action="store_true", default=None,
                     help="with --init: fine-tune only the decoder, so every motion keeps its tokens (transformers "
                     "trained on them stay valid)")
+    vq.add_argument("--decoder-width", type=int, help="conv channels of the decoder (default: the preset's width); "
+                    "with --init a wider decoder starts as the stored one and decodes the same")
     _common(sub.add_parser("t2m", help="BAMM transformer (base token layer)"), needs_vq=True)
     _common(sub.add_parser("res", help="residual transformer (token layers 1..Q-1)"), needs_vq=True)
     e = sub.add_parser("export", help="assemble a weights folder from the three runs")
@@ -90,7 +92,7 @@ def run(args: argparse.Namespace) -> None:
     if args.stage == "vq":
         from .vq import train_vq
         train_vq(args.data, args.out, decoder_only=args.decoder_only, balance=args.balance,
-                 balance_cap=args.balance_cap, **common)
+                 balance_cap=args.balance_cap, decoder_width=args.decoder_width, **common)
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from ..data.humanml3d import load_split, load_stats
-from ..models.checkpoint import save_tensors
+from ..models.checkpoint import load_state_into, load_tensors, save_tensors
 from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 from .common import TrainConfig, TrainError, setup_distributed
 from .datasets import BALANCE_CAP, MotionCrops, balance_of, balance_settings, repeated
 from .loop import Stage, fit
-from .runs import open_run, save_best, warm_start
+from .runs import open_run, save_best
 
 WINDOW = 64  # frames per training crop (MoMask's window)
 
@@ -68,29 +68,62 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
                  save_best=lambda m: save_best(out, "vq", m, config))
 
 
+def warm_start_vq(model: RVQVAE, folder) -> None:
+    """Start a tokenizer run from `<folder>/vq.safetensors`, whose decoder may be narrower than `model`'s
+    (`decoder_width`). The encoder and codebooks load as stored. Each decoder convolution keeps the stored
+    weights on its first channels and reads nothing from the new ones (zero weights); the new output channels
+    keep their random initialisation (halved on the new inputs), so the widened model decodes exactly as the
+    stored one did and training brings the new channels in."""
+    path = Path(folder) / "vq.safetensors"
+    if not path.exists():
+        raise TrainError(f"--init {folder}: no vq.safetensors there (pass a 'vq' run folder or a weights folder)")
+    stored, fresh = load_tensors(path), model.state_dict()
+    for key, old in stored.items():
+        new = fresh.get(key)
+        if (new is None or not key.startswith("decoder.") or new.dim() != old.dim() or new.shape == old.shape
+                or any(n < o for n, o in zip(new.shape, old.shape)) or new.shape[2:] != old.shape[2:]):
+            continue  # same shape, or a mismatch load_state_into reports
+        with torch.no_grad():
+            grown = new.clone()
+            if grown.dim() > 1:  # conv weight (out, in, k)
+                grown[:, old.shape[1]:] *= 0.5
+                grown[:old.shape[0], old.shape[1]:] = 0.0
+            grown[tuple(slice(0, n) for n in old.shape)] = old
+        stored[key] = grown
+    try:
+        load_state_into(model, stored, path)
+    except ValueError as e:
+        raise TrainError(f"--init: {e} (the preset of this run must match the one it starts from)") from e
+
+
 def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
              resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
              progress: bool = True, init=None, decoder_only: bool | None = None, balance: bool | None = None,
-             balance_cap: int | None = None) -> RVQVAE:
+             balance_cap: int | None = None, decoder_width: int | None = None) -> RVQVAE:
     """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk).
     decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
     transformers trained on its tokens stay valid. balance (default on for new runs): rare-action clips
-    repeated per epoch, at most balance_cap times (default `BALANCE_CAP`)."""
+    repeated per epoch, at most balance_cap times (default `BALANCE_CAP`). decoder_width: the decoder's
+    channels (default: the preset's width); with init, a wider decoder starts as the stored one
+    (`warm_start_vq`)."""
     balancing = balance_settings(balance, balance_cap, resume=resume)
+    if decoder_width is not None and decoder_width < 0:
+        raise TrainError(f"--decoder-width must be >= 0 (0: the preset's width), got {decoder_width}")
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
                         model_presets=VQ_PRESETS, data=data, steps=steps, batch_size=batch_size,
                         extra={"init": str(Path(init).resolve()) if init is not None else None,
                                "decoder_only": bool(decoder_only) if not resume else decoder_only,
-                               **balancing})
+                               **balancing},
+                        model_overrides={"decoder_width": decoder_width})
     if settings.extra.get("decoder_only") and settings.extra.get("init") is None:
         raise TrainError("--decoder-only fine-tunes a trained tokenizer: give it with --init")
     stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed,
                      decoder_only=bool(settings.extra.get("decoder_only")),
                      **balance_of(settings.extra))
     if init is not None and not resume:
-        warm_start(stage.model, init, "vq")
+        warm_start_vq(stage.model, init)
     if d.main:
         save_tensors(out / "stats.safetensors", dict(zip(("mean", "std"), load_stats(settings.data))))
     fit(stage, settings.train, out, d, resume=resume, stop_after=stop_after, workers=workers, progress=progress)
