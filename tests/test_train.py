@@ -321,6 +321,9 @@ def test_a_wider_decoder_starts_as_the_stored_one_and_keeps_every_token(data_dir
     x = torch.randn(3, 16, 263)
     assert torch.equal(trained.encode(x), stored.encode(x))
     assert not torch.allclose(trained.decode(codes), stored.decode(codes), atol=1e-4)
+    again = tmp_path / "again"  # a run from the wide tokenizer keeps its width without being told
+    assert train("vq", data_dir, again, None, None, "--steps", "2", "--init", str(out), "--decoder-only") == 0
+    assert json.loads((again / "run.json").read_text())["model"]["decoder_width"] == 24
 
     for width, message in (("8", "the preset of this run must match"), ("-1", "--decoder-width must be >= 0")):
         assert train("vq", data_dir, tmp_path / f"bad{width}", None, None, "--init", str(vq_run),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..data.humanml3d import load_split, load_stats
-from ..models.checkpoint import load_state_into, load_tensors, save_tensors
+from ..models.checkpoint import load_config, load_state_into, load_tensors, save_tensors
 from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 from .common import TrainConfig, TrainError, setup_distributed
 from .datasets import BALANCE_CAP, MotionCrops, balance_of, balance_settings, repeated
@@ -104,11 +104,16 @@ def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, 
     decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
     transformers trained on its tokens stay valid. balance (default on for new runs): rare-action clips
     repeated per epoch, at most balance_cap times (default `BALANCE_CAP`). decoder_width: the decoder's
-    channels (default: the preset's width); with init, a wider decoder starts as the stored one
-    (`warm_start_vq`)."""
+    channels (default: the init tokenizer's, else the preset's width); with init, a wider decoder starts as
+    the stored one (`warm_start_vq`)."""
     balancing = balance_settings(balance, balance_cap, resume=resume)
     if decoder_width is not None and decoder_width < 0:
         raise TrainError(f"--decoder-width must be >= 0 (0: the preset's width), got {decoder_width}")
+    if decoder_width is None and init is not None and not resume and (Path(init) / "vq.json").exists():
+        try:  # a run from a wide-decoder tokenizer keeps its decoder unless told otherwise
+            decoder_width = load_config(RVQVAEConfig, Path(init) / "vq.json").decoder_width or None
+        except ValueError as e:
+            raise TrainError(f"--init: {e}") from e
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
