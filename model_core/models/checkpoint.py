@@ -180,31 +180,35 @@ def _some(names: list[str], shown: int = 6) -> str:
 def load_weights_into(module: torch.nn.Module, weights_path, *, widen: tuple[str, ...] = ()) -> torch.nn.Module:
     """Load `weights_path` into `module` after checking every tensor's name, shape and dtype against it.
 
-    widen: names of 2-d weights that may be stored with fewer input columns than the module has (a condition
-    layer whose input grew, e.g. a text embedding with more dimensions); the stored columns come first and the
-    new ones start at zero, so the module computes what the stored one did on the inputs it had.
+    widen: names of tensors that may be stored smaller than the module's (a layer that grew: a condition layer
+    whose text input has more dimensions, a wider decoder convolution). The stored values fill the first rows
+    and columns; the module's rows that were stored read nothing from the new columns (zero weights), and its
+    new rows keep their initial values (halved on the new columns), so the module computes on its stored
+    channels what the stored one did and the new channels can learn. Dimensions past the second (a
+    convolution's kernel) must match.
     """
     tensors = load_tensors(weights_path)
     expected = module.state_dict()
     for key in widen:
         got, want = tensors.get(key), expected.get(key)
-        if (got is not None and want is not None and got.dim() == 2 and want.dim() == 2
-                and got.shape[0] == want.shape[0] and got.shape[1] < want.shape[1] and got.dtype == want.dtype):
-            tensors[key] = torch.cat([got, got.new_zeros(want.shape[0], want.shape[1] - got.shape[1])], dim=1)
-    return load_state_into(module, tensors, weights_path)
-
-
-def load_state_into(module: torch.nn.Module, tensors: dict, where) -> torch.nn.Module:
-    """Load the tensors dict into `module` after checking every name, shape and dtype; errors name `where`."""
-    expected = module.state_dict()
+        if (got is None or want is None or got.dim() != want.dim() or got.dtype != want.dtype
+                or got.shape == want.shape or got.shape[2:] != want.shape[2:]
+                or any(g > w for g, w in zip(got.shape, want.shape))):
+            continue  # nothing to grow, or a mismatch reported below
+        grown = want.clone()
+        if grown.dim() > 1:
+            grown[:, got.shape[1]:] *= 0.5
+            grown[:got.shape[0], got.shape[1]:] = 0.0
+        grown[tuple(slice(0, n) for n in got.shape)] = got
+        tensors[key] = grown
     missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
     if missing or unexpected:
-        raise InputError(f"{where}: tensors do not match {type(module).__name__} (weights of another "
+        raise InputError(f"{weights_path}: tensors do not match {type(module).__name__} (weights of another "
                          f"version or model?): missing {_some(missing)}, unexpected {_some(unexpected)}")
     for key, want in expected.items():
         got = tensors[key]
         if got.shape != want.shape or got.dtype != want.dtype:
-            raise InputError(f"{where}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
+            raise InputError(f"{weights_path}: parameter {key!r} has shape {tuple(got.shape)} {got.dtype}, "
                              f"the model expects {tuple(want.shape)} {want.dtype}")
     module.load_state_dict(tensors, strict=True)
     return module

@@ -61,8 +61,9 @@ def parser() -> argparse.ArgumentParser:
     vq.add_argument("--decoder-only", action="store_true", default=None,
                     help="with --init: fine-tune only the decoder, so every motion keeps its tokens (transformers "
                     "trained on them stay valid)")
-    vq.add_argument("--decoder-width", type=int, help="conv channels of the decoder (default: the preset's width); "
-                    "with --init a wider decoder starts as the stored one and decodes the same")
+    vq.add_argument("--decoder-width", type=int, help="conv channels of the decoder (default: the --init "
+                    "tokenizer's, else the preset's width); with --init a wider decoder starts as the stored one "
+                    "and decodes the same")
     _common(sub.add_parser("t2m", help="BAMM transformer (base token layer)"), needs_vq=True)
     _common(sub.add_parser("res", help="residual transformer (token layers 1..Q-1)"), needs_vq=True)
     e = sub.add_parser("export", help="assemble a weights folder from the three runs")

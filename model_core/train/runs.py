@@ -122,16 +122,17 @@ def save_best(run: Path, name: str, model, config) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
 
 
-def warm_start(model, folder, name: str) -> None:
+def warm_start(model, folder, name: str, *, widen: tuple[str, ...] = ()) -> None:
     """Start a new run from the weights in `<folder>/<name>.safetensors` (a run folder or a weights folder);
     the optimiser and schedule start afresh. A model whose text embedding grew (e.g. minilm -> minilm-lexical,
-    which keeps minilm's dimensions first) starts with zero weights on the new dimensions."""
+    which keeps minilm's dimensions first) starts with zero weights on the new dimensions; so do the tensors
+    named in `widen` (`load_weights_into`)."""
     path = Path(folder) / f"{name}.safetensors"
     if not path.exists():
         raise TrainError(f"--init {folder}: no {name}.safetensors there (pass a '{name}' run folder or a "
                          "weights folder)")
     text_input = getattr(model, "text_input", None)
     try:
-        load_weights_into(model, path, widen=(text_input,) if text_input else ())
+        load_weights_into(model, path, widen=tuple(widen) + ((text_input,) if text_input else ()))
     except ValueError as e:
         raise TrainError(f"--init: {e} (the preset of this run must match the one it starts from)") from e

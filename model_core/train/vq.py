@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from ..data.humanml3d import load_split, load_stats
-from ..models.checkpoint import load_config, load_state_into, load_tensors, save_tensors
+from ..models.checkpoint import load_config, save_tensors
 from ..models.vq import VQ_PRESETS, RVQVAE, RVQVAEConfig
 from .common import TrainConfig, TrainError, setup_distributed
 from .datasets import BALANCE_CAP, MotionCrops, balance_of, balance_settings, repeated
 from .loop import Stage, fit
-from .runs import open_run, save_best
+from .runs import open_run, save_best, warm_start
 
 WINDOW = 64  # frames per training crop (MoMask's window)
 
@@ -70,30 +70,10 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
 
 def warm_start_vq(model: RVQVAE, folder) -> None:
     """Start a tokenizer run from `<folder>/vq.safetensors`, whose decoder may be narrower than `model`'s
-    (`decoder_width`). The encoder and codebooks load as stored. Each decoder convolution keeps the stored
-    weights on its first channels and reads nothing from the new ones (zero weights); the new output channels
-    keep their random initialisation (halved on the new inputs), so the widened model decodes exactly as the
-    stored one did and training brings the new channels in."""
-    path = Path(folder) / "vq.safetensors"
-    if not path.exists():
-        raise TrainError(f"--init {folder}: no vq.safetensors there (pass a 'vq' run folder or a weights folder)")
-    stored, fresh = load_tensors(path), model.state_dict()
-    for key, old in stored.items():
-        new = fresh.get(key)
-        if (new is None or not key.startswith("decoder.") or new.dim() != old.dim() or new.shape == old.shape
-                or any(n < o for n, o in zip(new.shape, old.shape)) or new.shape[2:] != old.shape[2:]):
-            continue  # same shape, or a mismatch load_state_into reports
-        with torch.no_grad():
-            grown = new.clone()
-            if grown.dim() > 1:  # conv weight (out, in, k)
-                grown[:, old.shape[1]:] *= 0.5
-                grown[:old.shape[0], old.shape[1]:] = 0.0
-            grown[tuple(slice(0, n) for n in old.shape)] = old
-        stored[key] = grown
-    try:
-        load_state_into(model, stored, path)
-    except ValueError as e:
-        raise TrainError(f"--init: {e} (the preset of this run must match the one it starts from)") from e
+    (`decoder_width`): the stored decoder fills the first channels and the new ones are read by nothing yet
+    (`load_weights_into`), so the widened model decodes exactly as the stored one did and training brings the
+    new channels in."""
+    warm_start(model, folder, "vq", widen=tuple(k for k in model.state_dict() if k.startswith("decoder.")))
 
 
 def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
