@@ -59,21 +59,23 @@ def _phrase_texts() -> list[str]:
                   for t in ("his", "the", "your")]
     for pairs in C.FRONTED.values():
         texts += [C._fill(front, "their") + " " + C.inflect(p, "third") for front, p in pairs]
+    texts += [C._noun_phrase(p, "") for phrases in C.NOMINALS.values() for p in phrases]
     for words in C.STYLES.values():
-        texts += [s for s, _ in words.subjects] + list(words.adverbs)
+        texts += [s for s, _ in words.subjects] + list(words.adverbs) + list(words.adjectives)
         texts += [C._fill(m, "their") for m in words.manners]
     return texts + list(C.CONTEXTS) + [s for s, _ in C.NEUTRAL]
 
 
 @pytest.mark.parametrize("content,style", PAIRS)
-def test_captions_are_sentences_with_a_verb(content, style):
-    chosen = C.training_captions(content, style, f"clip_{content}_{style}")
-    assert len(set(chosen)) == len(chosen) == 6
+def test_captions_are_sentences_with_a_verb_or_a_noun_phrase_of_the_action(content, style):
+    chosen = C.training_captions(content, style, f"clip_{content}_{style}", n=12)
+    assert len(set(chosen)) == len(chosen) == 12
+    nouns = [C._noun_phrase(p, "").split(" ", 1)[1] for p in C.NOMINALS[content]]  # "high kick" of "{a} high kick"
     for sentence in chosen:
         assert sentence.endswith(".") and "{" not in sentence and "  " not in sentence and " ," not in sentence
         tags = tag_caption(sentence)
         assert len(tags) >= 2
-        assert any(pos == "VERB" for _, pos in tags), sentence
+        assert any(pos == "VERB" for _, pos in tags) or any(n in C.correct_typos(sentence) for n in nouns), sentence
         assert all(is_known(word) for word in C.words_of(sentence)), sentence
 
 
@@ -117,20 +119,21 @@ def test_inflect_rejects_an_unknown_form():
 def test_style_shows_in_every_caption(style):
     """The style is carried by the subject, the adverb or the manner phrase of every caption."""
     words = C.STYLES[C.STYLE_ALIASES.get(style, style)]
-    style_phrases = [s for s, _ in words.subjects] + list(words.adverbs)
+    style_phrases = [s for s, _ in words.subjects] + list(words.adverbs) + [f" {a} " for a in words.adjectives]
     style_phrases += [C._fill(m, t) for m in words.manners for t in ("his", "her", "their", "the", "your")]
     for k in range(20):
         for content in ("walk", "wave-left-hand"):
             for sentence in map(C.correct_typos, C.training_captions(content, style, f"clip_{k}")):
-                assert any(p in sentence for p in style_phrases), sentence
+                assert any(p in f" {sentence}" for p in style_phrases), sentence
 
 
 def test_action_phrasings_carry_no_style_adverb():
     """"steps back slowly" would tell every walk-back clip it is elderly, whatever its style label."""
     style_adverbs = {a for words in C.STYLES.values() for a in words.adverbs}
+    style_adverbs |= {a for words in C.STYLES.values() for a in words.adjectives}
     for content, phrases in C.ACTION_BASES.items():
         fronted = [w for pair in C.FRONTED.get(content, ()) for w in pair]
-        for phrase in list(phrases) + fronted:
+        for phrase in list(phrases) + fronted + list(C.NOMINALS[content]):
             assert not set(C.words_of(phrase)) & style_adverbs, (content, phrase)
 
 
@@ -153,6 +156,26 @@ def test_sentence_shapes_vary():
     assert len({s.split()[0] for s in chosen}) >= 15
 
 
+@pytest.mark.parametrize("phrase,adjective,expected", [
+    ("{a} kick", "", "a kick"), ("{a} kick", "angry", "an angry kick"), ("{a} elegant bow", "", "an elegant bow"),
+    ("{a} one-handed goodbye wave", "", "a one-handed goodbye wave"),
+    ("{a} wave of {their} right hand", "elderly", "an elderly wave of the right hand")])
+def test_noun_phrases_get_their_article_and_adjective(phrase, adjective, expected):
+    assert C._noun_phrase(phrase, adjective) == expected
+
+
+@pytest.mark.parametrize("content", sorted(C.ACTIONS))
+def test_noun_phrase_captions_occur_and_carry_the_style(content):
+    """"an angry high kick." and "a high kick by a furious man.": the words of typed prompts that have no verb."""
+    nouns = [C._noun_phrase(p, "").split(" ", 1)[1] for p in C.NOMINALS[content]]
+    chosen = [s for k in range(20) for s in C.training_captions(content, "angry", f"c{k}")]
+    nominal = [s for s in chosen if not any(pos == "VERB" for _, pos in tag_caption(s))
+               or any(s.startswith(("a ", "an ")) and n in s for n in nouns)]
+    assert len(nominal) >= len(chosen) // 10
+    assert any(f"{a} " in s for s in nominal for a in C.STYLES["angry"].adjectives)
+    assert any(" by " in s for s in nominal)
+
+
 def test_a_small_share_of_captions_carries_a_misspelling():
     chosen = [s for k in range(200) for s in C.training_captions("walk", "happy", f"c{k}")]
     share = sum(C.correct_typos(s) != s for s in chosen) / len(chosen)
@@ -167,7 +190,8 @@ def test_a_small_share_of_captions_carries_a_misspelling():
 def test_left_and_right_are_never_mixed_up(content):
     side = {"left", "right"} & set(content.split("-"))
     side |= {"right"} if content in ("bye", "guide") else {"left"} if content == "respond" else set()
-    for text in list(C.ACTION_BASES[content]) + [" ".join(p) for p in C.FRONTED.get(content, ())]:
+    for text in list(C.ACTION_BASES[content]) + [" ".join(p) for p in C.FRONTED.get(content, ())] + list(
+            C.NOMINALS[content]):
         words = set(C.words_of(text.replace("-handed", " handed")))
         assert {"left", "right"} & words <= side, (content, text)
     for style in ("normal", "elderly", "happy"):
@@ -176,7 +200,7 @@ def test_left_and_right_are_never_mixed_up(content):
                 assert {"left", "right"} & set(C.words_of(sentence.replace("-", " "))) <= side, sentence
     if content.endswith(("left-hand", "right-hand")):
         pool = C.training_caption_pool(content, "normal")
-        assert all(side <= set(C.words_of(s)) for s in pool)
+        assert all(side <= set(C.words_of(s.replace("-", " "))) for s in pool)
 
 
 @pytest.mark.parametrize("content,style", SOME_PAIRS)

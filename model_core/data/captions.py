@@ -1,14 +1,16 @@
 """Natural-language captions for labelled motion clips (Bandai-Namco content x style labels).
 
 ``training_captions(content, style, clip_id)`` picks several distinct sentences such as
-"an elderly person walks forward slowly.", "with his left hand, a tired man waves." or
-"wave your right hand like a child." from templates x action phrasings (per content label) x style
+"an elderly person walks forward slowly.", "with his left hand, a tired man waves.",
+"wave your right hand like a child." or "an angry high kick." (a noun phrase, as many typed prompts are)
+from templates x action phrasings (per content label) x style
 phrasings (per style label); the choice is deterministic, seeded by the clip id. A small share of the
 sentences carries one common misspelling ("rigth", "waives"), as typed prompts do.
 
 The lexicon (caption_lexicon.json) holds the action phrasings as base-form verb phrases ("wave {their}
 left hand"); they are inflected here into the third person ("waves"), the gerund ("waving") and the
-imperative. Subjects, word orders and sentence lengths vary on purpose: with few phrasings the
+imperative. Each action also has noun phrases ("{a} high kick"), which a style's adjectives can precede
+("an angry high kick"). Subjects, word orders and sentence lengths vary on purpose: with few phrasings the
 transformers memorise the few points of the text encoder's space those sentences occupy instead of
 learning to read the action.
 
@@ -48,6 +50,7 @@ class StyleWords:
     subjects: tuple[tuple[str, str], ...]  # (noun phrase, possessive) e.g. ("an old man", "his")
     adverbs: tuple[str, ...]  # short adverbials that also read well after a styled subject
     manners: tuple[str, ...]  # longer adverbials that carry the style on their own
+    adjectives: tuple[str, ...] = ()  # go before a noun phrase of the action: "an angry kick"
 
 
 _LEXICON = json.loads(Path(__file__).with_name("caption_lexicon.json").read_text(encoding="utf-8"))
@@ -104,11 +107,13 @@ CONTEXTS: tuple[str, ...] = tuple(_LEXICON["contexts"])
 ACTION_BASES: dict[str, tuple[str, ...]] = {c: tuple(p) for c, p in _LEXICON["actions"].items()}
 # content label -> (fronted phrase, base-form verb phrase): "with his left hand, a man waves."
 FRONTED: dict[str, tuple[tuple[str, str], ...]] = {c: _pairs(p) for c, p in _LEXICON["fronted"].items()}
+# content label -> noun phrases of the action, "{a}" standing for the article: "{a} high kick"
+NOMINALS: dict[str, tuple[str, ...]] = {c: tuple(p) for c, p in _LEXICON["nominals"].items()}
 # content label -> action phrasings, third person present
 ACTIONS: dict[str, tuple[str, ...]] = {c: tuple(inflect(p, "third") for p in ps) for c, ps in ACTION_BASES.items()}
 STYLES: dict[str, StyleWords] = {
     name: StyleWords(NEUTRAL if w["subjects"] == "neutral" else _pairs(w["subjects"]), tuple(w["adverbs"]),
-                     tuple(w["manners"]))
+                     tuple(w["manners"]), tuple(w["adjectives"]))
     for name, w in _LEXICON["styles"].items()}
 # correct word -> common misspellings
 TYPOS: dict[str, tuple[str, ...]] = {w: tuple(t) for w, t in _LEXICON["typos"].items() if t}
@@ -169,12 +174,14 @@ EVAL_STYLES: dict[str, StyleWords] = {
 STYLE_ALIASES = {"masculinity": "masculine", "old": "elderly", "tired": "exhausted"}
 
 # {styled}: a subject carrying the style; {person}: a neutral subject; {action}: third person; {acting}: gerund;
-# {act}: imperative; {front}: a fronted phrase of the action; subject-less sentences read {their} as
-# "the" (gerund) or "your" (imperative)
+# {act}: imperative; {front}: a fronted phrase of the action; {nominal}: a noun
+# phrase of the action, {described}: the same with a style adjective ("an angry high kick"); subject-less
+# sentences read {their} as "the" (gerund, noun phrase) or "your" (imperative)
 TRAIN_TEMPLATES = ("{styled} {action}.", "{person} {action} {manner}.", "{styled} {action} {adverb}.",
                    "{manner}, {person} {action}.", "{adverb}, {styled} {action}.", "{styled} {acting}.",
                    "{acting} {manner}.", "{act} {manner}.", "{act} {adverb}.", "{front}, {styled} {action}.",
-                   "{context} {styled} {acting} {adverb}.", "{styled} {acting} {manner}.")
+                   "{context} {styled} {acting} {adverb}.", "{styled} {acting} {manner}.", "{described}.",
+                   "{nominal} by {styled}.", "{nominal}, {manner}.", "{context} {described}.")
 EVAL_TEMPLATES = ("{styled} is {action}.", "{person} is {action}, {manner}.")
 
 
@@ -247,11 +254,26 @@ def _choices(template: str, content: str, words: StyleWords) -> list[list]:
         subjects = list(NEUTRAL)
     else:
         subjects = [("", "your" if "{act}" in template else "the")]
-    actions = list(FRONTED.get(content, ())) if "{front}" in template else [("", a) for a in ACTION_BASES[content]]
+    if "{front}" in template:
+        actions = list(FRONTED.get(content, ()))
+    elif "{nominal}" in template or "{described}" in template:  # (adjective, noun phrase)
+        adjectives = words.adjectives if "{described}" in template else ("",)
+        actions = [(adjective, a) for adjective in adjectives for a in NOMINALS[content]]
+    else:
+        actions = [("", a) for a in ACTION_BASES[content]]
     manners = list(words.manners) if "{manner}" in template else [""]
     adverbs = list(words.adverbs) if "{adverb}" in template else [""]
     contexts = list(CONTEXTS) if "{context}" in template else [""]
     return [subjects, actions, manners, adverbs, contexts]
+
+
+def _noun_phrase(phrase: str, adjective: str) -> str:
+    """A noun phrase of the action ("{a} high kick") with its article and, when given, an adjective after it."""
+    rest = phrase.removeprefix("{a} ")
+    if adjective:
+        rest = f"{adjective} {rest}"
+    article = "an" if rest[0] in "aeiou" and not rest.startswith(("one", "usu", "uni")) else "a"
+    return _fill(f"{article} {rest}", "the")
 
 
 def _render(template: str, subject: tuple[str, str], action: tuple[str, str], manner: str, adverb: str,
@@ -261,8 +283,10 @@ def _render(template: str, subject: tuple[str, str], action: tuple[str, str], ma
     if _repeats(noun, adverb) or (noun and manner and noun.split()[-1] in manner.split()):
         return None
     front, phrase = action
+    if "{nominal}" in template or "{described}" in template:  # front is the style adjective here
+        front = _noun_phrase(phrase, front)
     fields = dict(styled=noun, person=noun, action=(phrase, "third"), acting=(phrase, "ing"), act=(phrase, "base"),
-                  front=front, manner=manner, adverb=adverb, context=context)
+                  front=front, nominal=front, described=front, manner=manner, adverb=adverb, context=context)
     sentence = template.format(**{k: _fill(inflect(*v) if isinstance(v, tuple) else v, their)
                                   for k, v in fields.items() if "{" + k + "}" in template})
     sentence = re.sub(r"\s+", " ", sentence).replace(" ,", ",").replace(" .", ".").strip(" ,")

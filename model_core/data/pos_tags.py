@@ -38,7 +38,10 @@ _CLOSED = {
            "delighted depressed dignified easy flat glad gloomy good haughty heartbroken hesitant irritated mad "
            "martial massive muscular nervous peppy playful respectful self-assured sleepy slight sporty stiff "
            "superior tall teenage uncertain usual worn yakuza forward-left forward-right right-handed two-handed "
-           "fatigued",
+           "fatigued aggressive brisk casual clumsy dejected double feeble flamboyant formal full-speed gleeful hard "
+           "kiddish menacing merry mournful nimble ponderous slanted sluggish springy swaggering swift threatening "
+           "thuggish vigorous welcoming dramatic both-arms-up bye-bye come-here double-handed hands-up left-hand "
+           "left-handed one-handed right-hand this-way",
 }
 _VERBS = (
     "walk run dash step move take bow bend wave raise lift put throw punch kick slash swing make cut dance "
@@ -47,7 +50,8 @@ _VERBS = (
     "direct summon bust act change lower carry drift hold reply greet spin squat crouch climb fall kneel "
     "stretch shake push pull give pick place hop skip march sway rotate circle clap stumble limp bid break hack lead "
     "shout trot veer signal amble attack bolt charge cross fight groove hit hurry invite keep reach see slice "
-    "snap tread usher yell motion reverse lack fume grieve grin smile cry play feel stomp watch collapse use jab"
+    "snap tread usher yell motion reverse lack fume grieve grin smile cry play feel stomp watch collapse use jab "
+    "curve end"
 )
 _IRREGULAR = {
     "ran": "run", "running": "run", "took": "take", "taken": "take", "threw": "throw", "thrown": "throw",
@@ -71,7 +75,7 @@ _NOUNS = (
     "reverse sweep diagonal slant enemy anger animation audience ballerina bounce breath capture champion citizen "
     "clip combination corner creature delinquent dude face friend front grandma grandpa hook hooligan joint joy "
     "katana ogre play pride question recording room scowl song sorrow spring student target temper theatre tilt "
-    "toddler tour troll underling vigor youth art shadowboxing"
+    "toddler tour troll underling vigor youth art shadowboxing pose series number"
 )
 
 _TAGS: dict[str, tuple[str, str]] = {}  # word -> (lemma, POS)
