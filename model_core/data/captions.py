@@ -246,6 +246,15 @@ def shares_held_out_wording(sentence: str) -> bool:
                for i in range(len(words) - n + 1))
 
 
+def _noun_phrase(phrase: str, adjective: str) -> str:
+    """A noun phrase of the action ("{a} high kick") with its article and, when given, an adjective after it."""
+    rest = phrase.removeprefix("{a} ")
+    if adjective:
+        rest = f"{adjective} {rest}"
+    article = "an" if rest[0] in "aeiou" and not rest.startswith(("one", "usu", "uni")) else "a"
+    return _fill(f"{article} {rest}", "the")
+
+
 def _choices(template: str, content: str, words: StyleWords) -> list[list]:
     """The option lists a template draws from: subjects, actions, manners, adverbs, contexts."""
     if "{styled}" in template:
@@ -256,24 +265,15 @@ def _choices(template: str, content: str, words: StyleWords) -> list[list]:
         subjects = [("", "your" if "{act}" in template else "the")]
     if "{front}" in template:
         actions = list(FRONTED.get(content, ()))
-    elif "{nominal}" in template or "{described}" in template:  # (adjective, noun phrase)
+    elif "{nominal}" in template or "{described}" in template:
         adjectives = words.adjectives if "{described}" in template else ("",)
-        actions = [(adjective, a) for adjective in adjectives for a in NOMINALS[content]]
+        actions = [("", _noun_phrase(a, adjective)) for adjective in adjectives for a in NOMINALS[content]]
     else:
         actions = [("", a) for a in ACTION_BASES[content]]
     manners = list(words.manners) if "{manner}" in template else [""]
     adverbs = list(words.adverbs) if "{adverb}" in template else [""]
     contexts = list(CONTEXTS) if "{context}" in template else [""]
     return [subjects, actions, manners, adverbs, contexts]
-
-
-def _noun_phrase(phrase: str, adjective: str) -> str:
-    """A noun phrase of the action ("{a} high kick") with its article and, when given, an adjective after it."""
-    rest = phrase.removeprefix("{a} ")
-    if adjective:
-        rest = f"{adjective} {rest}"
-    article = "an" if rest[0] in "aeiou" and not rest.startswith(("one", "usu", "uni")) else "a"
-    return _fill(f"{article} {rest}", "the")
 
 
 def _render(template: str, subject: tuple[str, str], action: tuple[str, str], manner: str, adverb: str,
@@ -283,10 +283,8 @@ def _render(template: str, subject: tuple[str, str], action: tuple[str, str], ma
     if _repeats(noun, adverb) or (noun and manner and noun.split()[-1] in manner.split()):
         return None
     front, phrase = action
-    if "{nominal}" in template or "{described}" in template:  # front is the style adjective here
-        front = _noun_phrase(phrase, front)
     fields = dict(styled=noun, person=noun, action=(phrase, "third"), acting=(phrase, "ing"), act=(phrase, "base"),
-                  front=front, nominal=front, described=front, manner=manner, adverb=adverb, context=context)
+                  front=front, nominal=phrase, described=phrase, manner=manner, adverb=adverb, context=context)
     sentence = template.format(**{k: _fill(inflect(*v) if isinstance(v, tuple) else v, their)
                                   for k, v in fields.items() if "{" + k + "}" in template})
     sentence = re.sub(r"\s+", " ", sentence).replace(" ,", ",").replace(" .", ".").strip(" ,")
