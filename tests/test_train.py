@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from model_core.train.cli import main
 from model_core.train.common import Dist, TrainConfig, lr_at, make_optimizer, seed_step, set_lr
-from model_core.train.datasets import MotionCrops
+from model_core.train.datasets import MotionCrops, Segment, TextTokens
 from model_core.train.tokens import STAGES, text_token_pairs, transformer_stage
 from model_core.models.checkpoint import load_model
 from model_core.models.vq import RVQVAE, RVQVAEConfig
@@ -105,6 +105,34 @@ def test_motion_crops_pad_short_clips_and_repeat_per_epoch():
         crops.set_epoch(epoch)
         starts.add(int(crops[0][0][0, 0]) // 3)
     assert len(starts) > 1 and all(0 <= s <= 36 for s in starts)
+
+
+def token_items(window_prob: float, epochs: int = 40) -> list[np.ndarray]:
+    codes = np.arange(30 * 2).reshape(30, 2)  # 30 tokens, 2 layers: row t is (2t, 2t + 1)
+    items = TextTokens([Segment("clip", codes, (0,))], torch.zeros(1, 4), max_tokens=20, seed=3,
+                       window_prob=window_prob, min_tokens=5)
+    out = []
+    for epoch in range(epochs):
+        items.set_epoch(epoch)
+        out.append(items[0][0].numpy())
+    return out
+
+
+@pytest.mark.parametrize("window_prob", [0.0, 0.5, 1.0])
+def test_text_tokens_cut_random_windows_with_their_probability(window_prob):
+    items = token_items(window_prob)
+    for tokens in items:  # always a contiguous run of the clip's rows
+        assert 5 <= len(tokens) <= 20
+        assert (np.diff(tokens[:, 0]) == 2).all() and (tokens[:, 1] == tokens[:, 0] + 1).all()
+    short = sum(len(t) < 20 for t in items)
+    if window_prob == 0.0:
+        assert short == 0  # the 20-token crop only (at random offsets)
+        assert len({int(t[0, 0]) for t in items}) > 1
+    elif window_prob == 1.0:
+        assert short >= 36 and len({len(t) for t in items}) > 8  # lengths spread over 5..20
+    else:
+        assert 8 <= short <= 32
+    assert all(np.array_equal(a, b) for a, b in zip(items, token_items(window_prob)))  # same seed, same items
 
 
 # ------------------------------------------------------------------------------------------- learning

@@ -99,14 +99,21 @@ class TextTokens(Dataset):
     """Text-token pairs: item i -> (codes (n, Q) int64, text embedding (D,)) with n <= max_tokens.
 
     A random caption of the segment is picked, and a segment longer than `max_tokens` is cropped at a random
-    token offset.
+    token offset. With `window_prob` p > 0, each item is, with probability p, a random window of the segment
+    instead: its length uniform in [`min_tokens`, n], at a random offset. The residual transformer trains on
+    such windows: what it predicts depends on the codes around a position, not on where in a clip it falls,
+    and without them it learns a rare action's only clip position by position and misses it anywhere else.
     """
 
-    def __init__(self, segments: list[Segment], text_table: torch.Tensor, *, max_tokens: int, seed: int = 0):
+    def __init__(self, segments: list[Segment], text_table: torch.Tensor, *, max_tokens: int, seed: int = 0,
+                 window_prob: float = 0.0, min_tokens: int = 1):
         if not segments:
             raise TrainError("no text-token pairs: the split has no captioned motion long enough to train on")
+        if not 0.0 <= window_prob <= 1.0 or min_tokens < 1:
+            raise ValueError(f"window_prob must be in [0, 1] and min_tokens >= 1, got {window_prob}, {min_tokens}")
         self.segments, self.text_table = segments, text_table
         self.max_tokens, self.seed, self.epoch = max_tokens, seed, 0
+        self.window_prob, self.min_tokens = window_prob, min_tokens
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -119,9 +126,12 @@ class TextTokens(Dataset):
         seg = self.segments[i]
         caption = seg.captions[int(rng.integers(len(seg.captions)))]
         tokens = seg.tokens
-        if len(tokens) > self.max_tokens:
-            start = int(rng.integers(len(tokens) - self.max_tokens + 1))
-            tokens = tokens[start:start + self.max_tokens]
+        length = min(len(tokens), self.max_tokens)
+        if self.window_prob and rng.random() < self.window_prob and length > self.min_tokens:
+            length = int(rng.integers(self.min_tokens, length + 1))
+        if len(tokens) > length:
+            start = int(rng.integers(len(tokens) - length + 1))
+            tokens = tokens[start:start + length]
         return torch.from_numpy(np.ascontiguousarray(tokens)), self.text_table[caption]
 
 

@@ -4,7 +4,8 @@
 Every caption range of every train/val clip is tokenised once with the frozen tokenizer of a `bamm train vq`
 run, and every caption embedded once with the text encoder; both are cached as safetensors (default
 `<run>/cache/`). Training samples a random caption per item and crops motions longer than 49 tokens
-(196 frames) at a random offset.
+(196 frames) at a random offset; the residual transformer also sees half its items as a random shorter
+window of the motion (`RES_WINDOW_PROB`), so that it fills in an action wherever it falls in a clip.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from ..models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer
 from ..models.vq import RVQVAE, RVQVAEConfig
 from .checkpoints import atomic_save_tensors, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
-from .datasets import (BALANCE_CAP, MAX_FRAMES, Segment, TextTokens, caption_segments, collate_text_tokens,
-                       balance_of, balance_settings, repeated, segment_key)
+from .datasets import (BALANCE_CAP, MAX_FRAMES, MIN_FRAMES, Segment, TextTokens, balance_of, balance_settings,
+                       caption_segments, collate_text_tokens, repeated, segment_key)
 from .loop import Stage, fit
 from .runs import RUN_FILE, open_run, save_best, warm_start
 
@@ -66,7 +67,10 @@ class TransformerStage:
     config_cls: type
     max_tokens: Callable  # config -> longest training crop in tokens
     loss: Callable  # (model, (codes (B,N,Q), lengths, text)) -> (loss, logs)
+    window_prob: float = 0.0  # share of training items cut to a random shorter window (`TextTokens`)
 
+
+RES_WINDOW_PROB = 0.5  # residual transformer: half its training items are random windows of their clip
 
 STAGES = {
     "t2m": TransformerStage(T2M_TRAIN_PRESETS, T2M_PRESETS, BAMMTransformer, BAMMConfig,
@@ -74,7 +78,7 @@ STAGES = {
                             loss=lambda m, b: m.loss(b[0][..., 0], b[1], b[2])),
     "res": TransformerStage(RES_TRAIN_PRESETS, RES_PRESETS, ResidualTransformer, ResidualConfig,
                             max_tokens=lambda c: c.max_tokens,
-                            loss=lambda m, b: m.loss(b[0], b[2], b[1])),
+                            loss=lambda m, b: m.loss(b[0], b[2], b[1]), window_prob=RES_WINDOW_PROB),
 }
 
 
@@ -221,7 +225,8 @@ def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *,
     model = spec.model_cls(config)
     crop = min(MAX_FRAMES // 4, spec.max_tokens(config))
     train = balanced(pairs.segments["train"], pairs.content, cap=balance_cap) if balance else pairs.segments["train"]
-    train_set = TextTokens(train, pairs.table, max_tokens=crop, seed=seed)
+    train_set = TextTokens(train, pairs.table, max_tokens=crop, seed=seed, window_prob=spec.window_prob,
+                           min_tokens=MIN_FRAMES // 4)
     val = pairs.segments.get("val")
     val_set = TextTokens(val, pairs.table, max_tokens=crop, seed=seed + 1) if val else None
     return Stage(name, model, spec.loss, train_set, val_set, collate=collate_text_tokens,
