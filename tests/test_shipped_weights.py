@@ -67,7 +67,7 @@ def test_residual_layers_fill_in_the_kick_away_from_where_training_saw_it(built_
     """The residual transformer, given the base codes of the one kick clip from its 3rd, 6th, 9th or 12th
     token on (the kick at other token positions than in training; 4 seeds each), fills in layers whose decoded
     foot lift is on average at least 0.74 of what the clip's own codes give (about 1.1 m). Trained on whole
-    clips only it had learnt the clip position by position: 0.69 (0.77 with the random training windows)."""
+    clips only it had learnt the clip position by position: 0.69 (0.76 with the random training windows)."""
     from model_core import decoding as D
     from model_core.generate import BAMM
 
