@@ -100,9 +100,10 @@ class TextTokens(Dataset):
 
     A random caption of the segment is picked, and a segment longer than `max_tokens` is cropped at a random
     token offset. With `window_prob` p > 0, each item is, with probability p, a random window of the segment
-    instead: its length uniform in [`min_tokens`, min(n, `max_tokens`)], at a random offset. The residual transformer trains on
-    such windows: what it predicts depends on the codes around a position, not on where in a clip it falls,
-    and without them it learns a rare action's only clip position by position and misses it anywhere else.
+    instead: its length uniform in [`min_tokens`, min(n, `max_tokens`)], at a random offset. The residual
+    transformer trains on such windows: what it predicts depends on the codes around a position, not on where
+    in a clip it falls, and without them it learns a rare action's only clip position by position and misses
+    it anywhere else.
     """
 
     def __init__(self, segments: list[Segment], text_table: torch.Tensor, *, max_tokens: int, seed: int = 0,
