@@ -24,15 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from model_core.data.humanml3d import load_split  # noqa: E402
+from model_core.eval.dynamics import foot_lift  # noqa: E402
 from model_core.motion.features import recover_from_ric  # noqa: E402
 from model_core.train.tokens import load_vq_run  # noqa: E402
 
-FEET, WRISTS = [7, 8, 10, 11], [20, 21]
-
-
-def foot_lift(joints: np.ndarray) -> float:
-    heights = joints[:, FEET, 1]
-    return float((heights - heights.min()).max())
+WRISTS = [20, 21]
 
 
 def wrist_reach(joints: np.ndarray) -> float:

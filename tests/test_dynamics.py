@@ -113,6 +113,17 @@ def test_penetration_is_the_depth_below_the_usual_floor(depth, sunk_frames):
     assert dyn.clip_dynamics(clip)["penetration"] == pytest.approx(100.0 * depth, abs=1e-7)
 
 
+@pytest.mark.parametrize("lift", [0.0, 0.25, 1.1])
+def test_foot_lift_is_the_highest_ankle_or_toe_above_their_lowest(lift):
+    clip = still(20)
+    feet = list(dyn.FEET)
+    floor = clip[:, feet, 1].min()
+    rest = clip[0, feet, 1].max() - floor  # standing: the ankles above the toes
+    clip[10, dyn.FEET[0], 1] += lift  # the left ankle raised on one frame: a kick at its peak
+    assert dyn.foot_lift(clip) == pytest.approx(max(rest, clip[10, dyn.FEET[0], 1] - floor))
+    assert dyn.foot_lift(clip + [3.0, 0.0, -2.0]) == pytest.approx(dyn.foot_lift(clip))  # horizontal travel: none
+
+
 def test_penetration_ignores_a_single_frame():
     height = np.zeros(200)
     height[100] = -0.05

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from model_core.eval.dynamics import foot_lift
 from model_core.motion.skeleton import FID_L, FID_R, PARENTS, TARGET_OFFSETS
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
@@ -56,11 +57,6 @@ def test_generated_bone_lengths_stay_close_to_the_skeleton(motions):
         bones = np.linalg.norm(m.joints[:, 1:] - m.joints[:, list(PARENTS[1:])], axis=-1)
         rel = np.abs(bones.mean(0) - rest) / rest
         assert np.median(rel) < 0.1, f"{m.prompt}: bone lengths off by {np.median(rel):.0%}"
-
-
-def foot_lift(joints: np.ndarray) -> float:
-    heights = joints[:, [7, 8, 10, 11], 1]  # ankles and toes
-    return float((heights - heights.min()).max())
 
 
 def test_residual_layers_fill_in_the_kick_away_from_where_training_saw_it(built_bandai):

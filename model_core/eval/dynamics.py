@@ -45,6 +45,7 @@ from ..motion.skeleton import FACE_JOINT_INDX, JOINT_INDEX, NUM_JOINTS
 FPS = 20.0
 TOES: tuple[int, int] = (JOINT_INDEX["l_foot"], JOINT_INDEX["r_foot"])
 PELVIS = JOINT_INDEX["pelvis"]
+FEET: tuple[int, ...] = tuple(JOINT_INDEX[j] for j in ("l_ankle", "r_ankle", "l_foot", "r_foot"))
 GROUND_MARGIN = 0.05  # m above the clip's lowest toe height that still counts as on the floor
 PENETRATION_PERCENTILE = 1.0
 IN_PLACE_M = 0.3  # m of travel below which a clip stays "in place"
@@ -114,6 +115,13 @@ def foot_skate(joints, *, fps: float = FPS, margin: float = GROUND_MARGIN) -> fl
         return float("nan")
     speed = np.linalg.norm(np.diff(j[:, TOES][..., [0, 2]], axis=0), axis=-1) * fps  # (T - 1, 2)
     return float(speed[grounded].mean())
+
+
+def foot_lift(joints) -> float:
+    """Highest lift (m) of a foot: the largest height of an ankle or toe above the lowest height any of them
+    reaches in the clip (a high kick lifts about 1 m, a walk's swinging foot 0.2-0.3 m)."""
+    heights = check_joints(joints, min_frames=1)[:, list(FEET), 1]
+    return float((heights - heights.min()).max())
 
 
 def penetration(joints, *, percentile: float = PENETRATION_PERCENTILE) -> float:
