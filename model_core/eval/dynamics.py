@@ -18,6 +18,9 @@ project), the character facing +Z at frame 0. Clip metrics (``clip_dynamics``) a
   on most of the time); penetration is that median minus the clip's ``PENETRATION_PERCENTILE`` (1st)
   percentile of it, so a single frame of noise does not count but a foot sinking for a few frames does.
 
+``foot_lift`` (m), used by the per-action benchmarks rather than the set figures: the largest height of an
+ankle or toe above the lowest height any of them reaches in the clip (a high kick lifts about 1 m).
+
 Set figures (``set_dynamics``) are the medians of the clip figures over clips (``statistic="mean"`` for
 means). The median is the figure of a typical clip: on the Bandai-Namco test split (half the clips stand in
 place) real clips give acceleration 1.96 m/s², high-frequency share 0.29, foot skate 0.006 m/s and
