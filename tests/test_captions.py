@@ -272,3 +272,25 @@ def test_text_line_round_trip(tmp_path):
     assert (part.text, part.start_frame, part.end_frame) == ("he waves", 20, 50)
     with pytest.raises(ValueError, match="#"):
         format_text_line("a # b")
+
+
+@pytest.mark.parametrize("caption, mirrored", [
+    ("a man waves his left hand.", "a man waves his right hand."),
+    ("Right hand up, she says bye.", "Left hand up, she says bye."),
+    ("walk forward while drifting leftward", "walk forward while drifting rightward"),
+    ("a right-handed goodbye, then a left turn", "a left-handed goodbye, then a right turn"),
+    ("raise the rigth arm, then the lfet one", "raise the left arm, then the right one"),
+    ("a bright, upright person bows.", "a bright, upright person bows."),
+])
+def test_mirror_caption_swaps_the_sides(caption, mirrored):
+    assert C.mirror_caption(caption) == mirrored
+
+
+def test_mirrored_action_swaps_the_labels_that_have_a_side():
+    m = C.mirrored_action
+    assert m("walk-left") == "walk-right" and m("wave-right-hand") == "wave-left-hand"
+    assert m("walk-turn-left") == "walk-turn-right" and m("raise-up-right-hand") == "raise-up-left-hand"
+    assert m("bye") == "bye" and m("kick") == "kick"  # no left-handed "bye" label
+    assert all(m(m(a)) == a for a in C.ACTIONS)
+    with pytest.raises(C.CaptionError, match="unknown content label"):
+        m("moonwalk")

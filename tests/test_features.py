@@ -8,8 +8,8 @@ import torch
 
 from model_core.motion import features as F
 from model_core.motion.skeleton import (
-    KINEMATIC_CHAIN, NUM_JOINTS, PARENTS, RAW_OFFSETS, TARGET_OFFSETS, bone_lengths, offsets_from_joints,
-    rest_joints,
+    JOINT_NAMES, KINEMATIC_CHAIN, NUM_JOINTS, PARENTS, RAW_OFFSETS, TARGET_OFFSETS, bone_lengths, mirror_joints,
+    offsets_from_joints, rest_joints,
 )
 
 CLIP_IDS = ["000000", "007005", "009548", "011673", "012314", "M010655", "M010968"]
@@ -244,3 +244,49 @@ def test_extract_features_rejects_bad_joints(joints, message):
 def test_bad_arguments_raise(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+# ------------------------------------------------------------------------------------------- mirror
+
+def test_mirror_joints_swaps_sides_and_negates_x():
+    pose = rest_joints()
+    mirrored = mirror_joints(pose)
+    for name, other in (("l_hip", "r_hip"), ("l_wrist", "r_wrist"), ("head", "head")):
+        j, k = JOINT_NAMES.index(name), JOINT_NAMES.index(other)
+        np.testing.assert_array_equal(mirrored[j], pose[k] * [-1, 1, 1])
+    np.testing.assert_array_equal(mirror_joints(mirrored), pose)
+
+
+@pytest.mark.parametrize("clip_id", CLIP_IDS)
+def test_mirror_features_is_the_mirror_image_of_the_motion(hml_dir, clip_id):
+    """Mirroring the published features is exact against the mirrored joints they recover to, is its own inverse,
+    and is what re-extracting the mirrored clip gives, up to the target skeleton's left/right bone lengths
+    (left hip 10.3 cm, right 11.0 cm: measured mean differences ric <= 5 mm, rot <= 0.009, contacts <= 0.5 %)."""
+    vecs, joints = _load(hml_dir, clip_id)
+    mirrored = F.mirror_features(vecs)
+    np.testing.assert_array_equal(F.mirror_features(mirrored), vecs)
+    np.testing.assert_allclose(F.recover_from_ric(mirrored), mirror_joints(F.recover_from_ric(vecs)), atol=1e-5)
+    again = F.extract_features(mirror_joints(_complete_clip(vecs, joints)))
+    mean_error = {name: float(np.abs(again[:, sl] - mirrored[:, sl]).mean()) for name, sl in F.FEATURE_SLICES.items()}
+    assert mean_error["root"] < 0.002 and mean_error["ric"] < 0.008 and mean_error["vel"] < 0.001, mean_error
+    assert mean_error["rot"] < 0.015 and mean_error["contacts"] < 0.01, mean_error
+    torch_mirrored = F.mirror_features(torch.from_numpy(vecs))
+    assert isinstance(torch_mirrored, torch.Tensor)
+    np.testing.assert_array_equal(torch_mirrored.numpy(), mirrored)
+
+
+def test_mirror_features_turns_a_left_turn_into_a_right_turn():
+    yaw = 0.04 * np.arange(40)  # the body and its path turn towards +X, 0.8 rad/s
+    c, s = np.cos(yaw)[:, None], np.sin(yaw)[:, None]
+    pose = rest_joints()[None]
+    turned = np.stack([c * pose[..., 0] + s * pose[..., 2], np.broadcast_to(pose[..., 1], (40, NUM_JOINTS)),
+                       c * pose[..., 2] - s * pose[..., 0]], -1)
+    path = np.cumsum(0.06 * np.stack([np.sin(yaw), 0 * yaw, np.cos(yaw)], -1), axis=0)
+    joints = turned + path[:, None] + [0, 1.0, 0]
+    vecs = F.extract_features(joints)
+    mirrored = F.mirror_features(vecs)
+    np.testing.assert_allclose(mirrored[:, 0], -vecs[:, 0])
+    end, end_mirrored = F.recover_from_ric(vecs)[-1, 0], F.recover_from_ric(mirrored)[-1, 0]
+    assert end[0] > 0.05 and end_mirrored[0] == pytest.approx(-end[0], abs=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        F.mirror_features(vecs[:, :100])

@@ -22,7 +22,8 @@ from torch.utils.data import DataLoader
 from model_core.train.cli import main
 from model_core.train.common import Dist, TrainConfig, lr_at, make_optimizer, seed_step, set_lr
 from model_core.train.datasets import MotionCrops, Segment, TextTokens
-from model_core.train.tokens import STAGES, text_token_pairs, transformer_stage
+from model_core.motion.features import mirror_features
+from model_core.train.tokens import MIRROR_PREFIX, STAGES, mirrored_ranges, text_token_pairs, transformer_stage
 from model_core.models.checkpoint import load_model
 from model_core.models.vq import RVQVAE, RVQVAEConfig
 from model_core.train.vq import VQ_PRESETS, train_vq, vq_stage, warm_start_vq
@@ -372,3 +373,38 @@ def test_text_noise_is_recorded_kept_on_resume_and_checked(stage, data_dir, vq_r
     assert json.loads((out / f"{stage}.json").read_text())["config"]["text_noise"] == 0.75
     assert train(stage, data_dir, tmp_path / "neg", vq_run, cache_dir, "--text-noise", "-1") == 2
     assert "--text-noise must be >= 0" in capsys.readouterr().err
+
+
+def test_mirrored_ranges_swap_the_sides_of_motion_captions_and_labels(data_dir):
+    feats = np.load(data_dir / "new_joint_vecs" / "000000.npy")
+    ranges = [("c1", feats, ["a man waves his left hand.", "his left hand waving high"]),
+              ("c2@0-40", feats[:40], ["a person walks at an angle to the right.",
+                                       "heading off diagonally to the right"]),  # mirrored: a held-out phrasing
+              ("c3", feats, ["strolling forward and slightly rightward"])]
+    out, labels = mirrored_ranges(ranges, {"c1": "wave-left-hand", "c2": "walk-right", "c3": None})
+    assert [key for key, _, _ in out] == [MIRROR_PREFIX + "c1", MIRROR_PREFIX + "c2@0-40"]  # c3: no caption left
+    assert out[0][2] == ["a man waves his right hand.", "his right hand waving high"]
+    assert out[1][2] == ["a person walks at an angle to the left."]
+    np.testing.assert_array_equal(out[0][1], mirror_features(feats))
+    np.testing.assert_array_equal(out[1][1], mirror_features(feats[:40]))
+    assert labels == {MIRROR_PREFIX + "c1": "wave-right-hand", MIRROR_PREFIX + "c2": "walk-left"}
+
+
+def test_mirror_adds_one_mirrored_copy_of_every_training_range_and_is_kept_on_resume(data_dir, vq_run, cache_dir,
+                                                                                      tmp_path):
+    plain = text_token_pairs(data_dir, vq_run, "minilm", cache_dir, Dist())
+    both = text_token_pairs(data_dir, vq_run, "minilm", cache_dir, Dist(), mirror=True)
+    originals = {seg.key: seg for seg in plain.segments["train"]}
+    copies = {seg.key.removeprefix(MIRROR_PREFIX): seg for seg in both.segments["train"]
+              if seg.key.startswith(MIRROR_PREFIX)}
+    assert set(copies) == set(originals) and len(both.segments["train"]) == 2 * len(originals)
+    assert [seg.key for seg in both.segments["val"]] == [seg.key for seg in plain.segments["val"]]
+    changed = sum(not np.array_equal(copies[k].tokens, originals[k].tokens) for k in originals)
+    assert changed >= len(originals) // 2, "the mirrored motions should be tokenised as other motions"
+    out = tmp_path / "run"
+    assert train("t2m", data_dir, out, vq_run, cache_dir, "--steps", "4", "--stop-after", "2", "--mirror") == 0
+    assert json.loads((out / "run.json").read_text())["mirror"] is True
+    assert train("t2m", data_dir, out, vq_run, cache_dir, "--resume") == 0
+    assert json.loads((out / "run.json").read_text())["mirror"] is True
+    assert train("t2m", data_dir, tmp_path / "plain", vq_run, cache_dir, "--steps", "2") == 0
+    assert json.loads((tmp_path / "plain" / "run.json").read_text())["mirror"] is False

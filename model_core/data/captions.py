@@ -303,6 +303,30 @@ def _pool(content: str, key: str) -> tuple[str, ...]:
     return tuple(seen)
 
 
+# ----- mirrored training copies (left and right swapped) -----
+
+_SIDES = {"left": "right", "right": "left"}
+_SIDE_WORDS = {w: side for side in _SIDES for w in (side, *TYPOS.get(side, ()))}  # misspellings read back
+_SIDE_RE = re.compile(r"\b(" + "|".join(sorted(_SIDE_WORDS, key=len, reverse=True)) + r")", re.IGNORECASE)
+
+
+def mirrored_action(content: str) -> str:
+    """The action a motion's mirror image shows: "wave-left-hand" -> "wave-right-hand"; actions without a side
+    (and the one-sided actions of the first archive that have no mirror label, such as "bye") are unchanged."""
+    _check_content(content)
+    other = re.sub(r"\b(left|right)\b", lambda m: _SIDES[m.group(1)], content)
+    return other if other in ACTIONS else content
+
+
+def mirror_caption(text: str) -> str:
+    """A caption of the mirror image: every "left" and "right" (also inside "leftward", "right-handed" and
+    in their misspellings, written correctly) becomes the other side, keeping a leading capital."""
+    def swap(m: re.Match) -> str:
+        word = _SIDES[_SIDE_WORDS[m.group(1).lower()]]
+        return word.capitalize() if m.group(1)[0].isupper() else word
+    return _SIDE_RE.sub(swap, text)
+
+
 def training_caption_pool(content: str, style: str) -> list[str]:
     """All training sentences for a content/style pair, without misspellings (``training_captions`` samples
     from these)."""

@@ -1,4 +1,4 @@
-"""HumanML3D 263-d motion features: extraction from joint positions, recovery, Mean/Std normalisation.
+"""HumanML3D 263-d motion features: extraction from joint positions, recovery, mirroring, Mean/Std normalisation.
 
 Layout of one feature frame (22 joints), see ``FEATURE_SLICES``::
 
@@ -26,8 +26,8 @@ except ImportError:  # pragma: no cover - exercised inside Blender's own Python
 
 from .rotations import gaussian_filter1d, quat_between, quat_from_rotvec, quat_to_matrix
 from .skeleton import (
-    FACE_JOINT_INDX, FID_L, FID_R, JOINT_NAMES, KINEMATIC_CHAIN, LEG_SCALE_JOINTS, NUM_JOINTS, PARENTS,
-    RAW_OFFSETS, TARGET_OFFSETS,
+    FACE_JOINT_INDX, FID_L, FID_R, JOINT_NAMES, KINEMATIC_CHAIN, LEG_SCALE_JOINTS, MIRRORED_JOINTS, NUM_JOINTS,
+    PARENTS, RAW_OFFSETS, TARGET_OFFSETS,
 )
 
 FEATURE_DIM = 263
@@ -280,6 +280,42 @@ def recover_from_ric(features, joints_num: int = NUM_JOINTS):
     offset = lib.stack([root[..., 0], lib.zeros_like(root[..., 0]), root[..., 2]], -1)
     joints = cat([root[..., None, :], joints + offset[..., None, :]], -2)
     return joints if _is_tensor(features) else joints.astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------- mirror
+
+def _mirror_index_sign() -> tuple[np.ndarray, np.ndarray]:
+    """Source index and sign of every feature of the mirror image (see `mirror_features`)."""
+    index, sign = np.arange(FEATURE_DIM), np.ones(FEATURE_DIM)
+    sign[0] = sign[1] = -1.0  # yaw velocity turns the other way; sideways root velocity flips
+    for slot, joint in enumerate(range(1, NUM_JOINTS)):  # ric: joints 1..21, 3 values each
+        index[4 + 3 * slot:7 + 3 * slot] = 4 + 3 * (MIRRORED_JOINTS[joint] - 1) + np.arange(3)
+        sign[4 + 3 * slot] = -1.0
+    # rot: R -> S R S with S = diag(-1, 1, 1) flips the entries with exactly one index 0; the 6 values are
+    # the first two columns, (0,0) (1,0) (2,0) (0,1) (1,1) (2,1)
+    for slot, joint in enumerate(range(1, NUM_JOINTS)):
+        index[67 + 6 * slot:73 + 6 * slot] = 67 + 6 * (MIRRORED_JOINTS[joint] - 1) + np.arange(6)
+        sign[67 + 6 * slot:73 + 6 * slot] = (1.0, -1.0, -1.0, -1.0, 1.0, 1.0)
+    for joint in range(NUM_JOINTS):  # vel: all 22 joints
+        index[193 + 3 * joint:196 + 3 * joint] = 193 + 3 * MIRRORED_JOINTS[joint] + np.arange(3)
+        sign[193 + 3 * joint] = -1.0
+    index[259:263] = (261, 262, 259, 260)  # contacts (l_ankle, l_foot, r_ankle, r_foot) swap sides
+    return index, sign
+
+
+_MIRROR_INDEX, _MIRROR_SIGN = _mirror_index_sign()
+
+
+def mirror_features(features):
+    """Features ``(..., T, 263)`` of the motion's mirror image (left and right swapped, X negated): what
+    `extract_features` gives for `skeleton.mirror_joints` of the motion, up to the target skeleton's small
+    left/right bone-length differences. Un-normalised features; numpy or torch in, the same out."""
+    _check_features(features, NUM_JOINTS)
+    if _is_tensor(features):
+        index = torch.as_tensor(_MIRROR_INDEX, device=features.device)
+        return features[..., index] * torch.as_tensor(_MIRROR_SIGN, dtype=features.dtype, device=features.device)
+    features = np.asarray(features)
+    return (features[..., _MIRROR_INDEX] * _MIRROR_SIGN).astype(features.dtype)
 
 
 # ----------------------------------------------------------------------------------------- Mean / Std

@@ -16,6 +16,10 @@ JOINT_NAMES: tuple[str, ...] = (
 )
 NUM_JOINTS = len(JOINT_NAMES)
 JOINT_INDEX: dict[str, int] = {name: i for i, name in enumerate(JOINT_NAMES)}
+# The joint each joint becomes in the mirror image (left <-> right, the spine stays).
+MIRRORED_JOINTS: tuple[int, ...] = tuple(
+    JOINT_INDEX[("r_" + n[2:]) if n.startswith("l_") else ("l_" + n[2:]) if n.startswith("r_") else n]
+    for n in JOINT_NAMES)
 
 # HumanML3D ``t2m_kinematic_chain``: right leg, left leg, spine + head, right arm, left arm.
 # Every chain starts at a joint already placed by an earlier chain.
@@ -131,3 +135,14 @@ def rest_joints() -> np.ndarray:
     Legs and spine are straight, arms hang down, feet and head point +Z (HumanML3D's rest axes).
     """
     return forward_offsets(TARGET_OFFSETS).astype(np.float32)
+
+
+def mirror_joints(joints: np.ndarray) -> np.ndarray:
+    """Joint positions ``(..., 22, 3)`` of the motion's mirror image in the X = 0 plane: left and right joints
+    swap and X changes sign (HumanML3D's mirrored copies, its "M" files)."""
+    joints = np.asarray(joints)
+    if joints.ndim < 2 or joints.shape[-2:] != (NUM_JOINTS, 3):
+        raise ValueError(f"joints must have shape (..., {NUM_JOINTS}, 3), got {joints.shape}")
+    out = joints[..., list(MIRRORED_JOINTS), :].copy()
+    out[..., 0] *= -1
+    return out

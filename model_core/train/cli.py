@@ -47,6 +47,9 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
         p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
         p.add_argument("--text-encoder", help="text encoder: minilm-lexical (default), minilm or clip:<file>")
         p.add_argument("--cache-dir", help="where token and text-embedding caches go (default <out>/cache)")
+        p.add_argument("--mirror", action="store_const", const=True, default=None,
+                       help="also train on the mirror image of every training clip (left and right swapped in "
+                       "motion, captions and action labels), as HumanML3D's mirrored copies")
         p.add_argument("--text-noise", type=float, help="Gaussian noise on text embeddings in training, in units "
                        "of the embedding's RMS (default: the preset's); helps unseen caption phrasings")
 
@@ -98,7 +101,7 @@ def run(args: argparse.Namespace) -> None:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,
                           cache_dir=args.cache_dir, text_noise=args.text_noise, balance=args.balance,
-                          balance_cap=args.balance_cap, **common)
+                          balance_cap=args.balance_cap, mirror=args.mirror, **common)
 
 
 def main(command_name: str = "train", argv: list[str] | None = None) -> int:

@@ -6,6 +6,8 @@ run, and every caption embedded once with the text encoder; both are cached as s
 `<run>/cache/`). Training samples a random caption per item and crops motions longer than 49 tokens
 (196 frames) at a random offset; the residual transformer also sees half its items as a random shorter
 window of the motion (`RES_WINDOW_PROB`), so that it fills in an action wherever it falls in a clip.
+With ``mirror`` both also learn from the mirror image of every training range (`mirrored_ranges`), as
+HumanML3D's "M" copies do: twice the clips of every rare action, and left and right learnt as one pattern.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ import numpy as np
 import torch
 from safetensors import safe_open
 
+from ..data.captions import ACTIONS, mirror_caption, mirrored_action, shares_held_out_wording
 from ..data.humanml3d import load_split
 from ..models.checkpoint import load_model, load_tensors, save_tensors
 from ..models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from ..models.text import encode_all, load_text_encoder
 from ..models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer
 from ..models.vq import RVQVAE, RVQVAEConfig
+from ..motion.features import mirror_features
 from .checkpoints import atomic_save_tensors, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
 from .datasets import (BALANCE_CAP, MAX_FRAMES, MIN_FRAMES, Segment, TextTokens, balance_of, balance_settings,
@@ -105,6 +109,26 @@ def caption_ranges(clips) -> list[tuple[str, np.ndarray, list[str]]]:
         for (start, end), texts in caption_segments(clip).items():
             out.append((segment_key(clip.id, start, end, n), clip.features[start:end], texts))
     return out
+
+
+MIRROR_PREFIX = "mirror:"  # segment keys and clip ids of the mirrored copies
+
+
+def mirrored_ranges(ranges, content: dict[str, str | None]) -> tuple[list, dict[str, str | None]]:
+    """Mirror-image copies of caption ranges and their clips' action labels: features through
+    `features.mirror_features`, captions through `captions.mirror_caption` (a mirrored caption that holds a
+    held-out phrasing is left out; so is a range left without captions), labels through
+    `captions.mirrored_action` ("walk-left" -> "walk-right")."""
+    out, labels = [], {}
+    for key, feats, texts in ranges:
+        kept = [t for t in dict.fromkeys(mirror_caption(t) for t in texts) if not shares_held_out_wording(t)]
+        if not kept:
+            continue
+        out.append((MIRROR_PREFIX + key, mirror_features(feats), kept))
+        clip = key.split("@")[0]
+        label = content.get(clip)
+        labels[MIRROR_PREFIX + clip] = mirrored_action(label) if label in ACTIONS else label
+    return out, labels
 
 
 def balanced(segs: list[Segment], content: dict[str, str | None], *, cap: int = BALANCE_CAP) -> list[Segment]:
@@ -191,13 +215,18 @@ class Pairs:
     fingerprint: str  # of the tokenizer weights
 
 
-def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist) -> Pairs:
-    """Tokenise and embed (rank 0, cached in `cache`), then read the caches (every rank)."""
+def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist, *, mirror: bool = False) -> Pairs:
+    """Tokenise and embed (rank 0, cached in `cache`), then read the caches (every rank). mirror: add the
+    mirror image of every training range (`mirrored_ranges`; validation stays as captured)."""
     vq, mean, std, fingerprint = load_vq_run(vq_dir, d.device)
     splits = ["train"] + (["val"] if (Path(data) / "val.txt").exists() else [])
     clips = {split: load_split(data, split) for split in splits}
     ranges = {split: caption_ranges(clips[split]) for split in splits}
     content = {c.id: c.meta.get("content") for split in splits for c in clips[split]}
+    if mirror:
+        extra, labels = mirrored_ranges(ranges["train"], content)
+        ranges["train"] = ranges["train"] + extra
+        content.update(labels)
     token_path = cache / f"tokens-{fingerprint}-{motion_digest(ranges)}.safetensors"
     text_path = cache / f"text-{encoder.replace(':', '_').replace('/', '_')}.safetensors"
     all_ranges = [r for split in splits for r in ranges[split]]
@@ -237,12 +266,14 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
                       preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
                       resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
                       progress: bool = True, init=None, text_noise: float | None = None,
-                      balance: bool | None = None, balance_cap: int | None = None) -> torch.nn.Module:
+                      balance: bool | None = None, balance_cap: int | None = None,
+                      mirror: bool | None = None) -> torch.nn.Module:
     """Train (or resume) a "t2m" or "res" run in `out`; returns the model as trained.
 
     ``text_noise`` overrides the preset's training noise on text embeddings (``layers.noisy_text``).
     ``balance`` (default on for new runs) repeats the training items of rare actions (`repeat_factors`), each
-    at most ``balance_cap`` times (default `BALANCE_CAP`).
+    at most ``balance_cap`` times (default `BALANCE_CAP`). ``mirror`` (default off for new runs; a resumed run
+    keeps its own) adds the mirror image of every training range (`mirrored_ranges`).
     """
     if stage not in STAGES:
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
@@ -257,13 +288,13 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     extra = {"vq_run": str(Path(vq_run).resolve()) if vq_run is not None else None,
              "text_encoder": text_encoder if text_encoder or resume else DEFAULT_TEXT_ENCODER,
              "init": str(Path(init).resolve()) if init is not None else None,
-             **balancing}
+             "mirror": mirror if resume else bool(mirror), **balancing}
     settings = open_run(out, stage=stage, resume=resume, d=d, presets=spec.train_presets, preset=preset,
                         model_presets=spec.model_presets, data=data, steps=steps, batch_size=batch_size,
                         extra=extra, model_overrides={"text_noise": text_noise})
     cache = Path(cache_dir) if cache_dir is not None else out / "cache"
     pairs = text_token_pairs(settings.data, Path(settings.extra["vq_run"]), settings.extra["text_encoder"],
-                             cache, d)
+                             cache, d, mirror=bool(settings.extra.get("mirror", False)))
     started_with = settings.extra.get("vq_fingerprint", pairs.fingerprint)
     if started_with != pairs.fingerprint:
         raise TrainError(f"--resume: the tokenizer in {settings.extra['vq_run']} changed since this run started "
