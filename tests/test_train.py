@@ -380,14 +380,18 @@ def test_mirrored_ranges_swap_the_sides_of_motion_captions_and_labels(data_dir):
     ranges = [("c1", feats, ["a man waves his left hand.", "his left hand waving high"]),
               ("c2@0-40", feats[:40], ["a person walks at an angle to the right.",
                                        "heading off diagonally to the right"]),  # mirrored: a held-out phrasing
-              ("c3", feats, ["strolling forward and slightly rightward"])]
-    out, labels = mirrored_ranges(ranges, {"c1": "wave-left-hand", "c2": "walk-right", "c3": None})
-    assert [key for key, _, _ in out] == [MIRROR_PREFIX + "c1", MIRROR_PREFIX + "c2@0-40"]  # c3: no caption left
+              ("c3", feats, ["strolling forward and slightly rightward"]),  # mirrored: held-out
+              ("c4", feats, ["a man waves goodbye with his right hand."]),  # one-sided: not mirrored
+              ("c5", feats, ["someone steps to the left."])]  # unlabelled: mirrored
+    out, labels = mirrored_ranges(ranges, {"c1": "wave-left-hand", "c2": "walk-right", "c3": None, "c4": "bye"})
+    assert [key for key, _, _ in out] == [MIRROR_PREFIX + k for k in ("c1", "c2@0-40", "c5")]
     assert out[0][2] == ["a man waves his right hand.", "his right hand waving high"]
     assert out[1][2] == ["a person walks at an angle to the left."]
     np.testing.assert_array_equal(out[0][1], mirror_features(feats))
     np.testing.assert_array_equal(out[1][1], mirror_features(feats[:40]))
-    assert labels == {MIRROR_PREFIX + "c1": "wave-right-hand", MIRROR_PREFIX + "c2": "walk-left"}
+    assert out[2][2] == ["someone steps to the right."]
+    assert labels == {MIRROR_PREFIX + "c1": "wave-right-hand", MIRROR_PREFIX + "c2": "walk-left",
+                      MIRROR_PREFIX + "c5": None}
 
 
 def test_mirror_adds_one_mirrored_copy_of_every_training_range_and_is_kept_on_resume(data_dir, vq_run, cache_dir,

@@ -310,10 +310,19 @@ _SIDE_WORDS = {w: side for side in _SIDES for w in (side, *TYPOS.get(side, ()))}
 _SIDE_RE = re.compile(r"\b(" + "|".join(sorted(_SIDE_WORDS, key=len, reverse=True)) + r")", re.IGNORECASE)
 
 
-def mirrored_action(content: str) -> str:
-    """The action a motion's mirror image shows: "wave-left-hand" -> "wave-right-hand"; actions without a side
-    (and the one-sided actions of the first archive that have no mirror label, such as "bye") are unchanged."""
+# Actions whose clips are all performed with one particular hand or leg, with no label for the other side
+# (a goodbye with the right hand, a kick with one leg): their mirror image is a variant no clip shows, so
+# training does not mirror them (`mirrored_action` gives None).
+ONE_SIDED_ACTIONS = frozenset({"bye", "guide", "respond", "call", "punch", "kick", "slash", "dance-short",
+                               "dance-long"})
+
+
+def mirrored_action(content: str) -> str | None:
+    """The action a motion's mirror image shows: "wave-left-hand" -> "wave-right-hand", "walk" -> "walk";
+    None for the one-sided actions (`ONE_SIDED_ACTIONS`), whose mirror image has no label."""
     _check_content(content)
+    if content in ONE_SIDED_ACTIONS:
+        return None
     other = re.sub(r"\b(left|right)\b", lambda m: _SIDES[m.group(1)], content)
     return other if other in ACTIONS else content
 

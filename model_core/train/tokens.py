@@ -118,16 +118,21 @@ def mirrored_ranges(ranges, content: dict[str, str | None]) -> tuple[list, dict[
     """Mirror-image copies of caption ranges and their clips' action labels: features through
     `features.mirror_features`, captions through `captions.mirror_caption` (a mirrored caption that holds a
     held-out phrasing is left out; so is a range left without captions), labels through
-    `captions.mirrored_action` ("walk-left" -> "walk-right")."""
+    `captions.mirrored_action` ("walk-left" -> "walk-right"). Ranges of one-sided actions (a right-handed
+    goodbye, a kick) are not mirrored; unlabelled ones are."""
     out, labels = [], {}
     for key, feats, texts in ranges:
+        clip = key.split("@")[0]
+        label = content.get(clip)
+        if label in ACTIONS:
+            label = mirrored_action(label)
+            if label is None:
+                continue
         kept = [t for t in dict.fromkeys(mirror_caption(t) for t in texts) if not shares_held_out_wording(t)]
         if not kept:
             continue
         out.append((MIRROR_PREFIX + key, mirror_features(feats), kept))
-        clip = key.split("@")[0]
-        label = content.get(clip)
-        labels[MIRROR_PREFIX + clip] = mirrored_action(label) if label in ACTIONS else label
+        labels[MIRROR_PREFIX + clip] = label
     return out, labels
 
 
