@@ -48,8 +48,9 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
         p.add_argument("--text-encoder", help="text encoder: minilm-lexical (default), minilm or clip:<file>")
         p.add_argument("--cache-dir", help="where token and text-embedding caches go (default <out>/cache)")
         p.add_argument("--mirror", action="store_const", const=True, default=None,
-                       help="also train on the mirror image of every training clip (left and right swapped in "
-                       "motion, captions and action labels), as HumanML3D's mirrored copies")
+                       help="also train on the mirror image of the training clips (left and right swapped in motion, "
+                       "captions and action labels), as HumanML3D's mirrored copies; one-sided actions (a "
+                       "right-handed goodbye, a kick) are left out")
         p.add_argument("--text-noise", type=float, help="Gaussian noise on text embeddings in training, in units "
                        "of the embedding's RMS (default: the preset's); helps unseen caption phrasings")
 

@@ -6,8 +6,8 @@ run, and every caption embedded once with the text encoder; both are cached as s
 `<run>/cache/`). Training samples a random caption per item and crops motions longer than 49 tokens
 (196 frames) at a random offset; the residual transformer also sees half its items as a random shorter
 window of the motion (`RES_WINDOW_PROB`), so that it fills in an action wherever it falls in a clip.
-With ``mirror`` both also learn from the mirror image of every training range (`mirrored_ranges`), as
-HumanML3D's "M" copies do: twice the clips of every rare action, and left and right learnt as one pattern.
+With ``mirror`` both also learn from the mirror image of the training ranges (`mirrored_ranges`), as
+HumanML3D's "M" copies do (actions performed with one particular hand or leg are left out).
 """
 
 from __future__ import annotations
