@@ -170,3 +170,8 @@ def caption_segments(clip, *, min_frames: int = MIN_FRAMES) -> dict[tuple[int, i
 
 def segment_key(clip_id: str, start: int, end: int, n_frames: int) -> str:
     return clip_id if (start, end) == (0, n_frames) else f"{clip_id}@{start}-{end}"
+
+
+def segment_clip(key: str) -> str:
+    """The clip id of a `segment_key`."""
+    return key.split("@")[0]

@@ -34,7 +34,7 @@ from ..motion.features import mirror_features
 from .checkpoints import atomic_save_tensors, atomic_write_text
 from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
 from .datasets import (BALANCE_CAP, MAX_FRAMES, MIN_FRAMES, Segment, TextTokens, balance_of, balance_settings,
-                       caption_segments, collate_text_tokens, repeated, segment_key)
+                       caption_segments, collate_text_tokens, repeated, segment_clip, segment_key)
 from .loop import Stage, fit
 from .runs import RUN_FILE, open_run, save_best, warm_start
 
@@ -122,7 +122,7 @@ def mirrored_ranges(ranges, content: dict[str, str | None]) -> tuple[list, dict[
     goodbye, a kick) are not mirrored; unlabelled ones are."""
     out, labels = [], {}
     for key, feats, texts in ranges:
-        clip = key.split("@")[0]
+        clip = segment_clip(key)
         label = content.get(clip)
         if label in ACTIONS:
             label = mirrored_action(label)
@@ -138,7 +138,7 @@ def mirrored_ranges(ranges, content: dict[str, str | None]) -> tuple[list, dict[
 
 def balanced(segs: list[Segment], content: dict[str, str | None], *, cap: int = BALANCE_CAP) -> list[Segment]:
     """The training segments with every segment of a rare action repeated (see `repeat_factors`)."""
-    return repeated(segs, [content.get(seg.key.split("@")[0]) for seg in segs], cap=cap)
+    return repeated(segs, [content.get(segment_clip(seg.key)) for seg in segs], cap=cap)
 
 
 def motion_digest(ranges: dict[str, list]) -> str:
@@ -222,7 +222,7 @@ class Pairs:
 
 def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist, *, mirror: bool = False) -> Pairs:
     """Tokenise and embed (rank 0, cached in `cache`), then read the caches (every rank). mirror: add the
-    mirror image of every training range (`mirrored_ranges`; validation stays as captured)."""
+    mirror image of the training ranges (`mirrored_ranges`; validation stays as captured)."""
     vq, mean, std, fingerprint = load_vq_run(vq_dir, d.device)
     splits = ["train"] + (["val"] if (Path(data) / "val.txt").exists() else [])
     clips = {split: load_split(data, split) for split in splits}
@@ -278,7 +278,8 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
     ``text_noise`` overrides the preset's training noise on text embeddings (``layers.noisy_text``).
     ``balance`` (default on for new runs) repeats the training items of rare actions (`repeat_factors`), each
     at most ``balance_cap`` times (default `BALANCE_CAP`). ``mirror`` (default off for new runs; a resumed run
-    keeps its own) adds the mirror image of every training range (`mirrored_ranges`).
+    keeps its own) adds the mirror image of the training ranges but those of one-sided actions
+    (`mirrored_ranges`).
     """
     if stage not in STAGES:
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
