@@ -68,6 +68,9 @@ def parser() -> argparse.ArgumentParser:
     vq.add_argument("--decoder-width", type=int, help="conv channels of the decoder (default: the --init "
                     "tokenizer's, else the preset's width); with --init a wider decoder starts as the stored one "
                     "and decodes the same")
+    vq.add_argument("--width", type=int, help="conv channels of the encoder, and of the decoder unless "
+                    "--decoder-width (default: the --init tokenizer's, else the preset's); with --init a wider "
+                    "encoder starts as the stored one and gives the same tokens")
     _common(sub.add_parser("t2m", help="BAMM transformer (base token layer)"), needs_vq=True)
     _common(sub.add_parser("res", help="residual transformer (token layers 1..Q-1)"), needs_vq=True)
     e = sub.add_parser("export", help="assemble a weights folder from the three runs")
@@ -97,7 +100,8 @@ def run(args: argparse.Namespace) -> None:
     if args.stage == "vq":
         from .vq import train_vq
         train_vq(args.data, args.out, decoder_only=args.decoder_only, balance=args.balance,
-                 balance_cap=args.balance_cap, decoder_width=args.decoder_width, **common)
+                 balance_cap=args.balance_cap, decoder_width=args.decoder_width,
+                 width=args.width, **common)
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,

@@ -69,31 +69,39 @@ def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, see
 
 
 def warm_start_vq(model: RVQVAE, folder) -> None:
-    """Start a tokenizer run from `<folder>/vq.safetensors`, whose decoder may be narrower than `model`'s
-    (`decoder_width`): the stored decoder fills the first channels and the new ones are read by nothing yet
-    (`load_weights_into`), so the widened model decodes exactly as the stored one did and training brings the
-    new channels in."""
-    warm_start(model, folder, "vq", widen=tuple(k for k in model.state_dict() if k.startswith("decoder.")))
+    """Start a tokenizer run from `<folder>/vq.safetensors`, whose encoder (`width`) and decoder
+    (`decoder_width`) may be narrower than `model`'s: the stored convolutions fill the first channels and the
+    new ones are read by nothing yet (`load_weights_into`), so the widened model encodes to the same tokens and
+    decodes exactly as the stored one did, and training brings the new channels in."""
+    convs = tuple(k for k in model.state_dict() if k.startswith(("encoder.", "decoder.")))
+    warm_start(model, folder, "vq", widen=convs)
 
 
 def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
              resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
              progress: bool = True, init=None, decoder_only: bool | None = None, balance: bool | None = None,
-             balance_cap: int | None = None, decoder_width: int | None = None) -> RVQVAE:
+             balance_cap: int | None = None, decoder_width: int | None = None, width: int | None = None) -> RVQVAE:
     """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk).
     decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
     transformers trained on its tokens stay valid. balance (default on for new runs): rare-action clips
     repeated per epoch, at most balance_cap times (default `BALANCE_CAP`). decoder_width: the decoder's
     channels (default: the init tokenizer's, else the preset's width); with init, a wider decoder starts as
-    the stored one (`warm_start_vq`)."""
+    the stored one (`warm_start_vq`); width: the encoder's channels (and the decoder's when decoder_width is 0),
+    default and warm start the same way."""
     balancing = balance_settings(balance, balance_cap, resume=resume)
     if decoder_width is not None and decoder_width < 0:
         raise TrainError(f"--decoder-width must be >= 0 (0: the preset's width), got {decoder_width}")
-    if decoder_width is None and init is not None and not resume and (Path(init) / "vq.json").exists():
-        try:  # a run from a wide-decoder tokenizer keeps its decoder unless told otherwise
-            decoder_width = load_config(RVQVAEConfig, Path(init) / "vq.json").decoder_width or None
+    if width is not None and width < 1:
+        raise TrainError(f"--width must be >= 1, got {width}")
+    if init is not None and not resume and (Path(init) / "vq.json").exists():
+        try:  # a run from a trained tokenizer keeps its widths unless told otherwise
+            stored = load_config(RVQVAEConfig, Path(init) / "vq.json")
         except ValueError as e:
             raise TrainError(f"--init: {e}") from e
+        if decoder_width is None:  # a wider encoder keeps the stored decoder's channels
+            decoder_width = stored.decoder_width or (stored.width if width is not None else None)
+        if width is None:
+            width = stored.width
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
@@ -101,7 +109,7 @@ def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, 
                         extra={"init": str(Path(init).resolve()) if init is not None else None,
                                "decoder_only": bool(decoder_only) if not resume else decoder_only,
                                **balancing},
-                        model_overrides={"decoder_width": decoder_width})
+                        model_overrides={"decoder_width": decoder_width, "width": width})
     if settings.extra.get("decoder_only") and settings.extra.get("init") is None:
         raise TrainError("--decoder-only fine-tunes a trained tokenizer: give it with --init")
     stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed,

@@ -1,0 +1,111 @@
+"""Starting a training run from trained weights (--init): same-size and widened models, bad sources."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from model_core.models.checkpoint import load_model
+from model_core.models.vq import RVQVAE, RVQVAEConfig
+from model_core.train.cli import main
+from model_core.train.vq import warm_start_vq
+from test_train import cache_dir, data_dir, read_log, train, vq_run  # noqa: F401  (fixtures)
+
+
+@pytest.mark.parametrize("stage", ["vq", "t2m", "res"])
+def test_init_starts_from_trained_weights(stage, data_dir, vq_run, cache_dir, tmp_path):
+    """--init: a new run's first steps start where the given run ended (lower loss than a fresh start)."""
+    first, fresh, warm = tmp_path / "first", tmp_path / "fresh", tmp_path / "warm"
+    assert train(stage, data_dir, first, vq_run, cache_dir, "--steps", "30") == 0
+    assert train(stage, data_dir, fresh, vq_run, cache_dir, "--steps", "5") == 0
+    assert train(stage, data_dir, warm, vq_run, cache_dir, "--steps", "5", "--init", str(first)) == 0
+    assert json.loads((warm / "run.json").read_text())["init"] == str(first.resolve())
+    loss = lambda run: float(read_log(run)[0]["loss"])  # noqa: E731  mean of steps 1..5
+    assert loss(warm) < loss(fresh), (loss(warm), loss(fresh))
+    assert float(read_log(warm)[0]["val_loss"]) < float(read_log(fresh)[0]["val_loss"])
+
+
+@pytest.mark.parametrize("stage", ["t2m", "res"])
+def test_init_carries_over_to_a_text_encoder_that_extends_the_old_one(stage, data_dir, vq_run, cache_dir, tmp_path):
+    """minilm-lexical keeps minilm's 384 dimensions first: a run on it starts from a minilm run (new text inputs
+    at zero weight) and begins where that run ended, lower than a fresh start on the same encoder."""
+    first, fresh, warm = tmp_path / "first", tmp_path / "fresh", tmp_path / "warm"
+    lexical = ("--text-encoder", "minilm-lexical")
+    assert train(stage, data_dir, first, vq_run, cache_dir, "--steps", "30", "--text-encoder", "minilm") == 0
+    assert json.loads((first / "run.json").read_text())["model"]["text_dim"] == 384
+    assert train(stage, data_dir, fresh, vq_run, cache_dir, "--steps", "5", *lexical) == 0
+    assert train(stage, data_dir, warm, vq_run, cache_dir, "--steps", "5", "--init", str(first), *lexical) == 0
+    assert json.loads((warm / "run.json").read_text())["model"]["text_dim"] == 768
+    loss = lambda run: float(read_log(run)[0]["loss"])  # noqa: E731  mean of steps 1..5
+    assert loss(warm) < loss(fresh), (loss(warm), loss(fresh))
+
+
+def test_init_refuses_weights_of_another_size_or_stage(data_dir, vq_run, cache_dir, tmp_path, capsys):
+    assert train("t2m", data_dir, tmp_path / "a", vq_run, cache_dir, "--init", str(vq_run)) == 2
+    assert "no t2m.safetensors there" in capsys.readouterr().err
+    small = tmp_path / "small"
+    assert main("train", ["vq", "--data", str(data_dir), "--out", str(small), "--preset", "small", "--steps", "1",
+                          "--batch-size", "2", "--no-progress"]) == 0
+    assert train("vq", data_dir, tmp_path / "b", vq_run, cache_dir, "--init", str(small)) == 2
+    assert "the preset of this run must match" in capsys.readouterr().err
+    assert not (tmp_path / "b" / "checkpoints").exists()
+
+
+def test_a_wider_decoder_starts_as_the_stored_one_and_keeps_every_token(data_dir, vq_run, tmp_path, capsys):
+    """--decoder-width with --init --decoder-only: before training the widened tokenizer decodes what the stored
+    one does; after it, the decoder has the new width and has learnt, and every motion keeps its tokens."""
+    stored = load_model(RVQVAE, RVQVAEConfig, vq_run, "vq")
+    assert stored.config.width == 16 and stored.config.decoder_width == 0
+    wide = RVQVAE(dataclasses.replace(stored.config, decoder_width=24))
+    warm_start_vq(wide, vq_run)
+    codes = torch.randint(0, stored.config.code_num, (2, 5, stored.config.num_quantizers))
+    torch.testing.assert_close(wide.eval().decode(codes), stored.decode(codes), rtol=0, atol=1e-5)
+
+    out = tmp_path / "wide"
+    assert train("vq", data_dir, out, None, None, "--steps", "6", "--init", str(vq_run), "--decoder-only",
+                 "--decoder-width", "24") == 0
+    assert json.loads((out / "run.json").read_text())["model"]["decoder_width"] == 24
+    trained = load_model(RVQVAE, RVQVAEConfig, out, "vq")
+    assert trained.decoder[0].weight.shape[0] == 24 and trained.encoder[0].weight.shape[0] == 16
+    x = torch.randn(3, 16, 263)
+    assert torch.equal(trained.encode(x), stored.encode(x))
+    assert not torch.allclose(trained.decode(codes), stored.decode(codes), atol=1e-4)
+    again = tmp_path / "again"  # a run from the wide tokenizer keeps its width without being told
+    assert train("vq", data_dir, again, None, None, "--steps", "2", "--init", str(out), "--decoder-only") == 0
+    assert json.loads((again / "run.json").read_text())["model"]["decoder_width"] == 24
+
+    for width, message in (("8", "the preset of this run must match"), ("-1", "--decoder-width must be >= 0")):
+        assert train("vq", data_dir, tmp_path / f"bad{width}", None, None, "--init", str(vq_run),
+                     "--decoder-width", width) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_wider_encoder_starts_with_the_stored_tokens_and_keeps_the_stored_decoder(data_dir, vq_run, tmp_path,
+                                                                                    capsys):
+    """--width with --init: before training the widened encoder gives every motion the stored tokenizer's tokens
+    and the round trip is unchanged; the run records the width, keeps the stored decoder's 16 channels and trains
+    the new ones."""
+    stored = load_model(RVQVAE, RVQVAEConfig, vq_run, "vq").eval()
+    wide = RVQVAE(dataclasses.replace(stored.config, width=24, decoder_width=16))
+    warm_start_vq(wide, vq_run)
+    x = torch.randn(3, 16, 263)
+    wide.eval()
+    assert torch.equal(wide.encode(x), stored.encode(x))
+    torch.testing.assert_close(wide.decode(wide.encode(x)), stored.decode(stored.encode(x)), rtol=0, atol=1e-5)
+
+    out = tmp_path / "wide-encoder"
+    assert train("vq", data_dir, out, None, None, "--steps", "6", "--init", str(vq_run), "--width", "24") == 0
+    model = json.loads((out / "run.json").read_text())["model"]
+    assert (model["width"], model["decoder_width"]) == (24, 16)
+    trained = load_model(RVQVAE, RVQVAEConfig, out, "vq")
+    assert trained.encoder[0].weight.shape[0] == 24 and trained.decoder[0].weight.shape[0] == 16
+    new_rows = trained.encoder[0].weight[16:]
+    assert not torch.allclose(new_rows, wide.encoder[0].weight[16:])  # the new channels learnt
+
+    assert train("vq", data_dir, tmp_path / "bad", None, None, "--init", str(vq_run), "--width", "0") == 2
+    err = capsys.readouterr().err
+    assert "--width must be >= 1" in err and len(err.strip().splitlines()) == 1, err
