@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from model_core.models.checkpoint import load_model
 from model_core.models.vq import RVQVAE, RVQVAEConfig
@@ -109,3 +112,70 @@ def test_a_wider_encoder_starts_with_the_stored_tokens_and_keeps_the_stored_deco
     assert train("vq", data_dir, tmp_path / "bad", None, None, "--init", str(vq_run), "--width", "0") == 2
     err = capsys.readouterr().err
     assert "--width must be >= 1" in err and len(err.strip().splitlines()) == 1, err
+
+
+# ------------------------------------------------------------------------------------------- interpolate
+
+@pytest.fixture(scope="module")
+def tuned(data_dir, vq_run, cache_dir, tmp_path_factory) -> Path:
+    """A weights folder (with a model card) and t2m / res runs of 4 steps `--init` from it, on its tokens."""
+    root = tmp_path_factory.mktemp("interpolate")
+    for stage in ("t2m", "res"):
+        assert train(stage, data_dir, root / f"{stage}-first", vq_run, cache_dir, "--steps", "4") == 0
+    weights = root / "weights"
+    assert main("train", ["export", "--vq", str(vq_run), "--t2m", str(root / "t2m-first"), "--res",
+                          str(root / "res-first"), "--out", str(weights)]) == 0
+    (weights / "MODEL_CARD.md").write_text("describes the stored weights\n")
+    for stage in ("t2m", "res"):
+        assert train(stage, data_dir, root / stage, weights, cache_dir, "--steps", "4", "--init", str(weights)) == 0
+    return root
+
+
+def interpolate(tuned: Path, out: Path, *args: str) -> int:
+    return main("train", ["interpolate", "--weights", str(tuned / "weights"), "--out", str(out), *args])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_interpolate_puts_each_transformer_on_the_line_from_the_stored_one_to_the_run(alpha, tuned, tmp_path):
+    from model_core.generate import BAMM
+
+    out = tmp_path / "mix"
+    assert interpolate(tuned, out, "--t2m", str(tuned / "t2m"), "--res", str(tuned / "res"),
+                       "--alpha", str(alpha)) == 0
+    for stage in ("t2m", "res"):
+        stored = load_file(tuned / "weights" / f"{stage}.safetensors")
+        run = load_file(tuned / stage / "checkpoints" / "step_00000004" / "model.safetensors")
+        mixed = load_file(out / f"{stage}.safetensors")
+        assert stored.keys() == mixed.keys()
+        assert any(not torch.equal(stored[k], run[k]) for k in stored)  # the run moved away from the stored model
+        for k, v in stored.items():
+            want = v + alpha * (run[k] - v) if v.is_floating_point() else run[k]
+            torch.testing.assert_close(mixed[k], want, rtol=0, atol=1e-6)
+    assert (out / "vq.safetensors").read_bytes() == (tuned / "weights" / "vq.safetensors").read_bytes()
+    assert not (out / "MODEL_CARD.md").exists()
+    motion = BAMM.from_pretrained(out).generate("a person walks slowly", seed=0)[0]
+    assert motion.joints.shape[1:] == (22, 3) and np.isfinite(motion.joints).all()
+
+
+def test_interpolate_refuses_bad_input_in_one_line_and_overwrites_nothing(tuned, data_dir, cache_dir, tmp_path,
+                                                                          capsys):
+    taken = tmp_path / "taken"
+    taken.mkdir()
+    (taken / "keep.txt").write_text("mine")
+    other_vq = tmp_path / "other-vq"  # a run on another tokenizer's tokens
+    assert train("vq", data_dir, other_vq, None, None, "--steps", "2") == 0
+    assert train("t2m", data_dir, tmp_path / "other-t2m", other_vq, cache_dir, "--steps", "2") == 0
+    t2m = ("--t2m", str(tuned / "t2m"))
+    cases = [
+        (taken, (*t2m, "--alpha", "0.5"), "already exists"),
+        (tmp_path / "a", (*t2m, "--alpha", "1.5"), "--alpha must be in [0, 1]"),
+        (tmp_path / "b", ("--alpha", "0.5"), "give at least one run"),
+        (tmp_path / "c", ("--t2m", str(tuned / "res"), "--alpha", "0.5"), "is a 'res' run, not 't2m'"),
+        (tmp_path / "d", ("--t2m", str(tmp_path / "other-t2m"), "--alpha", "0.5"), "another tokenizer"),
+    ]
+    for out, args, message in cases:
+        assert interpolate(tuned, out, *args) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, err
+        assert out == taken or not out.exists()
+    assert [p.name for p in taken.iterdir()] == ["keep.txt"] and (taken / "keep.txt").read_text() == "mine"

@@ -5,6 +5,7 @@ a weights folder (export).
     bamm train t2m --data data_cache/bandai --preset small --vq runs/vq --out runs/t2m
     bamm train res --data data_cache/bandai --preset small --vq runs/vq --out runs/res
     bamm train export --vq runs/vq --t2m runs/t2m --res runs/res --out weights
+    bamm train interpolate --weights weights --t2m runs/t2m --alpha 0.7 --out weights-mix
 
 Add --resume to continue a killed run from its last checkpoint, --init <folder> to start a new run (a longer
 schedule, other data) from trained weights. Several GPUs or nodes: launch the same
@@ -81,6 +82,13 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--last", action="store_true", help="take the t2m and res runs' last checkpoints instead of "
                    "their best-validation models (validation uses the training wording; a run for unseen "
                    "wording, e.g. more --text-noise, can be better at its end)")
+    i = sub.add_parser("interpolate", help="a weights folder between the stored transformers and a run's "
+                       "(WiSE-FT weight interpolation)")
+    i.add_argument("--weights", required=True, help="weights folder the runs started from (--init)")
+    i.add_argument("--t2m", help="BAMM transformer run folder (its last checkpoint)")
+    i.add_argument("--res", help="residual transformer run folder (its last checkpoint)")
+    i.add_argument("--alpha", type=float, required=True, help="share of the run: 0 = the stored model, 1 = the run's")
+    i.add_argument("--out", required=True, help="new weights folder to write (refused if it exists)")
     return p
 
 
@@ -88,6 +96,12 @@ def run(args: argparse.Namespace) -> None:
     if args.stage == "export":
         from .export import export_weights
         path = export_weights(vq_run=args.vq, t2m_run=args.t2m, res_run=args.res, out=args.out, last=args.last)
+        print(f"weights written to {path}")
+        return
+    if args.stage == "interpolate":
+        from .interpolate import interpolate_weights
+        runs = {stage: getattr(args, stage) for stage in ("t2m", "res") if getattr(args, stage)}
+        path = interpolate_weights(weights=args.weights, runs=runs, alpha=args.alpha, out=args.out)
         print(f"weights written to {path}")
         return
     if args.threads is not None:
