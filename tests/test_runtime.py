@@ -58,17 +58,25 @@ def ort_gen(runtime_dir, torch_bamm) -> Generator:
 
 def assert_same_sampled(a: list, b: list) -> None:
     """Seeded sampling through both back ends: every motion's base layer (the BAMM transformer's tokens)
-    identical, and all but one motion identical in every layer. The residual layers' distributions are nearly
-    flat (top-1 accuracy about 5 %) and guided (5 cond - 4 uncond), so a logit difference within `TOL` can, once
-    in a few thousand draws, move an inverse-CDF draw to the neighbouring code (seen: 225 vs 224); the layers
-    above then read other codes and that one motion's residual codes differ from there on (joints within
-    0.2 m, measured 0.07-0.16 m)."""
+    identical, and every other motion identical in every layer but for draws that fell on a boundary. The
+    residual layers' distributions are nearly flat (top-1 accuracy about 5 %) and guided (5 cond - 4 uncond), so
+    a logit difference within `TOL` can, once in a few thousand draws, move an inverse-CDF draw to the
+    neighbouring code (seen: 225 vs 224, 60 vs 59); the layers above then read other codes and that motion's
+    residual codes differ from there on (joints within 0.2 m, measured 0.02-0.16 m). So where a motion's codes
+    differ, the first difference in decoding order (layer by layer, token by token) must be such a neighbour,
+    and most motions must be identical."""
     assert len(a) == len(b)
+    differ = []
     for x, y in zip(a, b):
         assert x.tokens.shape == y.tokens.shape and np.array_equal(x.tokens[:, 0], y.tokens[:, 0])
         assert np.abs(x.joints - y.joints).max() < 0.2
-    differ = [x.prompt for x, y in zip(a, b) if not np.array_equal(x.tokens, y.tokens)]
-    assert len(differ) <= 1, f"residual codes differ in {differ}"
+        where = np.argwhere(x.tokens != y.tokens)  # (token, layer) pairs
+        if len(where):
+            token, layer = where[np.lexsort((where[:, 0], where[:, 1]))][0]
+            first = (int(x.tokens[token, layer]), int(y.tokens[token, layer]))
+            assert abs(first[0] - first[1]) == 1, f"{x.prompt}: layer {layer} token {token} drew {first}"
+            differ.append(x.prompt)
+    assert len(differ) <= len(a) // 2, f"residual codes differ in {differ}"
 
 
 def both(torch_bamm, ort_gen):
