@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from ..models.transformer import BAMMConfig, BAMMTransformer
 from ..models.vq import RVQVAE, RVQVAEConfig
 from .checkpoints import latest_checkpoint
 from .common import TrainError
-from .runs import RUN_FILE
+from .runs import RUN_FILE, vq_fingerprint
 
 
 def _run(folder, stage: str) -> tuple[Path, dict]:
@@ -47,7 +46,7 @@ def export_weights(*, vq_run, t2m_run, res_run, out, device: str = "cpu", last: 
 
     last: take the t2m and res runs' last checkpoints instead of their best-validation models."""
     vq_dir, _ = _run(vq_run, "vq")
-    fingerprint = hashlib.sha256((vq_dir / "vq.safetensors").read_bytes()).hexdigest()[:16]
+    fingerprint = vq_fingerprint(vq_dir)
     encoders = set()
     for stage, folder in (("t2m", t2m_run), ("res", res_run)):
         _, settings = _run(folder, stage)

@@ -14,7 +14,6 @@ refused, nothing is overwritten.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -27,6 +26,7 @@ from ..models.transformer import BAMMConfig, BAMMTransformer
 from .checkpoints import latest_checkpoint
 from .common import TrainError
 from .export import _run
+from .runs import vq_fingerprint
 
 MODELS = {"t2m": (BAMMTransformer, BAMMConfig), "res": (ResidualTransformer, ResidualConfig)}
 LEFT_OUT = ("MODEL_CARD.md",)  # describes the stored weights, not the interpolated ones
@@ -45,7 +45,7 @@ def interpolate_weights(*, weights, runs: dict[str, str | Path], alpha: float, o
     if out.exists():
         raise TrainError(f"--out {out} already exists; give a new folder (nothing is overwritten)")
     encoder = json.loads((weights / "bamm.json").read_text()).get("text_encoder")
-    fingerprint = hashlib.sha256((weights / "vq.safetensors").read_bytes()).hexdigest()[:16]
+    fingerprint = vq_fingerprint(weights)
     mixed = {}
     for stage, run in runs.items():
         folder, settings = _run(run, stage)
@@ -60,7 +60,7 @@ def interpolate_weights(*, weights, runs: dict[str, str | Path], alpha: float, o
         cls, config_cls = MODELS[stage]
         try:
             stored = load_model(cls, config_cls, weights, stage)
-            tuned = load_weights_into(load_model(cls, config_cls, weights, stage), checkpoint / "model.safetensors")
+            tuned = load_weights_into(cls(stored.config), checkpoint / "model.safetensors")
         except ValueError as e:
             raise TrainError(f"--{stage} {folder} does not fit {weights}: {e}") from e
         tuned_state = tuned.state_dict()

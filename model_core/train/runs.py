@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -22,6 +23,12 @@ from .common import Dist, TrainConfig, TrainError, barrier
 from ..models.checkpoint import load_weights_into, save_model
 
 RUN_FILE = "run.json"
+
+
+def vq_fingerprint(folder) -> str:
+    """Fingerprint of the tokenizer weights in `folder` (a vq run or weights folder): transformer runs record
+    it (`vq_fingerprint` in run.json), so tokens of another tokenizer are told apart."""
+    return hashlib.sha256((Path(folder) / "vq.safetensors").read_bytes()).hexdigest()[:16]
 
 
 @dataclass

@@ -36,7 +36,7 @@ from .common import Dist, TrainConfig, TrainError, barrier, setup_distributed
 from .datasets import (BALANCE_CAP, MAX_FRAMES, MIN_FRAMES, Segment, TextTokens, balance_of, balance_settings,
                        caption_segments, collate_text_tokens, repeated, segment_clip, segment_key)
 from .loop import Stage, fit
-from .runs import RUN_FILE, open_run, save_best, warm_start
+from .runs import RUN_FILE, open_run, save_best, vq_fingerprint, warm_start
 
 DEFAULT_TEXT_ENCODER = "minilm-lexical"  # what the shipped weights read (models/text.py)
 
@@ -97,8 +97,7 @@ def load_vq_run(folder, device) -> tuple[RVQVAE, np.ndarray, np.ndarray, str]:
         stats = load_tensors(folder / "stats.safetensors")
     except ValueError as e:
         raise TrainError(f"--vq {folder}: {e}") from e
-    digest = hashlib.sha256((folder / "vq.safetensors").read_bytes()).hexdigest()[:16]
-    return vq, stats["mean"].numpy(), stats["std"].numpy(), digest
+    return vq, stats["mean"].numpy(), stats["std"].numpy(), vq_fingerprint(folder)
 
 
 def caption_ranges(clips) -> list[tuple[str, np.ndarray, list[str]]]:
