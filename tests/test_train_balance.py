@@ -24,6 +24,28 @@ def test_unlabelled_items_count_once():
     assert repeat_factors(["a", None, "a"]) == [1, 1, 1]
 
 
+@pytest.mark.parametrize("items,expected", [
+    # one style holds a walk and a walk backwards: by action the rare one would be listed 10 times as often
+    ([("walk", "normal")] * 100 + [("walk", "angry"), ("walk-back", "angry")],
+     {("walk", "normal"): 1, ("walk", "angry"): 10, ("walk-back", "angry"): 10}),
+    # the pair's copies never lower the action's: kick is one item (20 by action, 10 by pair)
+    ([("walk", s) for s in "abcd" for _ in range(100)] + [("kick", "a")],
+     {("walk", "a"): 1, ("kick", "a"): 20}),
+    # an item without a style label keeps its action's copies
+    ([("walk", "a")] * 100 + [("walk-back", None)], {("walk", "a"): 1, ("walk-back", None): 10}),
+])
+def test_repeat_factors_by_action_and_style(items, expected):
+    labels, styles = [a for a, _ in items], [s for _, s in items]
+    factors = repeat_factors(labels, cap=32, styles=styles)
+    assert {k: factors[items.index(k)] for k in expected} == expected
+    assert repeat_factors(labels, cap=32) == repeat_factors(labels, cap=32, styles=[None] * len(items))
+
+
+def test_repeat_factors_refuses_styles_of_another_length():
+    with pytest.raises(ValueError, match="2 action labels but 1 style labels"):
+        repeat_factors(["walk", "run"], styles=["angry"])
+
+
 def test_balanced_repeats_segments_of_rare_clips_by_clip_id():
     segs = [Segment(f"c{i}", np.zeros((3, 2), np.int64), (0,)) for i in range(5)] + \
         [Segment("r0@0-40", np.zeros((3, 2), np.int64), (1,))]
@@ -38,6 +60,17 @@ def test_balance_cap_bounds_the_copies_of_a_single_clip_action(cap, expected):
         [Segment("p0@0-40", np.zeros((3, 2), np.int64), (1,))]
     content = {**{f"c{i}": "walk" for i in range(300)}, "p0": "punch"}
     assert [s.key for s in balanced(segs, content, cap=cap)].count("p0@0-40") == expected
+
+
+def test_balanced_by_style_lists_a_styles_walk_as_often_as_its_walk_back():
+    segs = [Segment(f"c{i}@0-40", np.zeros((3, 2), np.int64), (0,)) for i in range(102)]
+    content = {f"c{i}": "walk" for i in range(101)} | {"c101": "walk-back"}
+    style = {f"c{i}": "normal" for i in range(100)} | {"c100": "angry", "c101": "angry"}
+    by_action = [s.key for s in balanced(segs, content, cap=32)]
+    by_style = [s.key for s in balanced(segs, content, cap=32, style=style)]
+    assert (by_action.count("c100@0-40"), by_action.count("c101@0-40")) == (1, 10)
+    assert (by_style.count("c100@0-40"), by_style.count("c101@0-40")) == (10, 10)
+    assert by_style.count("c0@0-40") == 1
 
 
 @pytest.mark.parametrize("cap", [0, -3, 2.5])
@@ -91,6 +124,10 @@ def test_tokenizer_run_records_balance_and_refuses_a_bad_cap(one_rare_clip, tmp_
     assert main("train", ["vq", "--data", str(root), "--out", str(tmp_path / "b"), "--preset", "tiny",
                           "--steps", "2", "--no-progress", "--no-balance"]) == 0
     assert json.loads((tmp_path / "b" / "run.json").read_text())["balance"] is False
+    assert json.loads((tmp_path / "a" / "run.json").read_text())["balance_style"] is False
+    assert main("train", ["vq", "--data", str(root), "--out", str(tmp_path / "d"), "--preset", "tiny",
+                          "--steps", "2", "--no-progress", "--balance-style"]) == 0
+    assert json.loads((tmp_path / "d" / "run.json").read_text())["balance_style"] is True
     assert main("train", ["vq", "--data", str(root), "--out", str(tmp_path / "c"), "--balance-cap", "0"]) == 2
     assert "--balance-cap must be an integer >= 1" in capsys.readouterr().err
     assert not (tmp_path / "c").exists()

@@ -44,6 +44,9 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
                    "round(sqrt(n_max / n)) times, at most 8)")
     p.add_argument("--balance-cap", type=int, help="most copies of one rare-action item per epoch (default 8; "
                    "an action with a single clip gets round(sqrt(n_max)) copies without a cap)")
+    p.add_argument("--balance-style", action="store_const", const=True, default=None,
+                   help="balance by (action, style) pair too: an item gets the larger of its action's and its "
+                   "pair's copies, so that within one style a rare action does not outnumber a common one")
     if needs_vq:
         p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
         p.add_argument("--text-encoder", help="text encoder: minilm-lexical (default), minilm or clip:<file>")
@@ -114,13 +117,14 @@ def run(args: argparse.Namespace) -> None:
     if args.stage == "vq":
         from .vq import train_vq
         train_vq(args.data, args.out, decoder_only=args.decoder_only, balance=args.balance,
-                 balance_cap=args.balance_cap, decoder_width=args.decoder_width,
+                 balance_cap=args.balance_cap, balance_style=args.balance_style, decoder_width=args.decoder_width,
                  width=args.width, **common)
     else:
         from .tokens import train_transformer
         train_transformer(args.stage, args.data, args.out, vq_run=args.vq, text_encoder=args.text_encoder,
                           cache_dir=args.cache_dir, text_noise=args.text_noise, balance=args.balance,
-                          balance_cap=args.balance_cap, mirror=args.mirror, **common)
+                          balance_cap=args.balance_cap, balance_style=args.balance_style, mirror=args.mirror,
+                          **common)
 
 
 def main(command_name: str = "train", argv: list[str] | None = None) -> int:

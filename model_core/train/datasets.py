@@ -23,39 +23,66 @@ MIN_FRAMES = 20
 BALANCE_CAP = 8  # default most copies of one training item (`repeat_factors`)
 
 
-def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP) -> list[int]:
+def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP, styles: list[str | None] | None = None) -> list[int]:
     """How many times each training item is listed per epoch so that rare actions are learnt: an action with
     `n` items gets round(sqrt(n_max / n)) copies (at most `cap`), the most frequent one a single copy
-    (repeat-factor sampling). Items without a label (datasets without meta.jsonl) count once."""
+    (repeat-factor sampling). Items without a label (datasets without meta.jsonl) count once.
+
+    styles (one per item, None: no style label): an item gets the larger of its action's copies and its
+    (action, style) pair's, the pair's counted the same way against the most frequent pair, so that within
+    one style a rare action does not outnumber a common one (a style whose clips hold one walk and one walk
+    backwards lists both equally often, not the rare action 5 times as often)."""
     counts: dict[str, int] = {}
     for label in labels:
         if label is not None:
             counts[label] = counts.get(label, 0) + 1
     if not counts:
         return [1] * len(labels)
+    factor = _factors(counts, cap)
+    out = [1 if label is None else factor[label] for label in labels]
+    if styles is None:
+        return out
+    if len(styles) != len(labels):
+        raise ValueError(f"{len(labels)} action labels but {len(styles)} style labels")
+    pairs = [(a, s) if a is not None and s is not None else None for a, s in zip(labels, styles)]
+    pair_counts: dict[tuple, int] = {}
+    for pair in pairs:
+        if pair is not None:
+            pair_counts[pair] = pair_counts.get(pair, 0) + 1
+    pair_factor = _factors(pair_counts, cap) if pair_counts else {}
+    return [r if pair is None else max(r, pair_factor[pair]) for r, pair in zip(out, pairs)]
+
+
+def _factors(counts: dict, cap: int) -> dict:
     top = max(counts.values())
-    return [1 if label is None else int(min(cap, max(1, round(np.sqrt(top / counts[label]))))) for label in labels]
+    return {k: int(min(cap, max(1, round(np.sqrt(top / n))))) for k, n in counts.items()}
 
 
-def repeated(items: list, labels: list[str | None], *, cap: int = BALANCE_CAP) -> list:
+def repeated(items: list, labels: list[str | None], *, cap: int = BALANCE_CAP,
+             styles: list[str | None] | None = None) -> list:
     """The items, each listed `repeat_factors` times (its label's copies) in a row."""
-    return [item for item, r in zip(items, repeat_factors(labels, cap=cap)) for _ in range(r)]
+    return [item for item, r in zip(items, repeat_factors(labels, cap=cap, styles=styles)) for _ in range(r)]
 
 
-def balance_settings(balance: bool | None, balance_cap: int | None, *, resume: bool) -> dict:
-    """The run.json entries of ``--no-balance`` / ``--balance-cap`` (new runs: balanced, cap `BALANCE_CAP`
-    unless given; a resumed run keeps its own unless given); TrainError for a bad cap."""
+def balance_settings(balance: bool | None, balance_cap: int | None, *, resume: bool,
+                     balance_style: bool | None = None) -> dict:
+    """The run.json entries of ``--no-balance`` / ``--balance-cap`` / ``--balance-style`` (new runs: balanced,
+    cap `BALANCE_CAP` unless given, by action only unless asked; a resumed run keeps its own unless given);
+    TrainError for a bad cap."""
     if balance_cap is not None and not (isinstance(balance_cap, int) and balance_cap >= 1):
         raise TrainError(f"--balance-cap must be an integer >= 1, got {balance_cap}")
     if resume:
-        return {"balance": balance, "balance_cap": balance_cap}
+        return {"balance": balance, "balance_cap": balance_cap, "balance_style": balance_style}
     return {"balance": True if balance is None else bool(balance),
-            "balance_cap": BALANCE_CAP if balance_cap is None else balance_cap}
+            "balance_cap": BALANCE_CAP if balance_cap is None else balance_cap,
+            "balance_style": bool(balance_style)}
 
 
 def balance_of(extra: dict) -> dict:
-    """``balance`` / ``balance_cap`` keyword arguments of a stage from a run's recorded settings."""
-    return {"balance": bool(extra.get("balance", False)), "balance_cap": int(extra.get("balance_cap") or BALANCE_CAP)}
+    """``balance`` / ``balance_cap`` / ``balance_style`` keyword arguments of a stage from a run's recorded
+    settings (runs from before ``balance_style`` balanced by action only)."""
+    return {"balance": bool(extra.get("balance", False)), "balance_cap": int(extra.get("balance_cap") or BALANCE_CAP),
+            "balance_style": bool(extra.get("balance_style", False))}
 
 
 class MotionCrops(Dataset):

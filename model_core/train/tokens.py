@@ -135,9 +135,13 @@ def mirrored_ranges(ranges, content: dict[str, str | None]) -> tuple[list, dict[
     return out, labels
 
 
-def balanced(segs: list[Segment], content: dict[str, str | None], *, cap: int = BALANCE_CAP) -> list[Segment]:
-    """The training segments with every segment of a rare action repeated (see `repeat_factors`)."""
-    return repeated(segs, [content.get(segment_clip(seg.key)) for seg in segs], cap=cap)
+def balanced(segs: list[Segment], content: dict[str, str | None], *, cap: int = BALANCE_CAP,
+             style: dict[str, str | None] | None = None) -> list[Segment]:
+    """The training segments with every segment of a rare action repeated (see `repeat_factors`); with
+    `style` (clip id -> style label) also of a rare (action, style) pair."""
+    clips = [segment_clip(seg.key) for seg in segs]
+    styles = None if style is None else [style.get(c) for c in clips]
+    return repeated(segs, [content.get(c) for c in clips], cap=cap, styles=styles)
 
 
 def motion_digest(ranges: dict[str, list]) -> str:
@@ -212,6 +216,7 @@ class Pairs:
 
     segments: dict[str, list[Segment]]
     content: dict[str, str | None]  # clip id -> action label from meta.jsonl (None: not labelled)
+    style: dict[str, str | None]  # clip id -> style label from meta.jsonl (None: not labelled)
     table: torch.Tensor  # (captions, text_dim)
     vq_config: dict
     mean: np.ndarray
@@ -227,10 +232,12 @@ def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist, *, 
     clips = {split: load_split(data, split) for split in splits}
     ranges = {split: caption_ranges(clips[split]) for split in splits}
     content = {c.id: c.meta.get("content") for split in splits for c in clips[split]}
+    style = {c.id: c.meta.get("style") for split in splits for c in clips[split]}
     if mirror:
         extra, labels = mirrored_ranges(ranges["train"], content)
         ranges["train"] = ranges["train"] + extra
         content.update(labels)
+        style.update({clip: style.get(clip[len(MIRROR_PREFIX):]) for clip in labels})  # a mirror keeps its style
     token_path = cache / f"tokens-{fingerprint}-{motion_digest(ranges)}.safetensors"
     text_path = cache / f"text-{encoder.replace(':', '_').replace('/', '_')}.safetensors"
     all_ranges = [r for split in splits for r in ranges[split]]
@@ -240,15 +247,15 @@ def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist, *, 
     barrier(d)
     tokens = load_tensors(token_path)
     table, index = read_text_cache(text_path)
-    return Pairs({split: segments(ranges[split], tokens, index) for split in splits}, content, table,
+    return Pairs({split: segments(ranges[split], tokens, index) for split in splits}, content, style, table,
                  dataclasses.asdict(vq.config), mean, std, fingerprint)
 
 
 def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *, seed: int,
-                      balance: bool = False, balance_cap: int = BALANCE_CAP) -> Stage:
+                      balance: bool = False, balance_cap: int = BALANCE_CAP, balance_style: bool = False) -> Stage:
     """Model (seeded; code_num, num_quantizers and text_dim set from the tokenizer and the text table),
     datasets and loss of a "t2m" or "res" run. balance: rare actions repeated in the training set, each item
-    at most balance_cap times."""
+    at most balance_cap times; balance_style: also rare (action, style) pairs (`repeat_factors`)."""
     spec = STAGES[name]
     overrides = {"code_num": pairs.vq_config["code_num"], "text_dim": int(pairs.table.shape[1])}
     if "num_quantizers" in model_config:
@@ -257,7 +264,9 @@ def transformer_stage(name: str, model_config: dict, pairs: Pairs, out: Path, *,
     torch.manual_seed(seed)
     model = spec.model_cls(config)
     crop = min(MAX_FRAMES // 4, spec.max_tokens(config))
-    train = balanced(pairs.segments["train"], pairs.content, cap=balance_cap) if balance else pairs.segments["train"]
+    train = pairs.segments["train"]
+    if balance:
+        train = balanced(train, pairs.content, cap=balance_cap, style=pairs.style if balance_style else None)
     train_set = TextTokens(train, pairs.table, max_tokens=crop, seed=seed, window_prob=spec.window_prob,
                            min_tokens=MIN_FRAMES // 4)
     val = pairs.segments.get("val")
@@ -271,12 +280,13 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
                       resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
                       progress: bool = True, init=None, text_noise: float | None = None,
                       balance: bool | None = None, balance_cap: int | None = None,
-                      mirror: bool | None = None) -> torch.nn.Module:
+                      balance_style: bool | None = None, mirror: bool | None = None) -> torch.nn.Module:
     """Train (or resume) a "t2m" or "res" run in `out`; returns the model as trained.
 
     ``text_noise`` overrides the preset's training noise on text embeddings (``layers.noisy_text``).
     ``balance`` (default on for new runs) repeats the training items of rare actions (`repeat_factors`), each
-    at most ``balance_cap`` times (default `BALANCE_CAP`). ``mirror`` (default off for new runs; a resumed run
+    at most ``balance_cap`` times (default `BALANCE_CAP`); ``balance_style`` (default off for new runs) also
+    the items of rare (action, style) pairs. ``mirror`` (default off for new runs; a resumed run
     keeps its own) adds the mirror image of the training ranges but those of one-sided actions
     (`mirrored_ranges`).
     """
@@ -284,7 +294,7 @@ def train_transformer(stage: str, data, out, *, vq_run=None, text_encoder: str |
         raise TrainError(f"unknown stage {stage!r} (choose from {', '.join(STAGES)})")
     if text_noise is not None and not text_noise >= 0:
         raise TrainError(f"--text-noise must be >= 0, got {text_noise}")
-    balancing = balance_settings(balance, balance_cap, resume=resume)
+    balancing = balance_settings(balance, balance_cap, resume=resume, balance_style=balance_style)
     if vq_run is None and not resume:
         raise TrainError(f"--vq is required: the tokenizer run folder the {stage} model learns the tokens of")
     spec = STAGES[stage]

@@ -40,17 +40,20 @@ def normalised(clips, mean: np.ndarray, std: np.ndarray) -> list[np.ndarray]:
 
 
 def vq_stage(data, config: RVQVAEConfig, out: Path, device: torch.device, *, seed: int,
-             decoder_only: bool = False, balance: bool = False, balance_cap: int = BALANCE_CAP) -> Stage:
+             decoder_only: bool = False, balance: bool = False, balance_cap: int = BALANCE_CAP,
+             balance_style: bool = False) -> Stage:
     """Model (seeded), crop datasets and loss of a tokenizer run on the dataset folder `data`.
     decoder_only: train the decoder alone (the tokens of every motion stay as they are; `RVQVAE.loss`).
     balance: the clips of rare actions (meta.jsonl "content") listed several times per epoch, each a crop at
-    its own offset (`repeat_factors`, at most balance_cap copies), so the codebook learns their poses."""
+    its own offset (`repeat_factors`, at most balance_cap copies), so the codebook learns their poses;
+    balance_style: also by (action, style) pair (meta.jsonl "style")."""
     mean, std = load_stats(data)
     f = config.frames_per_token
     clips = load_split(data, "train")
     motions = normalised(clips, mean, std)
     if balance:
-        motions = repeated(motions, [c.meta.get("content") for c in clips], cap=balance_cap)
+        styles = [c.meta.get("style") for c in clips] if balance_style else None
+        motions = repeated(motions, [c.meta.get("content") for c in clips], cap=balance_cap, styles=styles)
     train_set = MotionCrops(motions, window=WINDOW, min_frames=f, seed=seed)
     if len(train_set) == 0:
         raise TrainError(f"{data}: the train split has no clip of {f} frames or more")
@@ -80,15 +83,17 @@ def warm_start_vq(model: RVQVAE, folder) -> None:
 def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, batch_size: int | None = None,
              resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
              progress: bool = True, init=None, decoder_only: bool | None = None, balance: bool | None = None,
-             balance_cap: int | None = None, decoder_width: int | None = None, width: int | None = None) -> RVQVAE:
+             balance_cap: int | None = None, decoder_width: int | None = None, width: int | None = None,
+             balance_style: bool | None = None) -> RVQVAE:
     """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk).
     decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
     transformers trained on its tokens stay valid. balance (default on for new runs): rare-action clips
-    repeated per epoch, at most balance_cap times (default `BALANCE_CAP`). decoder_width: the decoder's
+    repeated per epoch, at most balance_cap times (default `BALANCE_CAP`); balance_style: also by (action,
+    style) pair (`repeat_factors`). decoder_width: the decoder's
     channels (default: the init tokenizer's, else the preset's width); with init, a wider decoder starts as
     the stored one (`warm_start_vq`); width: the encoder's channels (and the decoder's when decoder_width is 0),
     default and warm start the same way."""
-    balancing = balance_settings(balance, balance_cap, resume=resume)
+    balancing = balance_settings(balance, balance_cap, resume=resume, balance_style=balance_style)
     if decoder_width is not None and decoder_width < 0:
         raise TrainError(f"--decoder-width must be >= 0 (0: the preset's width), got {decoder_width}")
     if width is not None and width < 1:
