@@ -23,7 +23,8 @@ MIN_FRAMES = 20
 BALANCE_CAP = 8  # default most copies of one training item (`repeat_factors`)
 
 
-def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP, styles: list[str | None] | None = None) -> list[int]:
+def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP,
+                   styles: list[str | None] | None = None) -> list[int]:
     """How many times each training item is listed per epoch so that rare actions are learnt: an action with
     `n` items gets round(sqrt(n_max / n)) copies (at most `cap`), the most frequent one a single copy
     (repeat-factor sampling). Items without a label (datasets without meta.jsonl) count once.
