@@ -8,6 +8,7 @@ epoch; the data order itself comes from the (distributed) sampler, also seeded b
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,29 +34,21 @@ def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP,
     (action, style) pair's, the pair's counted the same way against the most frequent pair, so that within
     one style a rare action does not outnumber a common one (a style whose clips hold one walk and one walk
     backwards lists both equally often, not the rare action 5 times as often)."""
-    counts: dict[str, int] = {}
-    for label in labels:
-        if label is not None:
-            counts[label] = counts.get(label, 0) + 1
-    if not counts:
-        return [1] * len(labels)
-    factor = _factors(counts, cap)
+    if styles is not None and len(styles) != len(labels):
+        raise ValueError(f"{len(labels)} action labels but {len(styles)} style labels")
+    factor = _factors(labels, cap)
     out = [1 if label is None else factor[label] for label in labels]
     if styles is None:
         return out
-    if len(styles) != len(labels):
-        raise ValueError(f"{len(labels)} action labels but {len(styles)} style labels")
     pairs = [(a, s) if a is not None and s is not None else None for a, s in zip(labels, styles)]
-    pair_counts: dict[tuple, int] = {}
-    for pair in pairs:
-        if pair is not None:
-            pair_counts[pair] = pair_counts.get(pair, 0) + 1
-    pair_factor = _factors(pair_counts, cap) if pair_counts else {}
+    pair_factor = _factors(pairs, cap)
     return [r if pair is None else max(r, pair_factor[pair]) for r, pair in zip(out, pairs)]
 
 
-def _factors(counts: dict, cap: int) -> dict:
-    top = max(counts.values())
+def _factors(keys: list, cap: int) -> dict:
+    """Copies per key (None left out): round(sqrt(n_max / n)), between 1 and `cap`."""
+    counts = Counter(k for k in keys if k is not None)
+    top = max(counts.values(), default=0)
     return {k: int(min(cap, max(1, round(np.sqrt(top / n))))) for k, n in counts.items()}
 
 

@@ -237,7 +237,7 @@ def text_token_pairs(data, vq_dir: Path, encoder: str, cache: Path, d: Dist, *, 
         extra, labels = mirrored_ranges(ranges["train"], content)
         ranges["train"] = ranges["train"] + extra
         content.update(labels)
-        style.update({clip: style.get(clip[len(MIRROR_PREFIX):]) for clip in labels})  # a mirror keeps its style
+        style.update({clip: style.get(clip.removeprefix(MIRROR_PREFIX)) for clip in labels})  # a mirror keeps its style
     token_path = cache / f"tokens-{fingerprint}-{motion_digest(ranges)}.safetensors"
     text_path = cache / f"text-{encoder.replace(':', '_').replace('/', '_')}.safetensors"
     all_ranges = [r for split in splits for r in ranges[split]]
