@@ -41,6 +41,18 @@ def test_repeat_factors_by_action_and_style(items, expected):
     assert repeat_factors(labels, cap=32) == repeat_factors(labels, cap=32, styles=[None] * len(items))
 
 
+def test_balancing_pairs_keeps_a_one_clip_actions_share_of_the_epoch():
+    # three styles with a single walk each get 10 copies by pair (the epoch grows from 113 to 140 items);
+    # punch (one clip, 10 copies by action and by pair) would drop from 10/113 to 10/140 of the epoch
+    items = [("walk", "a")] * 100 + [("walk", s) for s in "bcd"] + [("punch", "a")]
+    labels, styles = [a for a, _ in items], [s for _, s in items]
+    by_action, by_pair = repeat_factors(labels, cap=32), repeat_factors(labels, cap=32, styles=styles)
+    assert (by_action[0], by_action[100], by_action[-1]) == (1, 1, 10)
+    assert (by_pair[0], by_pair[100], by_pair[-1]) == (1, 10, int(10 * 140 / 113))
+    share_by_action, share_by_pair = by_action[-1] / sum(by_action), by_pair[-1] / sum(by_pair)
+    assert share_by_pair >= share_by_action * (1 - 1 / by_pair[-1])
+
+
 def test_repeat_factors_refuses_styles_of_another_length():
     with pytest.raises(ValueError, match="2 action labels but 1 style labels"):
         repeat_factors(["walk", "run"], styles=["angry"])

@@ -46,7 +46,8 @@ def _common(p: argparse.ArgumentParser, *, needs_vq: bool) -> None:
                    "an action with a single clip gets round(sqrt(n_max)) copies without a cap)")
     p.add_argument("--balance-style", action="store_const", const=True, default=None,
                    help="balance by (action, style) pair too: an item gets the larger of its action's and its "
-                   "pair's copies, so that within one style a rare action does not outnumber a common one")
+                   "pair's copies, so that within one style a rare action does not outnumber a common one; an "
+                   "action's copies grow with the epoch, so it keeps its share")
     if needs_vq:
         p.add_argument("--vq", help="tokenizer run folder (from 'bamm train vq') or weights folder with vq.*")
         p.add_argument("--text-encoder", help="text encoder: minilm-lexical (default), minilm or clip:<file>")

@@ -33,7 +33,10 @@ def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP,
     styles (one per item, None: no style label): an item gets the larger of its action's copies and its
     (action, style) pair's, the pair's counted the same way against the most frequent pair, so that within
     one style a rare action does not outnumber a common one (a style whose clips hold one walk and one walk
-    backwards lists both equally often, not the rare action 5 times as often)."""
+    backwards lists both equally often, not the rare action 5 times as often). The pairs' copies lengthen the
+    epoch by a factor g (items listed by pair over items listed by action); an item is then listed at least
+    floor(g x its action's copies) times, so an action of one or two clips, whose pair adds nothing, keeps its
+    share of the epoch instead of shrinking by 1 / g."""
     if styles is not None and len(styles) != len(labels):
         raise ValueError(f"{len(labels)} action labels but {len(styles)} style labels")
     factor = _factors(labels, cap)
@@ -42,7 +45,9 @@ def repeat_factors(labels: list[str | None], *, cap: int = BALANCE_CAP,
         return out
     pairs = [(a, s) if a is not None and s is not None else None for a, s in zip(labels, styles)]
     pair_factor = _factors(pairs, cap)
-    return [r if pair is None else max(r, pair_factor[pair]) for r, pair in zip(out, pairs)]
+    paired = [r if pair is None else max(r, pair_factor[pair]) for r, pair in zip(out, pairs)]
+    growth = sum(paired) / max(1, sum(out))
+    return [max(p, int(r * growth)) for r, p in zip(out, paired)]
 
 
 def _factors(keys: list, cap: int) -> dict:
