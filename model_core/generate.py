@@ -27,6 +27,7 @@ import numpy as np
 from . import decoding as D
 from .decoding import REFINE_MODES, Sampler, Settings, check_positive_int, is_number, refine_redo  # noqa: F401
 from .motion import features as F
+from .motion.contact_root import contact_root
 from .nets import Nets
 from .request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError, Limits, Request, check_profile
 
@@ -121,9 +122,12 @@ class Generator:
         return np.asarray(self.nets.encode_text(list(prompts)), np.float32)
 
     def decode(self, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """codes (N, Q) of one motion -> (features (4N, 263) de-normalised, joints (4N, 22, 3)), float32."""
+        """codes (N, Q) of one motion -> (features (4N, 263) de-normalised, joints (4N, 22, 3)), float32; the
+        root of a tokenizer trained with `contact_root` follows its planted toes (`motion.contact_root`)."""
         feats = self.nets.vq_decode(np.asarray(codes, np.int64)[None])[0] * self.nets.std + self.nets.mean
         feats = feats.astype(np.float32)
+        if self.nets.config.contact_root:
+            feats = contact_root(feats)
         return feats, F.recover_from_ric(feats)
 
     def features_to_codes(self, feats: np.ndarray) -> np.ndarray:

@@ -27,6 +27,7 @@ class NetsConfig:
     fps: float  # 20.0
     text_dim: int  # D
     input_dim: int  # feature size (263)
+    contact_root: bool = False  # decoded features get `motion.contact_root` (the tokenizer was trained so)
 
     def __post_init__(self):
         for name in ("code_num", "max_tokens", "res_max_tokens", "num_quantizers", "frames_per_token", "text_dim",
@@ -37,6 +38,8 @@ class NetsConfig:
         if self.max_tokens < 2 or self.num_quantizers < 2:
             raise ValueError(f"NetsConfig needs max_tokens >= 2 and num_quantizers >= 2, got {self.max_tokens} and "
                              f"{self.num_quantizers}")
+        if not isinstance(self.contact_root, bool):
+            raise ValueError(f"NetsConfig.contact_root must be true or false, got {self.contact_root!r}")
         if not self.fps > 0:
             raise ValueError(f"NetsConfig.fps must be > 0, got {self.fps!r}")
 
@@ -64,7 +67,7 @@ class NetsConfig:
     @classmethod
     def from_json(cls, data: dict, *, where: str = "runtime.json") -> "NetsConfig":
         names = set(cls.__dataclass_fields__)
-        if not isinstance(data, dict) or set(data) != names:
+        if not isinstance(data, dict) or not names - {"contact_root"} <= set(data) <= names:
             got = sorted(data) if isinstance(data, dict) else type(data).__name__
             raise ValueError(f"{where}: expected the keys {sorted(names)}, got {got}")
         return cls(**{k: (float(v) if k == "fps" else v) for k, v in data.items()})

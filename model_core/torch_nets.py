@@ -41,7 +41,8 @@ class TorchNets(Nets):
         self.config = NetsConfig(code_num=t2m.config.code_num, max_tokens=t2m.config.max_tokens,
                                  res_max_tokens=res.config.max_tokens, num_quantizers=q,
                                  frames_per_token=vq.config.frames_per_token, fps=float(fps),
-                                 text_dim=t2m.config.text_dim, input_dim=vq.config.input_dim)
+                                 text_dim=t2m.config.text_dim, input_dim=vq.config.input_dim,
+                                 contact_root=vq.config.contact_root)
         self.text_name = getattr(text_encoder, "name", "?")
 
     def _t(self, array, dtype=None) -> torch.Tensor:

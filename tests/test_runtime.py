@@ -88,6 +88,7 @@ def both(torch_bamm, ort_gen):
 def test_runtime_folder_contents(runtime_dir, torch_bamm):
     info = json.loads((runtime_dir / "runtime.json").read_text())
     assert info["nets"] == torch_bamm.nets.config.to_json()
+    assert info["nets"]["contact_root"] is True  # the shipped decoder's root follows its planted toes
     for name in list(info["graphs"].values()) + ["stats.npz", "text.onnx", "tokenizer.json"]:
         assert (runtime_dir / name).is_file(), name
     stats = np.load(runtime_dir / "stats.npz")
@@ -135,6 +136,8 @@ def test_residual_logits_and_tokenizer_match(torch_bamm, ort_gen, n):
     feats = tn.vq_decode(codes[:2])
     assert feats.shape == (2, n * c.frames_per_token, c.input_dim)
     assert np.abs(feats - on.vq_decode(codes[:2])).max() < TOL
+    (a_feats, a_joints), (b_feats, b_joints) = torch_bamm.decode(codes[0]), ort_gen.decode(codes[0])
+    assert np.abs(a_feats - b_feats).max() < TOL and np.abs(a_joints - b_joints).max() < 10 * TOL
     assert np.array_equal(tn.vq_encode(feats), on.vq_encode(feats))
 
 

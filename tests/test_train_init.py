@@ -87,6 +87,21 @@ def test_a_wider_decoder_starts_as_the_stored_one_and_keeps_every_token(data_dir
         assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_contact_root_is_recorded_kept_by_runs_from_it_and_keeps_every_token(data_dir, vq_run, tmp_path):
+    stored = load_model(RVQVAE, RVQVAEConfig, vq_run, "vq")
+    assert stored.config.contact_root is False
+    out = tmp_path / "rooted"
+    assert train("vq", data_dir, out, None, None, "--steps", "4", "--init", str(vq_run), "--decoder-only",
+                 "--contact-root") == 0
+    trained = load_model(RVQVAE, RVQVAEConfig, out, "vq")
+    assert trained.config.contact_root is True and json.loads((out / "vq.json").read_text())["config"]["contact_root"]
+    x = torch.randn(3, 16, 263)
+    assert torch.equal(trained.encode(x), stored.encode(x))
+    again = tmp_path / "again"  # a run from it keeps the layer without being told
+    assert train("vq", data_dir, again, None, None, "--steps", "2", "--init", str(out), "--decoder-only") == 0
+    assert load_model(RVQVAE, RVQVAEConfig, again, "vq").config.contact_root is True
+
+
 def test_a_wider_encoder_starts_with_the_stored_tokens_and_keeps_the_stored_decoder(data_dir, vq_run, tmp_path,
                                                                                     capsys):
     """--width with --init: before training the widened encoder gives every motion the stored tokenizer's tokens

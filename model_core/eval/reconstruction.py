@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..data.humanml3d import load_split
+from ..motion.contact_root import contact_root
 from ..motion.features import denormalize, normalize, recover_from_ric
 
 
@@ -35,6 +36,8 @@ def tokenizer_mpjpe(vq, mean, std, data_root, *, split: str = "test", layers: in
         if layers is not None:
             codes = codes[..., :layers]
         recon = denormalize(vq.decode(codes)[0], mean_t, std_t)
+        if vq.config.contact_root:
+            recon = contact_root(recon)
         joints_hat, joints = recover_from_ric(recon), recover_from_ric(x)  # (n, 22, 3) metres
         err = torch.linalg.vector_norm(joints_hat - joints, dim=-1)
         centred = (joints_hat - joints_hat[:, :1]) - (joints - joints[:, :1])

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..motion import features
+from ..motion.contact_root import contact_root
 from .layers import gumbel_noise, lengths_to_mask
 
 
@@ -41,9 +42,10 @@ class RVQVAEConfig:
     acc_weight: float = 0.0  # joint-acceleration loss weight (second differences: the jitter an animator sees)
     skate_weight: float = 0.0  # foot-skate loss weight: horizontal foot speed where the input's feet touch down
     ground_weight: float = 0.0  # grounded-toe loss weight: toe velocity error where the input's toe is on the floor
+    contact_root: bool = False  # decoded features get `motion.contact_root` (in the loss and wherever they are used)
 
     OPTIONAL_KEYS: ClassVar[tuple[str, ...]] = ("vel_weight", "acc_weight", "skate_weight", "ground_weight",
-                                                 "decoder_width")  # newer than some files
+                                                 "decoder_width", "contact_root")  # newer than some files
 
     def __post_init__(self):
         for name in ("input_dim", "code_num", "code_dim", "num_quantizers", "width", "down_t", "depth"):
@@ -55,6 +57,8 @@ class RVQVAEConfig:
         for name in ("dropout", "ema_decay", "quantize_dropout_prob"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"RVQVAEConfig.{name} must be in [0, 1], got {getattr(self, name)}")
+        if not isinstance(self.contact_root, bool):
+            raise ValueError(f"RVQVAEConfig.contact_root must be true or false, got {self.contact_root!r}")
         if self.code_sample_temp < 0:
             raise ValueError(f"RVQVAEConfig.code_sample_temp must be >= 0, got {self.code_sample_temp}")
         if self.decoder_width < 0:
@@ -317,7 +321,8 @@ class RVQVAE(nn.Module):
                + acc_weight * L1(d2J(recon), d2J(x)) + skate_weight * skate + ground_weight * ground
                + commit_weight * commit,
         where J are the joints from `recover_from_ric` divided by the dataset's ric std s (positions on the
-        feature scale, like MoMask's term on the ric slice), d and d2 the first and second differences over
+        feature scale, like MoMask's term on the ric slice; with `contact_root` the reconstruction's root first
+        follows its planted toes, as wherever the tokenizer decodes), d and d2 the first and second differences over
         time (velocity: MoMask's tokenizer also has a velocity term; acceleration: frame-to-frame jitter) and
         skate the mean horizontal speed of the reconstructed ankles and toes on the frames where the input's
         foot-contact flags say that foot is down; ground the toes' horizontal velocity and height errors on the
@@ -347,7 +352,9 @@ class RVQVAE(nn.Module):
         joints_num = (c.input_dim + 1) // 12  # 263 -> 22 (HumanML3D), 251 -> 21 (KIT)
         scale = std[features.std_groups(joints_num)["ric"]].mean()
         x_raw = features.denormalize(x, mean, std)
-        joints_hat = features.recover_from_ric(features.denormalize(recon, mean, std), joints_num) / scale
+        recon_raw = features.denormalize(recon, mean, std)
+        joints_hat = features.recover_from_ric(contact_root(recon_raw) if c.contact_root else recon_raw,
+                                               joints_num) / scale
         joints = features.recover_from_ric(x_raw, joints_num) / scale
         pos = F.smooth_l1_loss(joints_hat[frame_mask], joints[frame_mask])
         loss = rec + c.pos_weight * pos + c.commit_weight * commit

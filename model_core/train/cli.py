@@ -76,6 +76,9 @@ def parser() -> argparse.ArgumentParser:
     vq.add_argument("--width", type=int, help="conv channels of the encoder, and of the decoder unless "
                     "--decoder-width (default: the --init tokenizer's, else the preset's); with --init a wider "
                     "encoder starts as the stored one and gives the same tokens")
+    vq.add_argument("--contact-root", action="store_const", const=True, default=None,
+                    help="the decoded root follows the planted toes (motion.contact_root), in the loss and wherever "
+                    "the tokenizer decodes (default: the --init tokenizer's setting, else off)")
     _common(sub.add_parser("t2m", help="BAMM transformer (base token layer)"), needs_vq=True)
     _common(sub.add_parser("res", help="residual transformer (token layers 1..Q-1)"), needs_vq=True)
     e = sub.add_parser("export", help="assemble a weights folder from the three runs")
@@ -119,6 +122,7 @@ def run(args: argparse.Namespace) -> None:
         from .vq import train_vq
         train_vq(args.data, args.out, decoder_only=args.decoder_only, balance=args.balance,
                  balance_cap=args.balance_cap, balance_style=args.balance_style, decoder_width=args.decoder_width,
+                 contact_root=args.contact_root,
                  width=args.width, **common)
     else:
         from .tokens import train_transformer

@@ -84,7 +84,7 @@ def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, 
              resume: bool = False, device: str = "cpu", stop_after: int | None = None, workers: int = 0,
              progress: bool = True, init=None, decoder_only: bool | None = None, balance: bool | None = None,
              balance_cap: int | None = None, decoder_width: int | None = None, width: int | None = None,
-             balance_style: bool | None = None) -> RVQVAE:
+             balance_style: bool | None = None, contact_root: bool | None = None) -> RVQVAE:
     """Train (or resume) a tokenizer run in `out`; returns the model as trained (rank 0 keeps the best on disk).
     decoder_only (with init): fine-tune the decoder of a trained tokenizer without changing its tokens, so
     transformers trained on its tokens stay valid. balance (default on for new runs): rare-action clips
@@ -92,7 +92,8 @@ def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, 
     style) pair (`repeat_factors`). decoder_width: the decoder's
     channels (default: the init tokenizer's, else the preset's width); with init, a wider decoder starts as
     the stored one (`warm_start_vq`); width: the encoder's channels (and the decoder's when decoder_width is 0),
-    default and warm start the same way."""
+    default and warm start the same way. contact_root: the decoded root follows the planted toes
+    (`motion.contact_root`, in the loss and wherever the tokenizer decodes; default: the init tokenizer's)."""
     balancing = balance_settings(balance, balance_cap, resume=resume, balance_style=balance_style)
     if decoder_width is not None and decoder_width < 0:
         raise TrainError(f"--decoder-width must be >= 0 (0: the preset's width), got {decoder_width}")
@@ -107,6 +108,8 @@ def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, 
             decoder_width = stored.decoder_width or (stored.width if width is not None else None)
         if width is None:
             width = stored.width
+        if contact_root is None:
+            contact_root = stored.contact_root or None
     d = setup_distributed(device)
     out = Path(out)
     settings = open_run(out, stage="vq", resume=resume, d=d, presets=TRAIN_PRESETS, preset=preset,
@@ -114,7 +117,8 @@ def train_vq(data, out, *, preset: str | None = None, steps: int | None = None, 
                         extra={"init": str(Path(init).resolve()) if init is not None else None,
                                "decoder_only": bool(decoder_only) if not resume else decoder_only,
                                **balancing},
-                        model_overrides={"decoder_width": decoder_width, "width": width})
+                        model_overrides={"decoder_width": decoder_width, "width": width,
+                                         "contact_root": contact_root})
     if settings.extra.get("decoder_only") and settings.extra.get("init") is None:
         raise TrainError("--decoder-only fine-tunes a trained tokenizer: give it with --init")
     stage = vq_stage(settings.data, RVQVAEConfig(**settings.model), out, d.device, seed=settings.train.seed,
