@@ -98,7 +98,7 @@ class _ShiftingTokenizer:
     def __init__(self, channel: int | None, shift: float):
         from types import SimpleNamespace
 
-        self.config, self.channel, self.shift = SimpleNamespace(frames_per_token=4), channel, shift
+        self.config, self.channel, self.shift = SimpleNamespace(frames_per_token=4, contact_root=False), channel, shift
 
     def eval(self):
         return self
