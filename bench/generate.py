@@ -9,6 +9,9 @@ tokenizer decode, joints) are timed, each in its own process so that its peak me
 - ``cache``: ``BAMM.generate``'s decoding, incremental with a KV cache (cond + uncond in one batch);
 - ``cache-int8``: the same with int8 token transformers (``BAMM.quantize_int8``, CPU);
 - ``no-cache``: the same decoding recomputing the whole prefix / sequence at every step;
+- ``onnx`` / ``onnx-int8`` (preset ``official`` only): the same decoding on ONNX Runtime over the runtime
+  folder the add-on's Import Published Model writes (``runtime/published.py``) from random checkpoints of the
+  published sizes, float32 or int8 token transformers;
 - ``reference``: the official code's loop: the whole 50-token sequence recomputed at every one of 49 steps
   of both passes, cond and uncond concatenated into one doubled batch.
 
@@ -153,6 +156,29 @@ def official_model(device: str):
                 std=np.ones(263, np.float32), device=device)
 
 
+def official_runtime(threads: int, precision: str = "float32"):
+    """A Generator over the ONNX Runtime folder that the add-on's Import Published Model writes from random
+    checkpoints of the published sizes ([END] banned) in `precision`, cached under .cache/bench/."""
+    from model_core.cli_blender import CACHE, export_templates
+    from model_core.generate import Generator
+    from model_core.runtime.ort_nets import load_runtime
+    from model_core.runtime.published import import_published
+
+    folder = CACHE / "bench" / f"official-runtime-{precision}"
+    if not (folder / "runtime.json").is_file():
+        sys.path.insert(0, str(ROOT / "tests"))
+        from support.official_ckpt import random_clip_file, write_official
+
+        ckpt = CACHE / "bench" / "official-checkpoints"
+        if not (ckpt / "ViT-B-32.pt").is_file():
+            write_official(ckpt, seed=0, end_bias=-1e4, layers=8, vq_depth=3)
+            random_clip_file(ckpt / "ViT-B-32.pt", width=512, layers=12, half=True)
+        import_published(t2m=ckpt / "t2m.tar", res=ckpt / "res.tar", vq=ckpt / "vq/model/net_best_fid.tar",
+                         clip=ckpt / "ViT-B-32.pt", out=folder, templates=export_templates(ROOT, CACHE),
+                         precision=precision)
+    return Generator(load_runtime(folder, "cpu", threads=threads))
+
+
 def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> dict:
     import torch
 
@@ -161,6 +187,10 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
     from model_core.generate import BAMM
 
     official = preset == "official"
+    if mode in ("onnx", "onnx-int8"):
+        if not official:
+            raise SystemExit(f"mode {mode}: the official preset only (the imported published model)")
+        return run_onnx(repeat, threads, "int8" if mode == "onnx-int8" else "float32")
     model = official_model(device) if official else BAMM.random(preset=preset, device=device, seed=0)
     # 196 frames from the unidirectional pass: with random weights END is rare; ban it to be sure
     head = model.t2m.head[-1] if official else model.t2m.head
@@ -202,6 +232,33 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
             "rss_loaded_mib": loaded, "rss_peak_mib": rss_mib()}
 
 
+def run_onnx(repeat: int, threads: int, precision: str) -> dict:
+    """Modes ``onnx`` / ``onnx-int8``: the official profile's decoding on the imported runtime folder in
+    `precision` (ONNX Runtime, `threads` intra-op threads), text embeddings as the torch modes get them."""
+    import numpy as np
+
+    from model_core import decoding as D
+
+    gen = official_runtime(threads, precision)
+    loaded = rss_mib()
+    st = D.official_settings()
+    text_emb = np.asarray(RandomText().encode([PROMPT]), np.float32)
+    t_gen = []
+    for r in range(repeat + 1):
+        t1 = time.perf_counter()
+        sampler = D.Sampler(SEED + r)
+        base, lengths = D.base_tokens(gen.nets, text_emb, batch=1, st=st, sampler=sampler)
+        codes = D.residual_layers(gen.nets, base, lengths, text_emb, st, sampler)
+        tokens = codes[0, :int(lengths[0])]
+        feats, joints = gen.decode(D.decoder_codes(tokens, st, gen.max_tokens + 1))
+        joints = joints[:4 * len(tokens)]
+        if r:
+            t_gen.append(time.perf_counter() - t1)
+    return {"preset": "official", "mode": "onnx-int8" if precision == "int8" else "onnx", "threads": threads, "frames": len(joints),
+            "tokens": int(lengths[0]), "text_s": 0.0, "gen_s": statistics.median(t_gen),
+            "rss_loaded_mib": loaded, "rss_peak_mib": rss_mib()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--presets", nargs="+", default=["paper", "small"])
@@ -235,7 +292,7 @@ def main() -> None:
                 print(f"{preset:<7} {threads:>3} {mode:<10} {r['frames']:>6} {r['text_s']:>7.3f} {r['gen_s']:>10.3f} "
                       f"{ratio:>7} {r['rss_loaded_mib']:>8.0f}Mi {r['rss_peak_mib']:>7.0f}Mi", flush=True)
             if "reference" in results:
-                for mode in ("cache", "cache-int8", "no-cache"):
+                for mode in ("cache", "cache-int8", "no-cache", "onnx", "onnx-int8"):
                     if mode in results:
                         print(f"{'':<7} {'':>3} speed-up of {mode} over the reference loop: "
                               f"{results['reference']['gen_s'] / results[mode]['gen_s']:.1f}x")

@@ -14,6 +14,9 @@ One zip per platform, as Blender's own builder makes them with ``--split-platfor
   stored as float16 by default (``--text-weights``; float32 adds 45 MB and passes the budget). The torch
   safetensors are left out: the graphs carry the same numbers, and the zip would pass its size budget with
   both; the torch back end (a user's own Python) reads a weights folder set in the add-on preferences;
+* ``templates/official/``: graph templates of the published HumanML3D models' architecture without weights
+  (``model_core.runtime.templates``, cached under ``.cache/templates/<hash of the code>``), filled from the
+  user's own checkpoints by the add-on's Import Published Model (``model_core.runtime.published``);
 * ``wheels/``: ``onnxruntime`` and ``tokenizers`` for Python 3.11 (Blender 4.2-5.0) and 3.13 (Blender 5.1+),
   unmodified from PyPI (``pip download``, cached under ``.cache/wheels/<platform>/<cpXY>/``). Their declared
   dependencies (onnxruntime: flatbuffers, packaging, protobuf; tokenizers: huggingface-hub) are left out:
@@ -61,6 +64,8 @@ RUNTIME_DIR = "runtime"  # inside the extension (bamm_blender.core.RUNTIME_DIR r
 CODE = ("__init__.py", "bamm_blender", "model_core")
 RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/nets.py", "model_core/torch_nets.py",
                    "model_core/generate.py")
+TEMPLATES_DIR = "templates/official"  # inside the extension: the published model's graph templates
+TEMPLATE_SOURCES = ("model_core/runtime", "model_core/models", "model_core/official", "model_core/nets.py")
 KEEP_RUNTIMES = 2  # cached exports kept besides the newest
 TEXT_WEIGHTS = "float16"  # the text encoder's weights in the zip: float32 (91 MB) would pass the budget
 
@@ -137,19 +142,29 @@ from model_core.runtime.export import export_runtime
 weights, out, text_weights = sys.argv[1:4]
 export_runtime(weights, out, text_weights=text_weights)
 """
+TEMPLATES = """
+import sys
+from model_core.runtime.templates import build_templates
+build_templates(sys.argv[1])
+"""
 
 
-def runtime_key(source: Path, weights: Path, text_weights: str) -> str:
-    """Hash of the weights folder's files, the export code and the text weights' type: the runtime cache's
-    folder name."""
-    digest = hashlib.sha256(text_weights.encode())
-    files = sorted(p for p in Path(weights).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors"))
-    for rel in RUNTIME_SOURCES:
+def _source_key(source: Path, sources: tuple[str, ...], files: list[Path], extra: str) -> str:
+    """Hash of `files`, the code under `sources` and `extra`: a cache folder's name."""
+    digest = hashlib.sha256(extra.encode())
+    for rel in sources:
         path = Path(source) / rel
         files += sorted(path.rglob("*.py")) if path.is_dir() else [path] if path.is_file() else []
     for path in files:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()[:16]
+
+
+def runtime_key(source: Path, weights: Path, text_weights: str) -> str:
+    """Hash of the weights folder's files, the export code and the text weights' type: the runtime cache's
+    folder name."""
+    files = sorted(p for p in Path(weights).iterdir() if p.is_file() and p.suffix in (".json", ".safetensors"))
+    return _source_key(source, RUNTIME_SOURCES, files, text_weights)
 
 
 def export_runtime(source: Path, weights: Path, cache: Path, *, text_weights: str = TEXT_WEIGHTS) -> Path | None:
@@ -164,30 +179,44 @@ def export_runtime(source: Path, weights: Path, cache: Path, *, text_weights: st
     if not (Path(weights) / "bamm.json").is_file():
         raise CLIError(f"no BAMM weights in {weights} (bamm.json missing)")
     folder = Path(cache) / "runtime" / runtime_key(source, weights, text_weights)
+    return _cached(folder, source, EXPORT, [str(Path(weights).resolve()), "{out}", text_weights],
+                   f"runtime export of {weights} (text encoder weights: {text_weights})")
+
+
+def export_templates(source: Path, cache: Path) -> Path:
+    """The graph templates of the published architecture (``model_core.runtime.templates``) made by the
+    ``source`` checkout, cached by the hash of the code that makes them."""
+    folder = Path(cache) / "templates" / _source_key(source, TEMPLATE_SOURCES, [], "templates")
+    return _cached(folder, source, TEMPLATES, ["{out}"], "build of the published model's graph templates")
+
+
+def _cached(folder: Path, source: Path, script: str, args: list[str], what: str) -> Path:
+    """`folder`, made by running `script` with `args` ("{out}": the folder being written) under the `source`
+    checkout when it is not complete yet; one build at a time, the newest KEEP_RUNTIMES + 1 kept."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     with open(folder.parent / ".lock", "w") as lock:
         if fcntl is not None:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one export at a time: a second build waits, then reuses it
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one build at a time: a second one waits, then reuses it
         if not (folder / ".complete").is_file():
-            _export_into(folder, source, weights, text_weights)
+            _build_into(folder, source, script, args, what)
     return folder
 
 
-def _export_into(folder: Path, source: Path, weights: Path, text_weights: str) -> None:
+def _build_into(folder: Path, source: Path, script: str, args: list[str], what: str) -> None:
     shutil.rmtree(folder, ignore_errors=True)
-    partial = Path(tempfile.mkdtemp(prefix=".export-", dir=folder.parent))
+    print(f"{what}: a few minutes, cached in {folder}")
+    partial = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(source)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    print(f"exporting the runtime from {weights} (text encoder weights: {text_weights}; a few minutes)")
-    result = subprocess.run([sys.executable, "-c", EXPORT, str(Path(weights).resolve()), str(partial), text_weights],
+    result = subprocess.run([sys.executable, "-c", script, *[a.replace("{out}", str(partial)) for a in args]],
                             cwd=source, env=env, capture_output=True, text=True)
     if result.returncode != 0:
         shutil.rmtree(partial, ignore_errors=True)
-        raise CLIError(f"the runtime export failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
+        raise CLIError(f"the {what} failed:\n{(result.stdout + result.stderr).strip()[-2000:]}")
     (partial / ".complete").write_text("")
     partial.rename(folder)
     older = sorted((p for p in folder.parent.iterdir() if p.is_dir() and p != folder and not p.name.startswith(".")),
                    key=lambda p: p.stat().st_mtime)
-    for stale in older[:-KEEP_RUNTIMES]:  # exports of earlier weights or code
+    for stale in older[:-KEEP_RUNTIMES]:  # builds of earlier weights or code
         shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -206,8 +235,10 @@ def manifest_text(source: Path, platforms: list[str], wheels: list[str]) -> str:
     return "\n".join(lines[:first_table] + added + lines[first_table:]) + "\n"
 
 
-def stage(source: Path, into: Path, platforms: list[str], wheels: list[Path], runtime: Path | None) -> None:
-    """Lay out the extension's source in ``into``: code, ``runtime/``, ``wheels/`` and the manifest."""
+def stage(source: Path, into: Path, platforms: list[str], wheels: list[Path], runtime: Path | None,
+          templates: Path | None = None) -> None:
+    """Lay out the extension's source in ``into``: code, ``runtime/``, ``templates/``, ``wheels/`` and the
+    manifest."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".*")
     for name in CODE:
         path = Path(source) / name
@@ -216,6 +247,8 @@ def stage(source: Path, into: Path, platforms: list[str], wheels: list[Path], ru
         shutil.copytree(path, into / name, ignore=ignore) if path.is_dir() else shutil.copy2(path, into / name)
     if runtime is not None:
         shutil.copytree(runtime, into / RUNTIME_DIR, ignore=ignore)
+    if templates is not None:
+        shutil.copytree(templates, into / TEMPLATES_DIR, ignore=ignore)
     (into / "wheels").mkdir()
     for wheel in wheels:
         shutil.copy2(wheel, into / "wheels" / wheel.name)
@@ -228,7 +261,7 @@ def part_sizes(zip_path: Path) -> dict[str, tuple[int, int]]:
     sizes = {"wheels": [0, 0], "runtime": [0, 0], "code": [0, 0]}
     for info in zipfile.ZipFile(zip_path).infolist():
         top = info.filename.split("/")[0]
-        part = "wheels" if top == "wheels" else "runtime" if top == RUNTIME_DIR else "code"
+        part = "wheels" if top == "wheels" else "runtime" if top in (RUNTIME_DIR, "templates") else "code"
         sizes[part][0] += info.compress_size
         sizes[part][1] += info.file_size
     return {k: (v[0], v[1]) for k, v in sizes.items()}
@@ -253,12 +286,13 @@ def build_extension(source: Path = REPO_ROOT, out: Path = REPO_ROOT / "dist", *,
     wheels = sorted({w for name in platforms for w in fetch_wheels(name, wheel_cache or CACHE / "wheels")})
     if runtime is None:
         runtime = export_runtime(source, Path(weights or source / "weights"), CACHE, text_weights=text_weights)
+    templates = export_templates(source, CACHE) if (source / "model_core/runtime/templates.py").is_file() else None
     out.mkdir(parents=True, exist_ok=True)
     made = []
     with tempfile.TemporaryDirectory(prefix="bamm-extension-") as tmp:
         staged = Path(tmp) / "bamm"
         staged.mkdir()
-        stage(source, staged, platforms, wheels, runtime)
+        stage(source, staged, platforms, wheels, runtime, templates)
         validate(staged)
         result = run_blender_ext("build", "--source-dir", str(staged), "--output-dir", str(out), "--split-platforms")
         if result.returncode != 0:

@@ -101,7 +101,8 @@ def export_through_blender(joints_path: Path, target: Path, *, fmt: str) -> bool
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights folder (default: shipped weights/)")
+    p.add_argument("--weights", default=str(DEFAULT_WEIGHTS), help="weights folder, or a runtime folder (an export or an "
+                   "imported published model, run by ONNX Runtime) (default: shipped weights/)")
     p.add_argument("--out", default="out", help="output folder (default: out/)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace existing outputs of the same name (default: a new numbered name)")
@@ -118,10 +119,18 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-preview", action="store_true", help="skip the GIF and filmstrip")
 
 
+def _is_runtime(folder: Path) -> bool:
+    """A runtime folder (runtime.json: an export or an imported published model) rather than torch weights."""
+    return (folder / "runtime.json").is_file() and not (folder / "bamm.json").is_file()
+
+
 def _limits(args) -> Limits:
     weights = Path(args.weights)
-    if not (weights / "bamm.json").is_file():
-        raise CLIError(f"no weights in {weights} (bamm.json missing): pass --weights <folder>")
+    if not (weights / "bamm.json").is_file() and not _is_runtime(weights):
+        raise CLIError(f"no weights in {weights} (neither bamm.json nor runtime.json): pass --weights <folder>")
+    if _is_runtime(weights) and (args.int8 or args.text_encoder):
+        raise CLIError(f"{weights} is a runtime folder (ONNX Runtime): --int8 and --text-encoder apply to torch "
+                       f"weights folders only")
     return Limits.from_folder(weights)
 
 
@@ -145,8 +154,12 @@ def _check_device(args) -> None:
 
 
 def _load(args):
-    from .generate import BAMM
+    from .generate import BAMM, Generator
 
+    if _is_runtime(Path(args.weights)):
+        from .runtime.ort_nets import load_runtime
+
+        return Generator(load_runtime(Path(args.weights), device="cpu" if args.device == "cpu" else "auto"))
     return BAMM.from_pretrained(Path(args.weights), text_encoder=args.text_encoder, device=args.device,
                                 int8=args.int8)
 

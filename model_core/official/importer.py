@@ -23,17 +23,33 @@ from . import keys as K
 from .read import ENTRIES, read_state, read_stats
 
 CLIP_FILE = "clip_text.safetensors"
-N_HEADS = 6  # BAMM t2m (nhead6) and MoMask's residual transformer; head counts are not visible in the files
+N_HEADS = K.N_HEADS
 MAX_TOKENS = 50  # 49 motion tokens + END (196 frames)
 RES_MAX_TOKENS = 56
 
 
 def _load(module, state: dict, where: str):
+    state = {k: torch.as_tensor(v) for k, v in state.items()}
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as e:  # a converted state dict that does not fit: a bug here, reported with the file
         raise ValueError(f"{where}: converted tensors do not fit the model ({str(e).splitlines()[0]})") from None
     return module.eval()
+
+
+def _with_ema(vq, weights: dict) -> dict:
+    """`weights` plus the tokenizer's EMA statistics, which only training reads, started from the codebooks
+    (count 1 per code)."""
+    out = dict(weights)
+    for key, ours in vq.state_dict().items():
+        layer = key.rsplit(".", 1)[0]
+        if key.endswith(".initialised"):
+            out[key] = torch.tensor(True)
+        elif key.endswith(".code_count"):
+            out[key] = torch.ones_like(ours)
+        elif key.endswith(".code_sum"):
+            out[key] = weights[f"{layer}.embed"]
+    return out
 
 
 def convert(*, t2m_path, res_path, vq_path, heads: int = N_HEADS, res_heads: int = N_HEADS):
@@ -73,7 +89,7 @@ def convert(*, t2m_path, res_path, vq_path, heads: int = N_HEADS, res_heads: int
         raise ValueError(f"the checkpoints' sizes do not make a model: {e}") from None
     vq = RVQVAE(vq_cfg)
     K.check_layout(vq_state, K.vq_layout(vq), str(vq_path))
-    _load(vq, K.convert_vq(vq_state, vq), str(vq_path))
+    _load(vq, _with_ema(vq, K.convert_vq(vq_state)), str(vq_path))
     t2m = _load(BAMMTransformer(t2m_cfg), K.convert_t2m(t2m_state, t2m_cfg.code_num), str(t2m_path))
     res = _load(ResidualTransformer(res_cfg), K.convert_res(res_state, res_cfg.code_num, res_cfg.num_quantizers),
                 str(res_path))
@@ -91,22 +107,6 @@ def clip_text_tensors(path) -> dict[str, torch.Tensor]:
     return {k: v.contiguous().clone() for k, v in text.items()}
 
 
-def heads_of(checkpoint) -> int:
-    """Attention heads from the training options the official code writes beside the checkpoint
-    (``<run>/opt.txt``, a line ``n_heads: 6``, for a checkpoint at ``<run>/model/<file>.tar``); N_HEADS when
-    there is no such file or line."""
-    opt = Path(checkpoint).resolve().parent.parent / "opt.txt"
-    try:
-        lines = opt.read_text(errors="replace").splitlines() if opt.is_file() else []
-    except OSError:
-        lines = []
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() == "n_heads" and value.strip().isdigit():
-            return int(value.strip())
-    return N_HEADS
-
-
 def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int | None = None,
                     res_heads: int | None = None) -> Path:
     """Write the weights folder `out` from the official checkpoints. Returns its bamm.json path. heads /
@@ -117,8 +117,8 @@ def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int | Non
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out} exists and is not an empty folder; choose a new folder (nothing overwritten)")
-    heads = heads_of(t2m) if heads is None else heads
-    res_heads = heads_of(res) if res_heads is None else res_heads
+    heads = K.heads_of(t2m) if heads is None else heads
+    res_heads = K.heads_of(res) if res_heads is None else res_heads
     t2m_m, res_m, vq_m = convert(t2m_path=t2m, res_path=res, vq_path=vq, heads=heads, res_heads=res_heads)
     meta = Path(meta) if meta else Path(vq).resolve().parent.parent / "meta"
     mean, std = read_stats(meta, vq_m.config.input_dim)
@@ -157,12 +157,52 @@ def main(name: str = "import-official", argv: list[str] | None = None) -> int:
                                              "run's opt.txt beside model/, else 6)")
     p.add_argument("--res-heads", type=int, help="attention heads of the residual transformer (default: n_heads of "
                                                  "its run's opt.txt, else 6)")
-    p.add_argument("--out", required=True, help="new weights folder")
+    p.add_argument("--runtime", action="store_true",
+                   help="write a runtime folder for ONNX Runtime and the add-on instead (numpy only, as the add-on's "
+                        "Import Published Model; needs --clip and the published models' sizes)")
+    p.add_argument("--precision", choices=("int8", "float32"), default="int8",
+                   help="with --runtime: int8 token transformers (default; faster, smaller) or float32 (the same "
+                        "tokens as the published code)")
+    p.add_argument("--templates", help="with --runtime: the graph templates folder (default: the extension's, "
+                                       "else built now with torch, about a minute)")
+    p.add_argument("--out", required=True, help="new weights folder (with --runtime: new runtime folder)")
     args = p.parse_args(argv)
+    if args.runtime:
+        return _main_runtime(args)
     try:
         path = import_official(t2m=args.t2m, res=args.res, vq=args.vq, out=args.out, meta=args.meta,
                                clip=args.clip, heads=args.heads, res_heads=args.res_heads)
     except (ValueError, OSError) as e:  # a file the user gave is missing, in the way or not what it should be
         raise InputError(str(e)) from None
     print(f"wrote {path.parent} (arch 'official'; generate with: bamm generate \"<prompt>\" --weights {path.parent})")
+    return 0
+
+
+def _main_runtime(args) -> int:
+    """``--runtime``: the add-on's torch-free import (`runtime.published`) from the command line."""
+    import tempfile
+
+    from ..request import InputError
+    from ..runtime.published import import_published, packaged_templates
+
+    if not args.clip:
+        raise InputError("--runtime needs --clip <ViT-B-32.pt>: the runtime folder carries the text encoder")
+    if args.heads or args.res_heads:
+        raise InputError("--heads / --res-heads: a runtime folder is made for the published models' 6 heads; "
+                         "import other models without --runtime")
+    with tempfile.TemporaryDirectory(prefix="bamm-templates-") as tmp:
+        templates = Path(args.templates) if args.templates else packaged_templates()
+        if templates is None:
+            from ..runtime.templates import build_templates
+
+            print("building the graph templates of the published architecture (about a minute)")
+            templates = build_templates(tmp).parent
+        try:
+            path = import_published(t2m=args.t2m, res=args.res, vq=args.vq, clip=args.clip, meta=args.meta,
+                                    out=args.out, templates=templates, precision=args.precision)
+        except (ValueError, OSError) as e:
+            raise InputError(str(e)) from None
+    size = json.loads(path.read_text())["about"]["bytes"]
+    print(f"wrote {path.parent} ({size / 1e6:.0f} MB; generate with: bamm generate \"<prompt>\" --weights "
+          f"{path.parent})")
     return 0

@@ -19,8 +19,11 @@ table, in float64, then store float32:
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
-import torch
+import numpy as np
+
+N_HEADS = 6  # BAMM t2m (nhead6) and MoMask's residual transformer; head counts are not visible in the files
 
 # -------------------------------------------------------------------------------------------------- layouts
 
@@ -88,6 +91,23 @@ def vq_layout(vq) -> dict[str, tuple[int, ...]]:
 # ------------------------------------------------------------------------------------------ sizes from a file
 
 
+def heads_of(checkpoint) -> int:
+    """Attention heads from the training options the official code writes beside the checkpoint
+    (``<run>/opt.txt``, a line ``n_heads: 6``, for a checkpoint at ``<run>/model/<file>.tar``); N_HEADS when
+    there is no such file or line."""
+    opt = Path(checkpoint).resolve().parent.parent / "opt.txt"
+    try:
+        lines = opt.read_text(errors="replace").splitlines() if opt.is_file() else []
+    except OSError:
+        lines = []
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() == "n_heads" and value.strip().isdigit():
+            return int(value.strip())
+    return N_HEADS
+
+
+
 def count_layers(state: dict, prefix: str = "seqTransEncoder.layers.") -> int:
     found = {int(m.group(1)) for k in state for m in [re.match(re.escape(prefix) + r"(\d+)\.", k)] if m}
     return max(found) + 1 if found else 0
@@ -130,6 +150,13 @@ def vq_sizes(state: dict, where: str) -> dict:
             "num_quantizers": count_layers(state, "quantizer.layers."), "down_t": len(down), "depth": depth}
 
 
+def _is_float(tensor) -> bool:
+    """A floating-point numpy array or torch tensor."""
+    if hasattr(tensor, "is_floating_point"):
+        return bool(tensor.is_floating_point())
+    return np.issubdtype(np.asarray(tensor).dtype, np.floating)
+
+
 def check_layout(state: dict, layout: dict, where: str) -> None:
     """Every tensor of `layout` present with its shape, nothing else: errors name the file and the tensor."""
     missing = [k for k in layout if k not in state]
@@ -143,18 +170,22 @@ def check_layout(state: dict, layout: dict, where: str) -> None:
         got = tuple(state[key].shape)
         if got != tuple(want):
             raise ValueError(f"{where}: tensor '{key}' has shape {got}, expected {tuple(want)}")
-        if not state[key].is_floating_point():
+        if not _is_float(state[key]):
             raise ValueError(f"{where}: tensor '{key}' has dtype {state[key].dtype}, expected floating point")
 
 
 # -------------------------------------------------------------------------------------------------- conversion
 
 
-def _f64(t: torch.Tensor) -> torch.Tensor:
-    return t.detach().to(torch.float64)
+def _f64(t) -> np.ndarray:
+    return np.asarray(t, dtype=np.float64)
 
 
-def _blocks(state: dict, n_layers: int) -> dict[str, torch.Tensor]:
+def _f32(out: dict) -> dict[str, np.ndarray]:
+    return {k: np.ascontiguousarray(np.asarray(v, dtype=np.float32)) for k, v in out.items()}
+
+
+def _blocks(state: dict, n_layers: int) -> dict:
     names = {"self_attn.in_proj_weight": "attn.qkv.weight", "self_attn.in_proj_bias": "attn.qkv.bias",
              "self_attn.out_proj.weight": "attn.proj.weight", "self_attn.out_proj.bias": "attn.proj.bias",
              "linear1.weight": "mlp.0.weight", "linear1.bias": "mlp.0.bias",
@@ -165,10 +196,11 @@ def _blocks(state: dict, n_layers: int) -> dict[str, torch.Tensor]:
             for i in range(n_layers) for old, new in names.items()}
 
 
-def convert_t2m(state: dict, code_num: int) -> dict[str, torch.Tensor]:
-    """Official ``t2m_transformer`` tensors -> the state dict of `BAMMTransformer` with arch "official"."""
+def convert_t2m(state: dict, code_num: int) -> dict[str, np.ndarray]:
+    """Official ``t2m_transformer`` tensors (numpy arrays or torch tensors) -> the state dict of
+    `BAMMTransformer` with arch "official", float32 numpy arrays."""
     pose_w, pose_b = _f64(state["input_process.poseEmbedding.weight"]), _f64(state["input_process.poseEmbedding.bias"])
-    table = _f64(state["token_emb.weight"][:code_num + 2]) @ pose_w.t() + pose_b  # codes, END, PAD
+    table = _f64(state["token_emb.weight"])[:code_num + 2] @ pose_w.T + pose_b  # codes, END, PAD
     out = {"text_proj.weight": state["cond_emb.weight"], "text_proj.bias": state["cond_emb.bias"],
            "null_text": state["cond_emb.bias"], "token_emb.weight": table,
            "head.0.weight": state["output_process.dense.weight"], "head.0.bias": state["output_process.dense.bias"],
@@ -176,47 +208,45 @@ def convert_t2m(state: dict, code_num: int) -> dict[str, torch.Tensor]:
            "head.2.bias": state["output_process.LayerNorm.bias"],
            "head.3.weight": state["output_process.poseFinal.weight"],
            "head.3.bias": state["output_process.poseFinal.bias"], **_blocks(state, count_layers(state))}
-    return {k: v.detach().float().contiguous().clone() for k, v in out.items()}
+    return _f32(out)
 
 
-def convert_res(state: dict, code_num: int, num_quantizers: int) -> dict[str, torch.Tensor]:
-    """Official ``res_transformer`` tensors -> the state dict of `ResidualTransformer` with arch "official"."""
+def convert_res(state: dict, code_num: int, num_quantizers: int) -> dict[str, np.ndarray]:
+    """Official ``res_transformer`` tensors -> the state dict of `ResidualTransformer` with arch "official",
+    float32 numpy arrays."""
     q = num_quantizers
     shared = _f64(state["embed_proj_shared_weight"])[:, :code_num]
-    inputs = torch.cat([_f64(state["token_embed_weight_"])[:, :code_num], shared])  # layers 0..Q-2
-    outputs = torch.cat([shared, _f64(state["output_proj_weight_"])[:, :code_num]])  # layers 1..Q-1
+    inputs = np.concatenate([_f64(state["token_embed_weight_"])[:, :code_num], shared])  # layers 0..Q-2
+    outputs = np.concatenate([shared, _f64(state["output_proj_weight_"])[:, :code_num]])  # layers 1..Q-1
     pose_w, pose_b = _f64(state["input_process.poseEmbedding.weight"]), _f64(state["input_process.poseEmbedding.bias"])
     final_w, final_b = _f64(state["output_process.poseFinal.weight"]), _f64(state["output_process.poseFinal.bias"])
     width = pose_w.shape[0]
-    token_emb = torch.zeros(q, code_num, width, dtype=torch.float64)
-    token_emb[:q - 1] = inputs @ pose_w.t()
+    token_emb = np.zeros((q, code_num, width))
+    token_emb[:q - 1] = inputs @ pose_w.T
     token_emb[0] += pose_b  # every predicted layer sums layer 0: the projection's bias, added once
-    out_emb = torch.zeros(q, code_num, width, dtype=torch.float64)
+    out_emb = np.zeros((q, code_num, width))
     out_emb[1:] = outputs @ final_w
-    out_bias = torch.zeros(q, code_num, dtype=torch.float64)
+    out_bias = np.zeros((q, code_num))
     out_bias[1:] = outputs @ final_b
-    layer_emb = _f64(state["quant_emb.weight"]).t() + _f64(state["quant_emb.bias"])
+    layer_emb = _f64(state["quant_emb.weight"]).T + _f64(state["quant_emb.bias"])
     out = {"token_emb": token_emb, "out_emb": out_emb, "out_bias": out_bias, "layer_emb.weight": layer_emb,
            "cond_proj.weight": state["cond_emb.weight"], "cond_proj.bias": state["cond_emb.bias"],
            "null_cond": state["cond_emb.bias"],
            "head.0.weight": state["output_process.dense.weight"], "head.0.bias": state["output_process.dense.bias"],
            "head.2.weight": state["output_process.LayerNorm.weight"],
            "head.2.bias": state["output_process.LayerNorm.bias"], **_blocks(state, count_layers(state))}
-    return {k: v.detach().float().contiguous().clone() for k, v in out.items()}
+    return _f32(out)
 
 
-def convert_vq(state: dict, vq) -> dict[str, torch.Tensor]:
-    """Official ``vq_model`` tensors -> the state dict of our module `vq`; EMA statistics start from the
-    codebook (count 1 per code), which only matters if the tokenizer is trained further."""
-    out = {}
-    for key, ours in vq.state_dict().items():
-        layer = key.rsplit(".", 1)[0]
-        if key.endswith(".initialised"):
-            out[key] = torch.tensor(True)
-        elif key.endswith(".code_count"):
-            out[key] = torch.ones_like(ours)
-        elif key.endswith(".code_sum"):
-            out[key] = state[f"{layer}.codebook"].float().clone()
-        else:
-            out[key] = state[official_vq_key(key)].float().contiguous().clone()
-    return out
+def our_vq_key(official: str) -> str:
+    """The inverse of `official_vq_key`: ``encoder.model.2.1.model.0.conv1.weight`` ->
+    ``encoder.2.1.0.conv1.weight``, ``quantizer.layers.0.codebook`` -> ``quantizer.layers.0.embed``."""
+    parts = [p for p in official.split(".") if p != "model"]
+    return ".".join(parts[:-1] + ["embed"]) if parts[0] == "quantizer" else ".".join(parts)
+
+
+def convert_vq(state: dict) -> dict[str, np.ndarray]:
+    """Official ``vq_model`` tensors -> our RVQ-VAE's weights and codebooks by our names, float32 numpy arrays
+    (the EMA statistics, which only training reads, are the caller's: `importer` starts them from the
+    codebook)."""
+    return _f32({our_vq_key(k): v for k, v in state.items()})

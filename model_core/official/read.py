@@ -2,43 +2,30 @@
 
 The checkpoints are `torch.save` archives holding a dict: the model's state dict under one entry
 (``t2m_transformer``, ``res_transformer`` or ``vq_model``) plus optimiser and scheduler state, epoch and
-iteration counts. They are read with ``torch.load(weights_only=True)``: PyTorch's restricted unpickler
-rebuilds tensors and plain containers only and refuses any other Python object, so a file carrying code is
-rejected before anything of it runs. Only the model entry is used; the rest is ignored.
+iteration counts. They are read by `torch_zip` with numpy alone (no torch needed): its unpickler rebuilds
+tensors and plain containers only and refuses any other Python object, so a file carrying code is rejected
+before anything of it runs. Only the model entry's tensors are read; the rest of the file is never read.
 """
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
-import torch
+
+from . import torch_zip
 
 ENTRIES = {"t2m": "t2m_transformer", "res": "res_transformer", "vq": "vq_model"}
 
 
-def read_state(path, entry: str) -> dict[str, torch.Tensor]:
-    """The tensors of `entry` in the checkpoint `path` (``clip_model.*`` keys, if any, removed)."""
+def read_state(path, entry: str) -> dict[str, np.ndarray]:
+    """The tensors of `entry` in the checkpoint `path` as arrays by name (``clip_model.*`` keys, if any,
+    removed). Raises FileNotFoundError for a missing file, ValueError (one line naming the file) for a file
+    that is not such a checkpoint or is refused."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path}: refused: the file holds Python objects other than tensors and plain values, "
-                         f"which could run code when loaded ({reason})") from None
-    except Exception as e:  # torch raises several types for files that are no torch archive at all
-        raise ValueError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a dict with the entry '{entry}', got {type(data).__name__}")
-    if entry not in data:
-        raise ValueError(f"{path}: no '{entry}' entry (found {sorted(map(str, data))}); is this the right file?")
-    state = data[entry]
-    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
-        raise ValueError(f"{path}: entry '{entry}' is not a state dict (a dict of tensors by name)")
-    return {k: v for k, v in state.items() if not k.startswith("clip_model.")}
+    return torch_zip.read_state(path, entry)
 
 
 def read_stats(folder, dim: int) -> tuple[np.ndarray, np.ndarray]:

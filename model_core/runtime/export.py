@@ -90,6 +90,51 @@ def _export(module: nn.Module, args: tuple, path: Path, names: list[str], output
     program.save(str(path))
 
 
+def export_graphs(*, t2m, res, vq, config, out: Path, graphs=GRAPHS) -> None:
+    """The ONNX graphs named in `graphs` (a subset of GRAPHS' keys, file names as values) of the torch modules
+    into `out` (see the module docstring); `config` is their `nets.NetsConfig`."""
+    c = config
+    b, n_len = 2, c.length
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    ids = torch.full((b, n_len - 1), c.pad_id, dtype=torch.long)
+    text_emb, drop = torch.zeros(b, c.text_dim), torch.tensor([False, True])
+    allowed = torch.ones(b, n_len, n_len, dtype=torch.bool).tril()
+    if "prefill" in graphs:
+        _export(Prefill(t2m), (ids, text_emb, drop, allowed), out / graphs["prefill"],
+                ["ids", "text_emb", "drop", "allowed"], ["logits", "keys_out", "values_out"],
+                ({0: batch}, {0: batch}, {0: batch}, {0: batch}))
+    if "step" in graphs:
+        _, keys, values = t2m.prefill(ids, text_emb, drop, allowed)
+        _export(Step(t2m), (ids[:, :1], torch.tensor(1), allowed[:, 1:2], keys, values), out / graphs["step"],
+                ["ids", "pos", "allowed", "keys", "values"], ["logits", "keys_out", "values_out"],
+                ({0: batch}, None, {0: batch}, {1: batch}, {1: batch}))
+    q = c.num_quantizers
+    if "residual" in graphs:
+        tokens = torch.export.Dim("tokens", min=1, max=c.res_max_tokens)
+        codes = torch.zeros(b, 8, q, dtype=torch.long)
+        _export(Residual(res), (codes, torch.ones(b, dtype=torch.long), text_emb, drop,
+                                torch.ones(b, 8, dtype=torch.bool)), out / graphs["residual"],
+                ["codes", "layer", "text_emb", "drop", "valid"], ["logits"],
+                ({0: batch, 1: tokens}, {0: batch}, {0: batch}, {0: batch}, {0: batch, 1: tokens}))
+    vq_tokens = torch.export.Dim("vq_tokens", min=1, max=4096)
+    f = c.frames_per_token
+    if "vq_encode" in graphs:
+        _export(Encode(vq), (torch.zeros(1, 8 * f, c.input_dim),), out / graphs["vq_encode"], ["features"],
+                ["codes"], ({0: batch, 1: f * vq_tokens},))
+    if "vq_decode" in graphs:
+        _export(Decode(vq), (torch.zeros(1, 8, q, dtype=torch.long),), out / graphs["vq_decode"], ["codes"],
+                ["features"], ({0: batch, 1: vq_tokens},))
+
+
+def runtime_info(*, config, t2m_config, text_encoder: str, text_files: list[str] | None, graphs=GRAPHS) -> dict:
+    """runtime.json's contents: the nets' numbers, the text encoder, the KV cache's shape, the graphs' files."""
+    return {"format_version": RUNTIME_FORMAT, "nets": config.to_json(), "text_encoder": text_encoder,
+            "text_files": text_files,
+            "cache": {"n_layers": t2m_config.n_layers, "n_heads": t2m_config.n_heads,
+                      "head_dim": t2m_config.latent_dim // t2m_config.n_heads},
+            "graphs": dict(graphs)}
+
+
 def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str = "float32") -> Path:
     """Write the runtime folder `out_dir` from the weights folder `weights_dir` (see the module docstring).
     text False leaves the text encoder out (the caller supplies embeddings); text_weights "float16" stores
@@ -114,31 +159,7 @@ def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str
     c = nets.config
     out.mkdir(parents=True, exist_ok=True)
     t2m = model.t2m
-    b, n_len = 2, c.length
-    batch = torch.export.Dim("batch", min=1, max=1024)
-    ids = torch.full((b, n_len - 1), c.pad_id, dtype=torch.long)
-    text_emb, drop = torch.zeros(b, c.text_dim), torch.tensor([False, True])
-    allowed = torch.ones(b, n_len, n_len, dtype=torch.bool).tril()
-    _export(Prefill(t2m), (ids, text_emb, drop, allowed), out / GRAPHS["prefill"],
-            ["ids", "text_emb", "drop", "allowed"], ["logits", "keys_out", "values_out"],
-            ({0: batch}, {0: batch}, {0: batch}, {0: batch}))
-    _, keys, values = t2m.prefill(ids, text_emb, drop, allowed)
-    _export(Step(t2m), (ids[:, :1], torch.tensor(1), allowed[:, 1:2], keys, values), out / GRAPHS["step"],
-            ["ids", "pos", "allowed", "keys", "values"], ["logits", "keys_out", "values_out"],
-            ({0: batch}, None, {0: batch}, {1: batch}, {1: batch}))
-    tokens = torch.export.Dim("tokens", min=1, max=c.res_max_tokens)
-    q = c.num_quantizers
-    codes = torch.zeros(b, 8, q, dtype=torch.long)
-    _export(Residual(model.res), (codes, torch.ones(b, dtype=torch.long), text_emb, drop,
-                                  torch.ones(b, 8, dtype=torch.bool)), out / GRAPHS["residual"],
-            ["codes", "layer", "text_emb", "drop", "valid"], ["logits"],
-            ({0: batch, 1: tokens}, {0: batch}, {0: batch}, {0: batch}, {0: batch, 1: tokens}))
-    vq_tokens = torch.export.Dim("vq_tokens", min=1, max=4096)
-    f = c.frames_per_token
-    _export(Encode(model.vq), (torch.zeros(1, 8 * f, c.input_dim),), out / GRAPHS["vq_encode"], ["features"],
-            ["codes"], ({0: batch, 1: f * vq_tokens},))
-    _export(Decode(model.vq), (torch.zeros(1, 8, q, dtype=torch.long),), out / GRAPHS["vq_decode"], ["codes"],
-            ["features"], ({0: batch, 1: vq_tokens},))
+    export_graphs(t2m=t2m, res=model.res, vq=model.vq, config=c, out=out)
     np.savez(out / "stats.npz", mean=nets.mean.astype(np.float32), std=nets.std.astype(np.float32))
     text_files = None
     if text:
@@ -148,10 +169,7 @@ def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str
 
         export_text_encoder(folder_text_spec(spec, weights), out, weights_dtype=text_weights)
         text_files = ["text.onnx", "text.json", "tokenizer.json"]
-    info = {"format_version": RUNTIME_FORMAT, "nets": c.to_json(), "text_encoder": spec, "text_files": text_files,
-            "cache": {"n_layers": t2m.config.n_layers, "n_heads": t2m.config.n_heads,
-                      "head_dim": t2m.config.latent_dim // t2m.config.n_heads},
-            "graphs": GRAPHS}
+    info = runtime_info(config=c, t2m_config=t2m.config, text_encoder=spec, text_files=text_files)
     (out / "runtime.json").write_text(json.dumps(info, indent=2) + "\n")
     return out / "runtime.json"
 

@@ -117,6 +117,9 @@ class OrtNets(Nets):
             "valid": np.ascontiguousarray(valid, bool)})[0]
 
     def vq_encode(self, features):
+        if "vq_encode" not in self.sessions:
+            raise ValueError(f"the model in '{self.folder}' has no motion encoder (an imported published model "
+                             f"decodes only): it can regenerate and extend motions it made itself")
         return self._run("vq_encode", {"features": np.ascontiguousarray(features, np.float32)})[0].astype(np.int64)
 
     def vq_decode(self, codes):

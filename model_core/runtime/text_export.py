@@ -75,20 +75,11 @@ def write_runtime(out: Path, graph, tokenizer, encoder, *, kind: str, max_length
     text.json's contents plus ``check_max_abs_error`` (float) and ``onnx_bytes`` (int)."""
     import numpy as np
     import onnx
-    import torch
 
-    from .text_ort import OrtTextEncoder, token_arrays
+    from .text_ort import OrtTextEncoder
 
-    ids, mask = token_arrays(tokenizer, sample, pad_id)
-    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=length_bound)
-    shapes = {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}
     onnx_path = out / "text.onnx"
-    with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on axis names and pytree specs
-        warnings.filterwarnings("ignore", message=".*(axis name|LeafSpec).*")
-        program = torch.onnx.export(graph, (torch.from_numpy(ids), torch.from_numpy(mask)), dynamo=True,
-                                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                                    dynamic_shapes=shapes, opset_version=OPSET, optimize=True, verbose=False)
-    model = program.model_proto
+    model = export_text_graph(graph, tokenizer, sample=sample, pad_id=pad_id, length_bound=length_bound)
     if weights_dtype == "float16":
         model = store_weights_float16(model)
     onnx.checker.check_model(model)
@@ -106,6 +97,24 @@ def write_runtime(out: Path, graph, tokenizer, encoder, *, kind: str, max_length
     if not error <= limit:
         raise RuntimeError(f"exported {kind} differs from the torch encoder by {error:.2e} (limit {limit:.0e})")
     return {**info, "check_max_abs_error": error, "onnx_bytes": onnx_path.stat().st_size}
+
+
+def export_text_graph(graph, tokenizer, *, sample: list[str], pad_id: int, length_bound: int | None = None):
+    """The ONNX model (a ModelProto) of the torch text `graph`, exported on `sample` tokenised by `tokenizer`;
+    batch and length axes dynamic, the length at most `length_bound` when given."""
+    import torch
+
+    from .text_ort import token_arrays
+
+    ids, mask = token_arrays(tokenizer, sample, pad_id)
+    batch, length = torch.export.Dim("batch"), torch.export.Dim("length", max=length_bound)
+    shapes = {"input_ids": {0: batch, 1: length}, "attention_mask": {0: batch, 1: length}}
+    with torch.no_grad(), warnings.catch_warnings():  # the exporter's notes on axis names and pytree specs
+        warnings.filterwarnings("ignore", message=".*(axis name|LeafSpec).*")
+        program = torch.onnx.export(graph, (torch.from_numpy(ids), torch.from_numpy(mask)), dynamo=True,
+                                    input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                                    dynamic_shapes=shapes, opset_version=OPSET, optimize=True, verbose=False)
+    return program.model_proto
 
 
 def store_weights_float16(model, *, min_elements: int = 1024):

@@ -8,6 +8,7 @@ official code computes from exactly these tensors.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
@@ -52,26 +53,30 @@ def random_state(layout: dict, seed: int) -> dict[str, torch.Tensor]:
     return out
 
 
-def layouts() -> dict[str, dict]:
-    return {"t2m": K.t2m_layout(**SIZES, n_layers=T2M_LAYERS, pe_len=PE_LEN),
-            "res": K.res_layout(**SIZES, n_layers=RES_LAYERS, num_quantizers=NUM_Q, pe_len=PE_LEN),
-            "vq": K.vq_layout(RVQVAE(VQ_CONFIG))}
+def layouts(*, layers: int | None = None, vq_depth: int | None = None) -> dict[str, dict]:
+    """The three official layouts; layers / vq_depth: transformer layers and RVQ-VAE depth (default the small
+    test sizes; 8 and 3 are the published models')."""
+    vq_config = VQ_CONFIG if vq_depth is None else dataclasses.replace(VQ_CONFIG, depth=vq_depth)
+    return {"t2m": K.t2m_layout(**SIZES, n_layers=layers or T2M_LAYERS, pe_len=PE_LEN),
+            "res": K.res_layout(**SIZES, n_layers=layers or RES_LAYERS, num_quantizers=NUM_Q, pe_len=PE_LEN),
+            "vq": K.vq_layout(RVQVAE(vq_config))}
 
 
-def states(seed: int = 0, end_bias: float = 1.0) -> dict[str, dict]:
+def states(seed: int = 0, end_bias: float = 1.0, **sizes) -> dict[str, dict]:
     """The three state dicts; end_bias is the [END] logit's bias (1.0: greedy decoding ends at token 24 on
-    `fixed_inputs`; 4.0: at token 1 and 0, the END-at-0 case)."""
-    out = {name: random_state(layout, seed + i) for i, (name, layout) in enumerate(layouts().items())}
+    `fixed_inputs`; 4.0: at token 1 and 0, the END-at-0 case); sizes: those of `layouts`."""
+    out = {name: random_state(layout, seed + i) for i, (name, layout) in enumerate(layouts(**sizes).items())}
     out["t2m"]["output_process.poseFinal.bias"][SIZES["code_num"]] = end_bias
     return out
 
 
-def write_official(folder, seed: int = 0, end_bias: float = 1.0) -> dict[str, Path]:
-    """t2m.tar, res.tar, vq/model/net_best_fid.tar, vq/meta/{mean,std}.npy in `folder`; returns the paths."""
+def write_official(folder, seed: int = 0, end_bias: float = 1.0, **sizes) -> dict[str, Path]:
+    """t2m.tar, res.tar, vq/model/net_best_fid.tar, vq/meta/{mean,std}.npy in `folder`; returns the paths.
+    sizes: those of `layouts` (layers=8, vq_depth=3: the published models' sizes)."""
     folder = Path(folder)
     entries = {"t2m": "t2m_transformer", "res": "res_transformer", "vq": "vq_model"}
     paths = {"t2m": folder / "t2m.tar", "res": folder / "res.tar", "vq": folder / "vq" / "model" / "net_best_fid.tar"}
-    for name, state in states(seed, end_bias).items():
+    for name, state in states(seed, end_bias, **sizes).items():
         param = torch.nn.Parameter(torch.zeros(2))
         opt = torch.optim.AdamW([param], lr=2e-4)
         param.grad = torch.ones(2)
@@ -99,24 +104,28 @@ def fixed_inputs() -> dict[str, torch.Tensor]:
     return {"text": text, "ids": ids, "codes": codes, "features": features}
 
 
-def random_clip_file(path: Path) -> Path:
-    """An OpenAI-keyed CLIP checkpoint with a small random text tower (width 64, one layer, 512-d output)
-    and a stand-in image tower, saved with torch.save."""
+def random_clip_file(path: Path, *, width: int = 64, layers: int = 1, half: bool = False) -> Path:
+    """An OpenAI-keyed CLIP checkpoint with a random text tower (default: width 64, one layer, 512-d output;
+    width 512 and 12 layers are ViT-B/32's) and a stand-in image tower, saved with torch.save. half: float16
+    tensors, as OpenAI's ViT-B-32.pt stores them."""
     g = torch.Generator().manual_seed(7)
-    w = 64
+    w = width
     state = {"token_embedding.weight": torch.randn(49408, w, generator=g) * 0.02,
              "positional_embedding": torch.randn(77, w, generator=g) * 0.01,
              "ln_final.weight": torch.ones(w), "ln_final.bias": torch.zeros(w),
              "text_projection": torch.randn(w, 512, generator=g) * 0.1, "logit_scale": torch.tensor(4.6),
              "visual.proj": torch.randn(32, 512, generator=g)}
-    p = "transformer.resblocks.0."
-    for name, shape in [("attn.in_proj_weight", (3 * w, w)), ("attn.in_proj_bias", (3 * w,)),
-                        ("attn.out_proj.weight", (w, w)), ("attn.out_proj.bias", (w,)),
-                        ("ln_1.weight", (w,)), ("ln_1.bias", (w,)), ("ln_2.weight", (w,)), ("ln_2.bias", (w,)),
-                        ("mlp.c_fc.weight", (4 * w, w)), ("mlp.c_fc.bias", (4 * w,)),
-                        ("mlp.c_proj.weight", (w, 4 * w)), ("mlp.c_proj.bias", (w,))]:
-        state[p + name] = torch.randn(shape, generator=g) * 0.05 + (1.0 if name.endswith("ln_1.weight") or
-                                                                      name.endswith("ln_2.weight") else 0.0)
+    for i in range(layers):
+        p = f"transformer.resblocks.{i}."
+        for name, shape in [("attn.in_proj_weight", (3 * w, w)), ("attn.in_proj_bias", (3 * w,)),
+                            ("attn.out_proj.weight", (w, w)), ("attn.out_proj.bias", (w,)),
+                            ("ln_1.weight", (w,)), ("ln_1.bias", (w,)), ("ln_2.weight", (w,)), ("ln_2.bias", (w,)),
+                            ("mlp.c_fc.weight", (4 * w, w)), ("mlp.c_fc.bias", (4 * w,)),
+                            ("mlp.c_proj.weight", (w, 4 * w)), ("mlp.c_proj.bias", (w,))]:
+            state[p + name] = torch.randn(shape, generator=g) * 0.05 + (1.0 if name.endswith("ln_1.weight") or
+                                                                          name.endswith("ln_2.weight") else 0.0)
+    if half:
+        state = {k: v.half() for k, v in state.items()}
     torch.save(state, path)
     return path
 
