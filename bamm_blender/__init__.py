@@ -9,9 +9,9 @@ worker / in Blender), ``bake`` (keys), ``armature``, ``results``, ``retarget`` /
 segment, generated as one motion), ``core`` (the model core package, the extension's model folders).
 """
 
-from . import operators, panel, preferences, props
+from . import operators, operators_models, panel, preferences, props
 
-_MODULES = (preferences, props, operators, panel)
+_MODULES = (preferences, props, operators, operators_models, panel)
 
 
 def register() -> None:

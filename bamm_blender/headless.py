@@ -23,8 +23,8 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, bake, backend, preferences, results
-from .core import MODEL_FPS, RUNTIME_DIR, WEIGHTS_DIR, has_runtime, ik, model_module
+from . import armature, bake, backend, models, preferences, results
+from .core import MODEL_FPS, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
 
 request = model_module(".request")  # the request contract: every check of a request's fields
@@ -73,13 +73,15 @@ def backend_of(context, engine: Engine | None = None):
 
 def model_spec(context=None) -> dict:
     """The MODEL spec (see ``model_core/worker.py``) from the preferences: the bundled runtime (``RUNTIME``
-    back end) or the torch weights; a missing runtime or weights folder -> BammInputError."""
+    back end: the active model of Preferences › Models, `models.active_folder`) or the torch weights; a
+    missing runtime or weights folder -> BammInputError."""
     prefs = preferences.get(context)
     if prefs.backend == "RUNTIME":
-        if not has_runtime(RUNTIME_DIR):
-            raise BammInputError(f"No bundled runtime in '{RUNTIME_DIR}': install the BAMM zip built for your "
+        folder = models.active_folder(context)
+        if not has_runtime(folder):
+            raise BammInputError(f"No bundled runtime in '{folder}': install the BAMM zip built for your "
                                  "platform, or choose the Own Python (torch) back end in the add-on preferences")
-        return {"backend": "onnx", "runtime": str(RUNTIME_DIR), "device": prefs.device.lower()}
+        return {"backend": "onnx", "runtime": str(folder), "device": prefs.device.lower()}
     weights = Path(bpy.path.abspath(prefs.weights_dir)) if prefs.weights_dir else WEIGHTS_DIR
     if not (weights / "bamm.json").is_file():
         raise BammInputError(f"No BAMM weights in '{weights}' (bamm.json missing): set the Weights Folder of the "

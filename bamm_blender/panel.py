@@ -8,7 +8,7 @@ import textwrap
 
 import bpy
 
-from . import sequence
+from . import models, sequence
 from .bake import scene_fps
 
 ERROR_WIDTH, ERROR_LINES = 42, 6  # characters per line and lines of the error box
@@ -35,6 +35,9 @@ class BAMM_PT_main(_Panel, bpy.types.Panel):
         layout = self.layout
         s = context.scene.bamm
         wm = context.window_manager
+        row = layout.row()
+        row.label(text=f"Model: {models.active_name(context)}", icon="ARMATURE_DATA")
+        row.operator("bamm.import_published", text="", icon="IMPORT")
         layout.prop(s, "prompt", text="")
         row = layout.row(align=True)
         row.prop(s, "length_mode", expand=True)

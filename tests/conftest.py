@@ -49,3 +49,12 @@ def built_bandai(bandai_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bandai-full")
     build_bandai(bandai_dir, out, workers=2)
     return out
+
+
+@pytest.fixture(scope="session")
+def linux_zip(tmp_path_factory) -> Path:
+    """The Linux extension zip, built once per test session as ``bamm build-extension --platform linux-x64``."""
+    pytest.importorskip("bpy")  # the build runs Blender's blender_ext.py from the development environment's bpy
+    from support import stock_blender
+
+    return stock_blender.build_linux_zip(tmp_path_factory.mktemp("stock-dist"))

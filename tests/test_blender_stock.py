@@ -27,11 +27,6 @@ VERSIONS = [v.strip() for v in os.environ.get("BAMM_STOCK_BPY", ",".join(stock_b
 SECONDS, EXTEND_SECONDS, MODEL_FPS = 2.0, 1.0, 20.0  # stock_scenario.py's defaults
 
 
-@pytest.fixture(scope="session")
-def linux_zip(tmp_path_factory):
-    return stock_blender.build_linux_zip(tmp_path_factory.mktemp("stock-dist"))
-
-
 @pytest.fixture(scope="module", params=VERSIONS)
 def report(request, linux_zip, tmp_path_factory):
     try:

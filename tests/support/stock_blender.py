@@ -128,19 +128,27 @@ def run_scenario(python: Path, zip_path: Path, workdir: Path, *, prefs: dict | N
     ``returncode`` and the output's tail."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
-    user = workdir / "user"
-    shutil.rmtree(user, ignore_errors=True)
-    config = {"zip": str(zip_path), "report": str(workdir / "report.json"), "fbx": str(workdir / "character.fbx"),
+    config = {"zip": str(zip_path), "fbx": str(workdir / "character.fbx"),
               "rigs_parent": str(ROOT / "tests"), "prefs": prefs or {}, "seconds": seconds,
               "warm_presses": warm_presses, "warm_seconds": warm_seconds,
               "probe_graph": str(write_probe_graph(workdir / "probe.onnx"))}
     if steps is not None:
         config["steps"] = list(steps)
+    return run_script(python, SCENARIO, config, workdir, timeout=timeout)
+
+
+def run_script(python: Path, script: Path, config: dict, workdir: Path, *, timeout: float = 600) -> dict:
+    """Run a scenario ``script`` with ``python`` on ``config`` (its "report" key set here) in a fresh user folder
+    ``workdir/user``; its JSON report, plus ``returncode``, the output's tail and ``user``."""
+    workdir = Path(workdir)
+    user = workdir / "user"
+    shutil.rmtree(user, ignore_errors=True)
+    config = {**config, "report": str(workdir / "report.json")}
     (workdir / "config.json").write_text(json.dumps(config))
     (workdir / "report.json").unlink(missing_ok=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
     env.update(BLENDER_USER_RESOURCES=str(user), PYTHONNOUSERSITE="1")
-    done = subprocess.run([str(python), str(SCENARIO), str(workdir / "config.json")], env=env, cwd=workdir,
+    done = subprocess.run([str(python), str(script), str(workdir / "config.json")], env=env, cwd=workdir,
                           capture_output=True, text=True, timeout=timeout)
     report = json.loads((workdir / "report.json").read_text()) if (workdir / "report.json").is_file() else {}
     report.update(returncode=done.returncode, output=(done.stdout + done.stderr)[-4000:], user=str(user))

@@ -77,6 +77,30 @@ def keys_of(obj) -> dict:
             "finite": finite, "keys_per_curve": sorted({len(f) for f in frames})}
 
 
+def install_zip(cfg: dict) -> tuple[dict, str]:
+    """Blender's own installer on cfg["zip"] (enabled, cfg["prefs"] set): (what the install step reports, the
+    site-packages folder the wheels went to)."""
+    import bpy
+
+    result = bpy.ops.extensions.package_install_files(filepath=cfg["zip"], repo="user_default",
+                                                      enable_on_install=True)
+    root = Path(bpy.utils.user_resource("EXTENSIONS"))
+    site = glob.glob(str(root / ".local" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
+                         / "site-packages"))
+    site = site[0] if site else ""
+    installed = root / "user_default" / "bamm"
+    prefs = bpy.context.preferences.addons[MODULE].preferences if MODULE in bpy.context.preferences.addons \
+        else None
+    for name, value in cfg.get("prefs", {}).items():
+        setattr(prefs, name, value)
+    return {"result": sorted(result), "enabled": MODULE in bpy.context.preferences.addons,
+            "user_extensions": str(root), "extension_dir": str(installed),
+            "extension_files": sorted(p.name for p in installed.iterdir()) if installed.is_dir() else [],
+            "site_packages": site, "site_files": sorted(os.listdir(site)) if site else [],
+            "operators": [hasattr(bpy.ops.bamm, op) for op in ("generate", "regenerate_range", "extend",
+                                                                "retarget", "export")]}, site
+
+
 def run(cfg: dict, report: dict) -> None:
     import bpy
 
@@ -100,24 +124,8 @@ def run(cfg: dict, report: dict) -> None:
             steps[name] = {"ok": False, "seconds": time.perf_counter() - start, "error": f"{type(e).__name__}: {e}"}
 
     def install():
-        result = bpy.ops.extensions.package_install_files(filepath=cfg["zip"], repo="user_default",
-                                                          enable_on_install=True)
-        root = Path(bpy.utils.user_resource("EXTENSIONS"))
-        site = glob.glob(str(root / ".local" / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}"
-                             / "site-packages"))
-        state["site"] = site[0] if site else ""
-        installed = root / "user_default" / "bamm"
-        prefs = bpy.context.preferences.addons[MODULE].preferences if MODULE in bpy.context.preferences.addons \
-            else None
-        for name, value in cfg.get("prefs", {}).items():
-            setattr(prefs, name, value)
-        return {"result": sorted(result), "enabled": MODULE in bpy.context.preferences.addons,
-                "user_extensions": str(root), "extension_dir": str(installed),
-                "extension_files": sorted(p.name for p in installed.iterdir()) if installed.is_dir() else [],
-                "site_packages": state["site"],
-                "site_files": sorted(os.listdir(state["site"])) if state["site"] else [],
-                "operators": [hasattr(bpy.ops.bamm, op) for op in ("generate", "regenerate_range", "extend",
-                                                                    "retarget", "export")]}
+        out, state["site"] = install_zip(cfg)
+        return out
 
     def probe():
         env = dict(os.environ, PYTHONPATH=state["site"], PYTHONNOUSERSITE="1")
