@@ -286,7 +286,8 @@ def build_extension(source: Path = REPO_ROOT, out: Path = REPO_ROOT / "dist", *,
     wheels = sorted({w for name in platforms for w in fetch_wheels(name, wheel_cache or CACHE / "wheels")})
     if runtime is None:
         runtime = export_runtime(source, Path(weights or source / "weights"), CACHE, text_weights=text_weights)
-    templates = export_templates(source, CACHE) if (source / "model_core/runtime/templates.py").is_file() else None
+    makes_templates = all((source / "model_core/runtime" / f).is_file() for f in ("templates.py", "export.py"))
+    templates = export_templates(source, CACHE) if makes_templates else None
     out.mkdir(parents=True, exist_ok=True)
     made = []
     with tempfile.TemporaryDirectory(prefix="bamm-extension-") as tmp:

@@ -12,7 +12,7 @@ bpy = pytest.importorskip("bpy")
 torch = pytest.importorskip("torch")
 
 import bamm_blender  # noqa: E402
-from bamm_blender import backend, bake, headless, preferences, results  # noqa: E402
+from bamm_blender import backend, bake, headless, models, preferences, results  # noqa: E402
 from bamm_blender.errors import BammCancelled, BammInputError  # noqa: E402
 
 PROMPT = "a person walks forward"
@@ -250,7 +250,7 @@ def test_bad_input_through_plain_functions(ctx, tmp_path, monkeypatch):
     with pytest.raises(BammInputError, match="no action"):
         headless.start_extend(ctx, target=obj, side="AFTER", seconds=1.0)
     with headless.use_engine(headless.Engine(backend=headless.backend_of(ctx))):  # the preferences' weights
-        monkeypatch.setattr(headless, "RUNTIME_DIR", tmp_path / "no-runtime")
+        monkeypatch.setattr(models, "RUNTIME_DIR", tmp_path / "no-runtime")
         with pytest.raises(BammInputError, match="No bundled runtime"):  # the default: the runtime back end
             headless.start_generate(ctx, prompt=PROMPT)
         monkeypatch.setattr(preferences.DEFAULTS, "backend", "WORKER")

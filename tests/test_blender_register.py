@@ -12,12 +12,14 @@ import pytest
 bpy = pytest.importorskip("bpy")
 
 import bamm_blender  # noqa: E402
-from bamm_blender import backend, core, headless, operators, panel, preferences, props  # noqa: E402
+from bamm_blender import (backend, core, headless, models, operators, operators_models, panel,  # noqa: E402
+                          preferences, props)
 from bamm_blender.errors import BammBackendError, BammInputError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 OPERATORS = ("generate", "regenerate_range", "extend", "cancel", "dismiss_error", "apply_result", "clear_results",
-             "generate_sequence", "markers_from_prompt")
+             "generate_sequence", "markers_from_prompt", "import_published", "model_add_folder", "model_remove",
+             "model_activate")
 
 
 def registered() -> dict[str, bool]:
@@ -27,7 +29,8 @@ def registered() -> dict[str, bool]:
         "panel": hasattr(bpy.types, "BAMM_PT_main"),
         "list": hasattr(bpy.types, "BAMM_UL_results"),
         "preferences": preferences.BAMM_Preferences.is_registered,
-        "classes": [c.is_registered for c in props.CLASSES + operators.CLASSES + panel.CLASSES],
+        "classes": [c.is_registered for c in props.CLASSES + operators.CLASSES + operators_models.CLASSES
+                    + panel.CLASSES + preferences.CLASSES],
         **{op: hasattr(bpy.ops.bamm, op) and hasattr(bpy.types, f"BAMM_OT_{op}") for op in OPERATORS},
     }
 
@@ -92,7 +95,7 @@ def test_enabled_add_on_defaults_to_the_bundled_runtime(monkeypatch, tmp_path):
             assert any(origin.is_relative_to(folder) for folder in runner.paths), (package, runner.paths)
         assert not runner.alive()  # started on the first request only
         runtime = tmp_path / "runtime"
-        monkeypatch.setattr(headless, "RUNTIME_DIR", runtime)
+        monkeypatch.setattr(models, "RUNTIME_DIR", runtime)
         with pytest.raises(BammInputError, match="No bundled runtime.*zip built for your platform"):
             headless.model_spec(bpy.context)
         runtime.mkdir()

@@ -190,9 +190,9 @@ def test_generate_button_with_untouched_preferences(runtime, monkeypatch):
     request carries the generated motion's tokens."""
     bpy = pytest.importorskip("bpy")
     import bamm_blender
-    from bamm_blender import bake, headless, results
+    from bamm_blender import bake, headless, models, results
 
-    monkeypatch.setattr(headless, "RUNTIME_DIR", runtime)
+    monkeypatch.setattr(models, "RUNTIME_DIR", runtime)
     monkeypatch.setattr(backend, "_BACKENDS", {})
     bamm_blender.register()
     try:

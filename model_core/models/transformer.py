@@ -129,13 +129,21 @@ class SelfAttention(nn.Module):
         self.proj = nn.Linear(c.latent_dim, c.latent_dim)
         self.resid_drop = nn.Dropout(c.dropout)
 
-    def forward(self, x, mask, past=None, pos=None):
+    def forward(self, x, mask, past=None, pos=None, append=False):
         """x (B, S, C), mask additive (B, 1, S, keys) or None. Returns (output, keys, values), keys/values
         (B, H, keys, C / H). Without `past` the keys are x's own; with past (keys, values) of the whole buffer
         (B, H, L, C / H), x's keys and values are written at positions pos..pos+S-1 and every query attends
-        over the whole buffer."""
+        over the whole buffer. With `append` (one query, S = 1) the buffer is not written: the query attends over
+        the buffer and its own key, mask (B, 1, 1, L + 1) (the last column: its own key; the buffer's slot pos
+        masked), and only its own key and value (B, H, 1, C / H) are returned, so no copy of the buffer is made."""
         b, s, c = x.shape
         q, k, v = (t.view(b, s, self.n_heads, c // self.n_heads).transpose(1, 2) for t in self.qkv(x).split(c, 2))
+        if append:
+            scale = (c // self.n_heads) ** -0.5
+            scores = torch.cat([q @ past[0].transpose(-1, -2), (q * k).sum(-1, keepdim=True)], -1) * scale
+            w = torch.softmax(scores + mask, -1)
+            y = w[..., :-1] @ past[1] + w[..., -1:] * v
+            return self.proj(y.transpose(1, 2).reshape(b, s, c)), k, v
         if past is not None:
             k, v = write_rows(past[0], k, pos), write_rows(past[1], v, pos)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0)
@@ -154,13 +162,13 @@ class Block(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(c.latent_dim, c.ff_dim), nn.GELU(), nn.Linear(c.ff_dim, c.latent_dim),
                                  nn.Dropout(c.dropout))
 
-    def forward(self, x, mask, past=None, pos=None):
+    def forward(self, x, mask, past=None, pos=None, append=False):
         """Returns (x, keys, values); see `SelfAttention.forward`."""
         if self.post_norm:
-            y, k, v = self.attn(x, mask, past, pos)
+            y, k, v = self.attn(x, mask, past, pos, append)
             x = self.ln1(x + y)
             return self.ln2(x + self.mlp(x)), k, v
-        y, k, v = self.attn(self.ln1(x), mask, past, pos)
+        y, k, v = self.attn(self.ln1(x), mask, past, pos, append)
         x = x + y
         return x + self.mlp(self.ln2(x)), k, v
 
@@ -195,11 +203,11 @@ class BAMMTransformer(nn.Module):
                              f"got {tuple(text_emb.shape)}")
         return torch.where(drop[:, None], null, self.text_proj(text_emb))[:, None]
 
-    def _run(self, x, mask, past=None, pos=None):
+    def _run(self, x, mask, past=None, pos=None, append=False):
         """Blocks + head. Returns logits and every layer's keys and values, stacked (n_layers, B, H, L, d)."""
         keys, values = [], []
         for i, block in enumerate(self.blocks):
-            x, k, v = block(x, mask, None if past is None else (past[0][i], past[1][i]), pos)
+            x, k, v = block(x, mask, None if past is None else (past[0][i], past[1][i]), pos, append)
             keys.append(k)
             values.append(v)
         return self.head(self.ln_f(x)), torch.stack(keys), torch.stack(values)
@@ -230,6 +238,17 @@ class BAMMTransformer(nn.Module):
         at = pos + torch.arange(ids.shape[1], device=ids.device)
         x = self.token_emb(ids) + self.pos_enc.pe.index_select(0, at).to(self.null_text.dtype)
         return self._run(x, additive_mask(allowed, x.dtype), (keys, values), pos)
+
+    def step_rows(self, ids: torch.Tensor, pos: torch.Tensor | int, allowed: torch.Tensor, keys, values):
+        """`step` for one id per row (ids (B, 1)) that leaves the cache unwritten: keys / values are the cache's
+        layers (each (B, H, L, d), or stacked), the query attends over every slot but its own, which it replaces
+        by its new key and value. Returns logits (B, 1, code_num + 1) and the new keys and values
+        (n_layers, B, H, 1, d), which the caller writes at `pos`. The logits equal `step`'s."""
+        pos = torch.as_tensor(pos, dtype=torch.long, device=ids.device)
+        x = self.token_emb(ids) + self.pos_enc.pe.index_select(0, pos[None]).to(self.null_text.dtype)
+        slots = torch.arange(allowed.shape[-1], device=ids.device)
+        mask = torch.cat([allowed & (slots != pos), allowed.index_select(2, pos[None])], -1)
+        return self._run(x, additive_mask(mask, x.dtype), (keys, values), pos, append=True)
 
     # ------------------------------------------------------------------------------------------ training
 

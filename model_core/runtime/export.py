@@ -6,8 +6,9 @@ The runtime folder holds every graph the decoding loop calls through `nets.Nets`
 
 - ``t2m_prefill.onnx``: ids (B, L-1) int64, text_emb (B, D) float32, drop (B,) bool, allowed (B, L, L) bool ->
   logits (B, L, V), keys, values (n_layers, B, n_heads, L, head_dim); L = max_tokens + 1 fixed, B dynamic;
-- ``t2m_step.onnx``: ids (B, 1) int64, pos () int64, allowed (B, 1, L) bool, keys, values -> logits (B, 1, V),
-  keys, values (the cache with position pos written);
+- ``t2m_step.onnx``: ids (B, 1) int64, pos () int64, allowed (B, 1, L) bool, the cache's layers keys_0.. and
+  values_0.. (B, n_heads, L, head_dim) -> logits (B, 1, V), keys_new, values_new (n_layers, B, n_heads, 1,
+  head_dim): the rows the caller writes at pos (`BAMMTransformer.step_rows`; the graph copies no cache);
 - ``res.onnx``: codes (B, N, Q) int64, layer (B,) int64, text_emb (B, D), drop (B,) bool, valid (B, N) bool ->
   logits (B, N, code_num); B and N dynamic;
 - ``vq_encode.onnx``: features (B, T, input_dim) float32 normalised, T = 4N -> codes (B, N, Q) int64;
@@ -46,12 +47,16 @@ class Prefill(nn.Module):
 
 
 class Step(nn.Module):
+    """`BAMMTransformer.step_rows` with the cache as one input per layer (keys_0.., values_0..): no copy of the
+    cache is made in the graph, and the caller writes the new rows."""
+
     def __init__(self, t2m):
         super().__init__()
         self.t2m = t2m
 
-    def forward(self, ids, pos, allowed, keys, values):
-        return self.t2m.step(ids, pos, allowed, keys, values)
+    def forward(self, ids, pos, allowed, *cache):
+        n = len(cache) // 2
+        return self.t2m.step_rows(ids, pos, allowed, cache[:n], cache[n:])
 
 
 class Residual(nn.Module):
@@ -105,9 +110,11 @@ def export_graphs(*, t2m, res, vq, config, out: Path, graphs=GRAPHS) -> None:
                 ({0: batch}, {0: batch}, {0: batch}, {0: batch}))
     if "step" in graphs:
         _, keys, values = t2m.prefill(ids, text_emb, drop, allowed)
-        _export(Step(t2m), (ids[:, :1], torch.tensor(1), allowed[:, 1:2], keys, values), out / graphs["step"],
-                ["ids", "pos", "allowed", "keys", "values"], ["logits", "keys_out", "values_out"],
-                ({0: batch}, None, {0: batch}, {1: batch}, {1: batch}))
+        n = len(keys)
+        names = [f"keys_{i}" for i in range(n)] + [f"values_{i}" for i in range(n)]
+        _export(Step(t2m), (ids[:, :1], torch.tensor(1), allowed[:, 1:2], *keys, *values), out / graphs["step"],
+                ["ids", "pos", "allowed", *names], ["logits", "keys_new", "values_new"],
+                ({0: batch}, None, {0: batch}, tuple({0: batch} for _ in range(2 * n))))
     q = c.num_quantizers
     if "residual" in graphs:
         tokens = torch.export.Dim("tokens", min=1, max=c.res_max_tokens)

@@ -76,6 +76,7 @@ class OrtNets(Nets):
             if not path.is_file():
                 raise FileNotFoundError(f"runtime folder '{self.folder}' lacks {file}")
             self.sessions[name] = ort.InferenceSession(str(path), options, providers=self.providers)
+        self.step_rows = "keys_0" in {i.name for i in self.sessions["step"].get_inputs()}
         with np.load(self.folder / "stats.npz") as stats:
             self.mean, self.std = stats["mean"].astype(np.float32), stats["std"].astype(np.float32)
         self.text_name = str(info.get("text_encoder"))
@@ -104,9 +105,18 @@ class OrtNets(Nets):
         return logits, (keys, values)
 
     def step(self, ids, pos, allowed, state):
-        logits, keys, values = self._run("step", {
-            "ids": np.ascontiguousarray(ids, np.int64), "pos": np.array(pos, np.int64),
-            "allowed": np.ascontiguousarray(allowed, bool), "keys": state[0], "values": state[1]})
+        feeds = {"ids": np.ascontiguousarray(ids, np.int64), "pos": np.array(pos, np.int64),
+                 "allowed": np.ascontiguousarray(allowed, bool)}
+        keys, values = state
+        if not self.step_rows:  # a graph of an earlier export: the whole cache in and out
+            logits, keys, values = self._run("step", {**feeds, "keys": keys, "values": values})
+            return logits, (keys, values)
+        feeds.update({f"keys_{i}": keys[i] for i in range(len(keys))})
+        feeds.update({f"values_{i}": values[i] for i in range(len(values))})
+        logits, new_keys, new_values = self._run("step", feeds)
+        keys, values = (a if a.flags.writeable else a.copy() for a in (keys, values))
+        keys[:, :, :, pos:pos + ids.shape[1]] = new_keys
+        values[:, :, :, pos:pos + ids.shape[1]] = new_values
         return logits, (keys, values)
 
     def residual_logits(self, codes, layer, text_emb, drop, valid):
