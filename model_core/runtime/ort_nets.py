@@ -128,8 +128,8 @@ class OrtNets(Nets):
 
     def vq_encode(self, features):
         if "vq_encode" not in self.sessions:
-            raise ValueError(f"the model in '{self.folder}' has no motion encoder (an imported published model "
-                             f"decodes only): it can regenerate and extend motions it made itself")
+            raise ValueError(f"the model in '{self.folder}' has no motion encoder (its runtime.json lists no "
+                             f"vq_encode graph): it can regenerate and extend only motions it made itself")
         return self._run("vq_encode", {"features": np.ascontiguousarray(features, np.float32)})[0].astype(np.int64)
 
     def vq_decode(self, codes):

@@ -10,12 +10,13 @@ alone, so the published models are imported inside stock Blender without torch.
 
 Weight files (each slot 4096-byte aligned, so ONNX Runtime can map it):
 - ``t2m.weights``: the BAMM transformer, read by both ``t2m_prefill.onnx`` and ``t2m_step.onnx`` (one copy);
-- ``res.weights``: the residual transformer; ``vq.weights``: the RVQ-VAE decoder and codebooks, stored as
-  float16 (the decoded features move by about 1e-3; tokens are not affected);
+- ``res.weights``: the residual transformer; ``vq.weights``: the RVQ-VAE encoder, decoder and codebooks,
+  stored as float16 (decoded features move by about 1e-3; generated tokens are not affected; a motion
+  encoded for editing may get a neighbouring code where two are nearly equally close);
 - ``text.weights``: CLIP's text tower, stored as float16 (OpenAI's ViT-B-32.pt holds float16 weights, so
   nothing is lost for that file).
-The RVQ-VAE encoder is left out (the generate, regenerate and extend paths of results made with the model
-carry their tokens): the folder stays under 250 MB.
+Precisions: ``int8`` (the token transformers' weight matrices as int8 columns, ``*.int8.onnx`` /
+``*.int8.weights``) and ``float32``.
 
 ``templates.json`` lists, for each weight file, its slots (``source``: the tensor by the converted name,
 ``t2m.*`` / ``res.*`` / ``vq.*`` as `official.keys` converts them, ``clip.*`` by OpenAI's key;
@@ -40,11 +41,11 @@ PAPER = dict(code_num=512, code_dim=512, width=384, ff=1024, text_dim=512, t2m_l
              heads=6, num_quantizers=6, vq_width=512, vq_depth=3, down_t=2, input_dim=263)
 CLIP_PAPER = dict(width=512, layers=12, vocab=49408, context=77, projection=512)
 GRAPHS = {"prefill": "t2m_prefill.onnx", "step": "t2m_step.onnx", "residual": "res.onnx",
-          "vq_decode": "vq_decode.onnx"}
+          "vq_encode": "vq_encode.onnx", "vq_decode": "vq_decode.onnx"}
 INT8_GRAPHS = ("prefill", "step", "residual")  # the token transformers, quantized in the int8 precision
 WEIGHT_FILES = {"prefill": "t2m.weights", "step": "t2m.weights", "residual": "res.weights",
-                "vq_decode": "vq.weights", "text": "text.weights"}
-FLOAT16_GRAPHS = ("vq_decode", "text")
+                "vq_encode": "vq.weights", "vq_decode": "vq.weights", "text": "text.weights"}
+FLOAT16_GRAPHS = ("vq_encode", "vq_decode", "text")
 PRECISIONS = ("int8", "float32")
 MIN_INT8_ELEMENTS = 16384  # matrices smaller than this stay float32
 
