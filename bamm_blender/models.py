@@ -129,6 +129,10 @@ def activate(context, index: int) -> str:
 
 
 # ------------------------------------------------------------------------------------------------- import
+class _Cancelled(Exception):
+    """Raised from the import's progress callback when the user cancelled."""
+
+
 def check_name(context, name: str) -> str:
     name = (name or "").strip() or "HumanML3D"
     if not NAME_PATTERN.fullmatch(name):
@@ -167,12 +171,19 @@ def start_import(context, *, t2m_path: str, res_path: str, vq_path: str, clip_pa
         raise BammInputError(f"'{folder}' exists already: choose another name (nothing overwritten)")
     job = Job(request=None)
 
+    def progress(stage: str, fraction: float) -> None:
+        if job.cancel_event.is_set():
+            raise _Cancelled  # import_published removes its partial folder
+        job.progress(stage, fraction)
+
     def work():
         try:
             published.import_published(t2m=paths["BAMM transformer"], res=paths["residual transformer"],
                                        vq=paths["RVQ-VAE"], clip=paths["CLIP ViT-B-32.pt"], out=folder,
                                        templates=TEMPLATES_DIR, name=name, precision=PRECISIONS[precision],
-                                       progress=job.progress)
+                                       progress=progress)
+        except _Cancelled:
+            job.finish("cancelled")
         except (ValueError, OSError) as e:  # a file that is missing, refused or not what it should be
             job.finish("error", error=str(e).splitlines()[0] if str(e) else type(e).__name__, kind="input")
         except Exception as e:  # noqa: BLE001 - reported as one line; the add-on keeps running

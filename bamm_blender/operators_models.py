@@ -69,15 +69,17 @@ class BAMM_OT_import_published(bpy.types.Operator):
     @reports_errors
     def modal(self, context, event):
         wm = context.window_manager
-        if event.type != "TIMER":
+        if wm.bamm_cancel or (event.type == "ESC" and event.value == "PRESS"):
+            self._job.cancel()  # the import stops at its next step and removes what it wrote
+        elif event.type != "TIMER":
             return {"PASS_THROUGH"}
         if self._job.poll() == "running":
             wm.bamm_progress, wm.bamm_status = self._job.fraction, f"{self._job.stage} {self._job.fraction:.0%}"
-            _status(context, f"BAMM import: {wm.bamm_status}")
+            _status(context, f"BAMM import: {wm.bamm_status} (Esc to cancel)")
             _redraw(context)
             return {"PASS_THROUGH"}
         wm.event_timer_remove(self._timer)
-        wm.bamm_running, wm.bamm_status = False, ""
+        wm.bamm_running, wm.bamm_cancel, wm.bamm_status = False, False, ""
         _status(context, None)
         _redraw(context)
         self._job.wait(0)  # the job's error, raised as one line
@@ -88,7 +90,7 @@ class BAMM_OT_import_published(bpy.types.Operator):
     def start_modal(self, context):
         self._job, _name, self._folder = models.start_import(context, **self._paths())
         wm = context.window_manager
-        wm.bamm_running, wm.bamm_progress, wm.bamm_status = True, 0.0, "Importing"
+        wm.bamm_running, wm.bamm_cancel, wm.bamm_progress, wm.bamm_status = True, False, 0.0, "Importing"
         self._timer = wm.event_timer_add(0.2, window=context.window)
         wm.modal_handler_add(self)
         return {"RUNNING_MODAL"}

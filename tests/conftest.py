@@ -58,3 +58,27 @@ def linux_zip(tmp_path_factory) -> Path:
     from support import stock_blender
 
     return stock_blender.build_linux_zip(tmp_path_factory.mktemp("stock-dist"))
+
+
+@pytest.fixture(scope="session")
+def small_templates(tmp_path_factory) -> Path:
+    """Graph templates of the published architecture with 2-layer transformers, a 2-deep RVQ-VAE and a 1-layer
+    CLIP 64 wide (`runtime/templates.py`; about 20 s), matching `support.official_ckpt`'s checkpoints."""
+    pytest.importorskip("onnx")
+    from model_core.runtime.templates import CLIP_PAPER, PAPER, build_templates
+
+    sizes = {**PAPER, "t2m_layers": 2, "res_layers": 2, "vq_depth": 2}
+    return build_templates(tmp_path_factory.mktemp("templates"), sizes=sizes,
+                           clip_sizes={**CLIP_PAPER, "layers": 1, "width": 64}).parent
+
+
+@pytest.fixture(scope="session")
+def small_checkpoints(tmp_path_factory) -> dict:
+    """Random checkpoints in the published layout at `small_templates`' sizes, CLIP stored as float16."""
+    pytest.importorskip("torch")
+    from support.official_ckpt import random_clip_file, write_official
+
+    root = tmp_path_factory.mktemp("ckpt")
+    paths = write_official(root, seed=5, end_bias=1.0)
+    paths["clip"] = random_clip_file(root / "ViT-B-32.pt", half=True)
+    return paths

@@ -22,25 +22,19 @@ from model_core.generate import BAMM, Generator  # noqa: E402
 from model_core.official.importer import import_official  # noqa: E402
 from model_core.runtime.ort_nets import load_runtime  # noqa: E402
 from model_core.runtime.published import import_published, quantize_columns, remove_model  # noqa: E402
-from model_core.runtime.templates import CLIP_PAPER, PAPER, build_templates  # noqa: E402
-from support.official_ckpt import random_clip_file, write_official  # noqa: E402
+from support.official_ckpt import write_official  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SMALL = {**PAPER, "t2m_layers": 2, "res_layers": 2, "vq_depth": 2}
-SMALL_CLIP = {**CLIP_PAPER, "layers": 1, "width": 64}
 
 
 @pytest.fixture(scope="module")
-def templates(tmp_path_factory):
-    return build_templates(tmp_path_factory.mktemp("templates"), sizes=SMALL, clip_sizes=SMALL_CLIP).parent
+def templates(small_templates):
+    return small_templates
 
 
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpt")
-    paths = write_official(root, seed=5, end_bias=1.0)
-    paths["clip"] = random_clip_file(root / "ViT-B-32.pt", half=True)
-    return paths
+def files(small_checkpoints):
+    return small_checkpoints
 
 
 def _import(files, templates, out, **kw):
