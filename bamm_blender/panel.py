@@ -1,6 +1,7 @@
-"""3D Viewport > Sidebar > BAMM: prompt, length, seed, guidance, target, the buttons, the last operation's
-error, the results, the Sequence section (the prompt's plan, timeline markers as segments) and the Retarget &
-Export section (bone map, options, Retarget and Export buttons)."""
+"""3D Viewport > Sidebar > BAMM: prompt (and what it asks for outside the model's vocabulary), length, seed,
+guidance, target, the buttons, the last operation's error, the results (marked when made from such a prompt),
+the Sequence section (the prompt's plan, timeline markers as segments) and the Retarget & Export section (bone
+map, options, Retarget and Export buttons)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import textwrap
 
 import bpy
 
-from . import models, sequence
+from . import models, sequence, vocab
 from .bake import scene_fps
 
 ERROR_WIDTH, ERROR_LINES = 42, 6  # characters per line and lines of the error box
@@ -19,7 +20,8 @@ class BAMM_UL_results(bpy.types.UIList):
         icon = {"generate": "ARMATURE_DATA", "regenerate": "MOD_MASK", "extend": "NEXT_KEYFRAME"}.get(item.kind, "DOT")
         row = layout.row(align=True)
         row.label(text=item.action.name if item.action else "(deleted)", icon=icon)
-        row.label(text=f"{item.frames} fr")
+        # marked: its prompt asked for something outside the model's vocabulary
+        row.label(text=f"{item.frames} fr", icon="QUESTION" if item.vocab_note else "NONE")
 
 
 class _Panel:
@@ -39,6 +41,9 @@ class BAMM_PT_main(_Panel, bpy.types.Panel):
         row.label(text=f"Model: {models.active_name(context)}", icon="ARMATURE_DATA")
         row.operator("bamm.import_published", text="", icon="IMPORT")
         layout.prop(s, "prompt", text="")
+        note = vocab.line(s.prompt, context)
+        if note:
+            draw_vocab_note(layout, note)
         row = layout.row(align=True)
         row.prop(s, "length_mode", expand=True)
         if s.length_mode == "SECONDS":
@@ -58,6 +63,15 @@ class BAMM_PT_main(_Panel, bpy.types.Panel):
         layout.operator("bamm.generate", icon="PLAY")
         if wm.bamm_error:
             draw_error(layout, wm.bamm_error, wm.bamm_error_kind)
+
+
+def draw_vocab_note(layout, note: str) -> None:
+    """What the prompt asks for outside the model's vocabulary and the closest it knows, a few lines."""
+    col = layout.column(align=True)
+    lines = textwrap.wrap(note, ERROR_WIDTH)[:ERROR_LINES]
+    col.label(text=lines[0], icon="QUESTION")
+    for line in lines[1:]:
+        col.label(text=line)
 
 
 def draw_error(layout, message: str, kind: str = "") -> None:

@@ -46,10 +46,13 @@ class BAMM_Result(bpy.types.PropertyGroup):
     kind: StringProperty(name="Kind", description="generate, regenerate or extend")
     seed: IntProperty(name="Seed")
     frames: IntProperty(name="Frames", description="Keys in the action (scene frames)")
+    vocab_note: StringProperty(name="Vocabulary", description="What the prompt asked for outside the model's "
+                               "vocabulary when the result was made (empty: nothing)")
 
 
 class BAMM_Settings(bpy.types.PropertyGroup):
-    prompt: StringProperty(name="Prompt", description="What the character does, in plain English")
+    prompt: StringProperty(name="Prompt", description="What the character does, in plain English",
+                           options={"TEXTEDIT_UPDATE"})  # the vocabulary line under it follows the typing
     length_mode: EnumProperty(
         name="Length",
         items=[("AUTO", "Auto", "The model predicts the length"), ("SECONDS", "Seconds", "A fixed length")],

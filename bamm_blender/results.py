@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import bpy
 import numpy as np
 
-from . import bake, preferences
+from . import bake, preferences, vocab
 from .core import MODEL_FPS
 from .errors import BammInputError
 
@@ -117,6 +117,7 @@ def add(scene, obj, actions, *, kind: str, seed: int) -> None:
         item = settings.results.add()
         item.name, item.action, item.target = action.name, action, obj
         item.prompt, item.kind, item.seed = action.get(PROMPT_KEY, ""), kind, seed
+        item.vocab_note = vocab.line(item.prompt)  # made from a prompt outside the model's vocabulary
         first, last = bake.key_range(obj, action)
         item.frames = last - first + 1
     settings.results_index = len(settings.results) - len(actions)  # previews it (update callback)

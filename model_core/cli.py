@@ -33,6 +33,7 @@ COMMANDS = {
     "eval": (".eval.cli", "evaluate shipped or trained weights on a dataset split"),
     "generate": (".cli_generate", "generate motion from a prompt"),
     "edit": (".cli_generate", "regenerate a frame range of an existing motion (inpainting, prefix, suffix)"),
+    "vocab": (".cli_vocab", "check a prompt against the model's vocabulary (what its training captions hold)"),
     "export": (".cli_blender", "export a motion (.npy joints) to BVH / FBX / GLB through Blender"),
     "build-extension": (".cli_blender", "build the Blender extension zip"),
     "export-runtime": (".runtime.export", "export weights to ONNX graphs for the bundled runtime (ONNX Runtime)"),

@@ -1,14 +1,16 @@
 """``bamm generate`` and ``bamm edit``: the main job from the command line.
 
   bamm generate "<prompt>" [--seconds S | --frames F] [--n N] [--seed S] [--profile bamm|official]
-                [--weights weights/] [--out out/] [--overwrite]
+                [--weights weights/] [--out out/] [--overwrite] [--strict]
   bamm generate "<prompt naming several actions>" [--show-plan]   /   bamm generate --plan plan.json
   bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/] [--overwrite]
 
 The request is checked by the request contract (``request.py``) against the weights' limits before a model
 is loaded, and the output folder before generating. A prompt naming several actions, or a plan file, goes
-the same way as a ``plan`` request (``cli_plan.py``). Outputs are written to temporary files renamed into
-place under a free name (``walk.npy``, else ``walk-2.npy``, ... reported) unless ``--overwrite``.
+the same way as a ``plan`` request (``cli_plan.py``). A prompt asking for something outside the model's
+vocabulary (``vocabulary/``) gets one line on stderr, or with ``--strict`` exits 2 with it. Outputs are
+written to temporary files renamed into place under a free name (``walk.npy``, else ``walk-2.npy``, ...
+reported) unless ``--overwrite``.
 
 Each result is written as joints (.npy, (T, 22, 3) metres Y-up 20 fps), a BVH of the SMPL-22 skeleton,
 an FBX with the baked armature (through Blender's own exporter, when bpy is installed), an animated
@@ -156,6 +158,8 @@ def _check_device(args) -> None:
 def _load(args):
     from .generate import BAMM, Generator
 
+    if getattr(args, "vocab_line", ""):  # after the input checks: bad input stays one line
+        print(f"warning: {args.vocab_line}", file=sys.stderr)
     if _is_runtime(Path(args.weights)):
         from .runtime.ort_nets import load_runtime
 
@@ -184,12 +188,17 @@ def cmd_generate(argv: list[str]) -> int:
                         "imported official weights (its guidance and refinement replace --cfg and --rounds)")
     p.add_argument("--plan", metavar="FILE", help="a plan file (JSON, as --show-plan writes it) instead of the prompt")
     p.add_argument("--show-plan", action="store_true", help="print the prompt's plan as JSON and stop")
+    p.add_argument("--strict", action="store_true",
+                   help="stop (exit 2) when the prompt asks for something outside the model's vocabulary")
     _common(p)
     args = p.parse_args(argv)
     limits = _limits(args)
     from .cli_plan import generate_plan_cmd, plan_of
+    from .cli_vocab import vocab_line
 
     plan = plan_of(args.prompt, args.plan, limits)
+    texts = [args.prompt] if args.plan is None else [t for s in plan.steps for t in (s.prompt, s.together)]
+    args.vocab_line = vocab_line(texts, args.weights, strict=args.strict)  # printed by _load
     if args.show_plan:
         print(plan.to_json(), end="")
         return 0

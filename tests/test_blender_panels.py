@@ -221,7 +221,8 @@ def test_every_panel_draws(ctx, state):
     assert any(name == "progress" for name, _ in main) == running
     assert ("seconds" in props_in(main)) == (state == "seconds")
     assert ("bamm.dismiss_error" in operators_in(main)) == (state in ("error", "input error"))
-    text = " ".join(labels_in(main))
+    assert labels_in(main)[0] == "Model: Shipped (Bandai-Namco)"  # the active model, first
+    text = " ".join(labels_in(main)[1:])
     if state == "error":
         assert text.startswith("BAMM failed: ") and "killed by signal 9" in text and "restarted" in text
     assert ("Check the input: The prompt is empty" in text) == (state == "input error")
@@ -239,7 +240,8 @@ def test_every_panel_draws(ctx, state):
 @pytest.mark.parametrize("backend_kind", ["RUNTIME", "WORKER", "IN_PROCESS"])
 @pytest.mark.parametrize("encoder", ["WEIGHTS", "CLIP"])
 def test_preferences_draw(addon, backend_kind, encoder):
-    values = dict(vars(preferences.DEFAULTS), backend=backend_kind, text_encoder=encoder)
+    values = dict(vars(preferences.DEFAULTS), backend=backend_kind, text_encoder=encoder, models=[],
+                  models_index=-1)
     stand_in = SimpleNamespace(**values)
     stand_in.bl_rna = preferences.BAMM_Preferences.bl_rna
     calls: list = []
@@ -247,6 +249,8 @@ def test_preferences_draw(addon, backend_kind, encoder):
     preferences.BAMM_Preferences.draw(stand_in, bpy.context)
     drawn = props_in(calls)
     assert drawn[0] == "backend" and "device" in drawn
+    assert {"bamm.import_published", "bamm.model_add_folder", "bamm.model_remove"} <= set(operators_in(calls))
+    assert "Shipped (Bandai-Namco)" in labels_in(calls)
     assert ("python_path" in drawn) == (backend_kind == "WORKER")
     assert ("clip_path" in drawn) == (encoder == "CLIP")
     greyed = [b["active"] for name, b in calls if name == "set" and "active" in b]  # torch-only settings

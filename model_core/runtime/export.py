@@ -176,6 +176,9 @@ def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str
 
         export_text_encoder(folder_text_spec(spec, weights), out, weights_dtype=text_weights)
         text_files = ["text.onnx", "text.json", "tokenizer.json"]
+    from ..vocabulary import write_vocabulary
+
+    write_vocabulary(out, weights)  # what the model knows, read by the vocabulary check
     info = runtime_info(config=c, t2m_config=t2m.config, text_encoder=spec, text_files=text_files)
     (out / "runtime.json").write_text(json.dumps(info, indent=2) + "\n")
     return out / "runtime.json"

@@ -1,5 +1,6 @@
 """Assemble a weights folder (read by `BAMM.from_pretrained`) from the best models of three runs (or, with
-``last``, the transformer runs' last checkpoints)."""
+``last``, the transformer runs' last checkpoints), with the vocabulary of the BAMM transformer run's training
+captions (`vocab.json`, `vocabulary.write_vocabulary`)."""
 
 from __future__ import annotations
 
@@ -48,8 +49,10 @@ def export_weights(*, vq_run, t2m_run, res_run, out, device: str = "cpu", last: 
     vq_dir, _ = _run(vq_run, "vq")
     fingerprint = vq_fingerprint(vq_dir)
     encoders = set()
+    data = {}
     for stage, folder in (("t2m", t2m_run), ("res", res_run)):
         _, settings = _run(folder, stage)
+        data[stage] = settings.get("data")
         if settings.get("vq_fingerprint") != fingerprint:
             raise TrainError(f"--{stage} {folder} was trained on the tokens of another tokenizer "
                              f"({settings.get('vq_run')}) than --vq {vq_dir}")
@@ -64,4 +67,7 @@ def export_weights(*, vq_run, t2m_run, res_run, out, device: str = "cpu", last: 
                  res=_transformer(ResidualTransformer, ResidualConfig, res_run, "res", last),
                  mean=stats["mean"], std=stats["std"], device=device)
     model.save_pretrained(out, text_encoder_spec=encoder)
+    from ..vocabulary import write_vocabulary
+
+    write_vocabulary(out, out, data=data["t2m"])
     return Path(out)
