@@ -117,15 +117,18 @@ def remove(context, index: int) -> str:
 
 
 def activate(context, index: int) -> str:
+    """Makes entry `index` (-1: the shipped model) the active model; returns a line saying so."""
     prefs = preferences.get(context)
     if index < 0:
         prefs.active_model = ""
-        return SHIPPED_NAME
+        return f"'{SHIPPED_NAME}' is the active model"
+    if index >= len(prefs.models):
+        raise BammInputError("No model selected in the list")
     item = prefs.models[index]
     if not has_runtime(item.folder):
         raise BammInputError(f"'{item.folder}' no longer holds a BAMM runtime (runtime.json missing)")
     prefs.active_model = item.folder
-    return item.name
+    return f"'{item.name}' is the active model"
 
 
 # ------------------------------------------------------------------------------------------------- import

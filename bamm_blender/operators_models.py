@@ -116,45 +116,35 @@ class BAMM_OT_model_add_folder(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class BAMM_OT_model_remove(bpy.types.Operator):
+class _ModelIndexOperator:
+    """An operator on entry `index` of the model list (-1: the shipped model): `work(context, index)` returns
+    the line reported."""
+
+    bl_options = {"REGISTER"}
+
+    index: IntProperty(default=-1)
+
+    @reports_errors
+    def execute(self, context):
+        self.report({"INFO"}, f"BAMM: {type(self).work(context, self.index)}")
+        return {"FINISHED"}
+
+
+class BAMM_OT_model_remove(_ModelIndexOperator, bpy.types.Operator):
     """Remove the selected model: an imported model's files are deleted, an added folder is only forgotten"""
 
     bl_idname = "bamm.model_remove"
     bl_label = "Remove Model"
-    bl_options = {"REGISTER"}
-
-    index: IntProperty(default=-1)
-
-    @reports_errors
-    def execute(self, context):
-        self.report({"INFO"}, f"BAMM: {models.remove(context, self.index)}")
-        return {"FINISHED"}
+    work = staticmethod(models.remove)
 
 
-class BAMM_OT_model_activate(bpy.types.Operator):
+class BAMM_OT_model_activate(_ModelIndexOperator, bpy.types.Operator):
     """Use this model for every generation (-1: the shipped model)"""
 
     bl_idname = "bamm.model_activate"
     bl_label = "Use Model"
-    bl_options = {"REGISTER"}
-
-    index: IntProperty(default=-1)
-
-    @reports_errors
-    def execute(self, context):
-        self.report({"INFO"}, f"BAMM: '{models.activate(context, self.index)}' is the active model")
-        return {"FINISHED"}
+    work = staticmethod(models.activate)
 
 
-CLASSES = (BAMM_OT_import_published, BAMM_OT_model_add_folder,
-           BAMM_OT_model_remove, BAMM_OT_model_activate)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+CLASSES = (BAMM_OT_import_published, BAMM_OT_model_add_folder, BAMM_OT_model_remove, BAMM_OT_model_activate)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -148,13 +148,4 @@ def get(context=None):
 
 
 CLASSES = (BAMM_ModelItem, BAMM_UL_models, BAMM_Preferences)
-
-
-def register() -> None:
-    for cls in CLASSES:
-        bpy.utils.register_class(cls)
-
-
-def unregister() -> None:
-    for cls in reversed(CLASSES):
-        bpy.utils.unregister_class(cls)
+register, unregister = bpy.utils.register_classes_factory(CLASSES)
