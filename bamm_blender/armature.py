@@ -8,6 +8,8 @@ character's front, or up for bones that themselves point to the front (feet, ank
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import bpy
 import numpy as np
 
@@ -32,7 +34,39 @@ def reference_rest() -> np.ndarray:
     return rest
 
 
-def _tail(rest: np.ndarray, j: int) -> np.ndarray:
+# Where the shipped model's training clips (Bandai-Namco on the HumanML3D skeleton) hold the hips and collars
+# away from the axis-aligned rest offsets, in the rest frame of the pelvis / spine3 (model space, metres; the mean
+# ``ik.solve`` offsets, printed by ``python bench/rig_edit.py --rest``). HumanML3D's own clips hold the hips
+# lower still; no character's rest pose says where the model expects them.
+CLIP_REST_OFFSETS = {1: (-0.0055, -0.0331, 0.0), 2: (0.0058, -0.0353, 0.0), 13: (-0.0883, 0.1284, -0.0024),
+                     14: (0.0921, 0.1339, -0.0025)}
+
+
+def clip_rest() -> np.ndarray:
+    """Rest joints (22, 3) of the model skeleton as the training clips hold it (``CLIP_REST_OFFSETS``), floor at 0."""
+    rest = reference_rest()
+    bones = np.array([rest[j] - rest[p] if p >= 0 else rest[j] for j, p in enumerate(PARENTS)])
+    for j, offset in CLIP_REST_OFFSETS.items():
+        bones[j] += offset
+    out = np.zeros_like(rest)
+    for j, p in enumerate(PARENTS):
+        out[j] = bones[j] if p < 0 else out[p] + bones[j]
+    out[:, 1] -= out[:, 1].min()
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ModelSkeleton:
+    """A BAMM Skeleton at the world origin that exists only as its rest pose ``rest`` (22, 3), model space."""
+
+    rest: np.ndarray
+
+
+MODEL_SKELETON = ModelSkeleton(clip_rest())
+
+
+def bone_tail(rest: np.ndarray, j: int) -> np.ndarray:
+    """Where the bone of joint ``j`` ends in the rest pose ``rest`` (22, 3), model space."""
     kids = CHILDREN[j]
     if kids:
         return rest[TAIL_CHILD.get(j, kids[0])]
@@ -62,8 +96,8 @@ def build_armature(
         for j, bone_name in enumerate(BONE_NAMES):
             bone = data.edit_bones.new(bone_name)
             bone.head = heads[j]
-            bone.tail = axes.to_blender(_tail(rest, j))
-            direction = (_tail(rest, j) - rest[j]) / np.linalg.norm(_tail(rest, j) - rest[j])
+            bone.tail = axes.to_blender(bone_tail(rest, j))
+            direction = (bone_tail(rest, j) - rest[j]) / np.linalg.norm(bone_tail(rest, j) - rest[j])
             along_front = abs(direction @ axes.MODEL_FORWARD) > 0.7
             bone.align_roll(axes.to_blender(axes.MODEL_UP if along_front else axes.MODEL_FORWARD))
             if PARENTS[j] >= 0:
@@ -76,6 +110,13 @@ def build_armature(
         pose_bone.rotation_mode = "QUATERNION"
     data.display_type = "STICK"
     return obj
+
+
+def is_skeleton(obj) -> bool:
+    """Whether ``obj`` is an SMPL-22 armature (every joint's bone, quaternion rotation): one whose keys are
+    read and written as model joints directly; any other armature is a character (``rig_source``)."""
+    return (obj is not None and obj.type == "ARMATURE" and all(n in obj.data.bones for n in BONE_NAMES)
+            and all(obj.pose.bones[n].rotation_mode == "QUATERNION" for n in BONE_NAMES))
 
 
 def check_armature(obj) -> bpy.types.Object:

@@ -205,23 +205,42 @@ def splice(
     *,
     name: str,
 ) -> bpy.types.Action:
-    """A copy of ``source`` whose keys on frames ``first_frame .. first_frame + len(quats) - 1`` are replaced by
-    one key per frame with the given values. Every key outside that span keeps all its data bit for bit
-    (co, handles, handle types, interpolation, easing, key type, selection)."""
+    """``splice_channels`` of an SMPL-22 armature's channels (values from ``to_bone_space``)."""
     check_armature(obj)
+    values = {}
+    for j, _bone_name, path, size in _channel_list():
+        for index in range(size):
+            values[path, index] = quats[:, j, index] if size == 4 else locations[:, j, index]
+    return splice_channels(obj, source, first_frame, values, name=name)
+
+
+def splice_channels(obj: bpy.types.Object, source: bpy.types.Action, first_frame: int,
+                    values: dict[tuple[str, int], np.ndarray], *, name: str,
+                    hold: dict[tuple[str, int], float] | None = None) -> bpy.types.Action:
+    """A copy of ``source`` whose keys of each channel ``(data path, index)`` of ``values`` on frames
+    ``first_frame .. first_frame + n - 1`` are replaced by one key per frame with the given ``(n,)`` values. Every
+    key outside that span, and every other F-curve, keeps all its data bit for bit (co, handles, handle types,
+    interpolation, easing, key type, selection). A channel without an F-curve is refused, unless ``hold`` gives
+    the value it has without keys: then it gets an F-curve keyed on the span and, with that value, on the
+    frames just before and after it, so nothing outside the span changes."""
     action = source.copy()
     action.name = name
     container = channels(action, obj)
-    last_frame = first_frame + len(quats) - 1
-    frames = first_frame + np.arange(len(quats), dtype=np.float64)
-    for j, _bone_name, path, size in _channel_list():
-        values = quats[:, j] if size == 4 else locations[:, j]
-        for index in range(size):
-            fcurve = container.fcurves.find(path, index=index)
-            if fcurve is None:
-                bpy.data.actions.remove(action)
-                raise BammInputError(f"Action '{source.name}' has no F-curve {path}[{index}]: bake it with BAMM first")
-            _splice_fcurve(fcurve, first_frame, last_frame, frames, values[:, index])
+    n = len(next(iter(values.values())))
+    frames = first_frame + np.arange(n, dtype=np.float64)
+    last_frame = first_frame + n - 1
+    for (path, index), data in values.items():
+        fcurve = container.fcurves.find(path, index=index)
+        if fcurve is None and hold is not None and (path, index) in hold:
+            bone_name = path.split('"')[1] if path.startswith("pose.bones[") else ""
+            fcurve = container.fcurves.new(path, index=index)
+            if bone_name:
+                fcurve.group = container.groups.get(bone_name) or container.groups.new(bone_name)
+            write_keys(fcurve, np.array([first_frame - 1.0, last_frame + 1.0]), np.full(2, hold[path, index]))
+        if fcurve is None:
+            bpy.data.actions.remove(action)
+            raise BammInputError(f"Action '{source.name}' has no F-curve {path}[{index}]: bake it with BAMM first")
+        _splice_fcurve(fcurve, first_frame, last_frame, frames, np.asarray(data, dtype=np.float64))
     return action
 
 
@@ -248,6 +267,19 @@ def _splice_fcurve(fcurve, first: float, last: float, frames: np.ndarray, values
         handles[side][:n_before] = old[side][before]
         handles[side][n_before + n_new :] = old[side][after]
         points.foreach_set(side, handles[side].ravel())
+
+
+def seam_weights(n: int, first: int, last: int, key_first: int, key_last: int, blend: int) -> np.ndarray:
+    """Weights ``(n,)`` of the new motion on the span ``first .. last`` (n frames): easing in from the kept keys
+    before it and out to the kept keys after it over ``blend`` frames (smoothstep: the joints' speed carries
+    over the seam), 1 where no key is kept on that side."""
+    k = np.arange(n, dtype=np.float64)
+    weight = np.ones(n)
+    if first > key_first:
+        weight = np.minimum(weight, (k + 1) / (blend + 1))
+    if last < key_last:
+        weight = np.minimum(weight, (n - k) / (blend + 1))
+    return weight * weight * (3.0 - 2.0 * weight)
 
 
 def fingerprint(obj: bpy.types.Object, action: bpy.types.Action) -> str:

@@ -7,6 +7,10 @@ blocking (``bpy.app.timers`` never fire in the bpy module). Bad input raises ``B
 fields are checked by the request contract, ``model_core.request``, against the model's limits before anything
 is submitted), a failed job ``BammBackendError``, a cancelled one ``BammCancelled``.
 
+The armature is a BAMM Skeleton (its keys are model joints) or the animator's own character: then its action is
+read as model joints through its bone map (``rig_source``) and the result is retargeted back with the same map and
+spliced into a copy of its action, or made a new action on it (``rig_edit``).
+
 Who runs the model is an ``Engine`` (a backend and the MODEL spec it is given): the add-on preferences' by
 default; scripts and tests pass ``engine=`` to each function, or run operators inside ``use_engine(engine)``.
 """
@@ -23,13 +27,13 @@ from pathlib import Path
 import bpy
 import numpy as np
 
-from . import armature, bake, backend, models, preferences, results
+from . import armature, bake, backend, models, preferences, results, rig_edit, rig_source
 from .core import MODEL_FPS, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
 
 request = model_module(".request")  # the request contract: every check of a request's fields
 
-SEAM_BLEND_S = 0.2  # rotation crossfade with the kept keys at each seam, seconds
+SEAM_BLEND_S = 0.3  # ease from the kept keys into the new motion at each seam, seconds (bake.seam_weights)
 MIN_RANGE = 4  # scene frames
 FRAMES_PER_TOKEN = results.FRAMES_PER_TOKEN  # edits and extensions come in these steps
 
@@ -154,10 +158,16 @@ class Task:
     seed: int = 0
     prompt: str = ""
     model: str = ""  # ``model_key`` of the job's spec (stored with the result's tokens)
+    rig: dict | None = None  # a character's bone map (``rig_source``); None: a BAMM Skeleton
 
 
-def _target(obj):
-    return None if obj is None else armature.check_armature(obj)
+def _target(obj, context=None) -> dict | None:
+    """None for no armature or a BAMM Skeleton; a character's checked bone map (``rig_source.character``)."""
+    if obj is None or armature.is_skeleton(obj):
+        return None
+    if obj.type != "ARMATURE":
+        armature.check_armature(obj)  # says what the object is
+    return rig_source.character(context or bpy.context, obj).mapping
 
 
 def start_generate(context, *, prompt: str, seconds: float | None = None, seed: int = 0, variations: int = 1,
@@ -166,12 +176,12 @@ def start_generate(context, *, prompt: str, seconds: float | None = None, seed: 
     BAMM Skeleton is created when the job finishes."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise BammInputError("Type a prompt first (what the character should do)")
-    _target(target)
+    rig = _target(target, context)
     spec = spec_of(context, engine)
     req = checked(spec, op="generate", prompt=prompt, seconds=seconds, n=variations, seed=seed, cfg=tuple(cfg))
     job = backend_of(context, engine).submit(backend.Request("generate", spec, req.to_args()))
     return Task("generate", job, context.scene.name, target.name if target else None, first=context.scene.frame_start,
-                origin=context.scene.frame_start, seed=req.seed, prompt=req.prompt, model=model_key(spec))
+                origin=context.scene.frame_start, seed=req.seed, prompt=req.prompt, model=model_key(spec), rig=rig)
 
 
 def frame_range(context, source: str = "PREVIEW", manual: tuple[int, int] | None = None) -> tuple[int, int]:
@@ -191,12 +201,17 @@ def frame_range(context, source: str = "PREVIEW", manual: tuple[int, int] | None
     return int(manual[0]), int(manual[1])
 
 
-def _source(context, target, spec: dict) -> tuple[bpy.types.Object, bpy.types.Action, results.Source]:
-    obj = armature.check_armature(target)
+def _source(context, target, spec: dict) -> tuple[bpy.types.Object, bpy.types.Action, results.Source, dict | None]:
+    """The armature, its action, the motion the edit starts from and (a character) its bone map."""
+    obj = armature.check_armature(target) if target is None else target  # None: "No target armature ..."
+    rig = _target(obj, context)
     action = obj.animation_data.action if obj.animation_data else None
     if action is None:
         raise BammInputError(f"'{obj.name}' has no action to edit: generate one first")
-    return obj, action, results.source(obj, action, context.scene, model=model_key(spec))
+    if rig is None:
+        return obj, action, results.source(obj, action, context.scene, model=model_key(spec)), rig
+    joints, first, last = rig_source.model_joints(rig_source.character(context, obj, rig), action, context.scene)
+    return obj, action, results.Source(joints, None, first, last), rig
 
 
 def _source_args(found: results.Source) -> dict:
@@ -212,7 +227,7 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
     if last - first + 1 < MIN_RANGE:
         raise BammInputError(f"The range {first}-{last} is shorter than {MIN_RANGE} frames")
     spec = spec_of(context, engine)
-    obj, action, found = _source(context, target, spec)
+    obj, action, found, rig = _source(context, target, spec)
     joints, key_first, key_last = found.joints, found.first, found.last
     if first < key_first or last > key_last:
         raise BammInputError(f"The range {first}-{last} is outside the action '{action.name}' "
@@ -227,7 +242,7 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
                   seed=seed, cfg=tuple(cfg))
     job = backend_of(context, engine).submit(backend.Request("edit", spec, {**_source_args(found), **req.to_args()}))
     return Task("regenerate", job, context.scene.name, obj.name, action.name, key_first, (first, last),
-                float(key_first), req.seed, req.prompt or "", model_key(spec))
+                float(key_first), req.seed, req.prompt or "", model_key(spec), rig)
 
 
 def start_extend(context, *, target, side: str, seconds: float, prompt: str | None = None, seed: int = 0,
@@ -236,7 +251,7 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
     if side not in ("BEFORE", "AFTER"):
         raise BammInputError(f"side must be BEFORE or AFTER, got {side!r}")
     spec = spec_of(context, engine)
-    obj, action, found = _source(context, target, spec)
+    obj, action, found, rig = _source(context, target, spec)
     joints, key_first, key_last = found.joints, found.first, found.last
     req = checked(spec, len(joints), op="extend", before_s=seconds if side == "BEFORE" else 0.0,
                   after_s=seconds if side == "AFTER" else 0.0, prompt=_prompt(prompt, action), n=variations,
@@ -252,7 +267,7 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
         span = (key_last + 1, int(math.floor(key_first + (len(joints) - 1 + added) * step + 1e-6)))
     job = backend_of(context, engine).submit(backend.Request("extend", spec, {**_source_args(found), **req.to_args()}))
     return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, req.seed,
-                req.prompt or "", model_key(spec))
+                req.prompt or "", model_key(spec), rig)
 
 
 def _prompt(prompt: str | None, action) -> str | None:
@@ -280,12 +295,16 @@ def finish(context, task: Task) -> list[bpy.types.Action]:
             joints, prompt = motion.joints, motion.prompt
             label = (prompt or task.prompt or "unconditional")[:40]
             name = f"BAMM {task.kind} {label} s{task.seed}" + (f" #{k + 1}" if len(motions) > 1 else "")
-            if task.kind == "generate":
+            if task.rig is not None:
+                action = _on_character(context, obj, scene, task, joints, name)
+                action[results.PROMPT_KEY] = prompt or task.prompt or ""
+            elif task.kind == "generate":
                 action = bake.bake_joints(obj, joints, scene=scene, first_frame=task.first, name=name)
             else:
                 action = _splice(obj, bpy.data.actions[task.action], scene, task, joints, name)
-            results.store_source(obj, action, joints, task.origin, scene, prompt or task.prompt,
-                                 tokens=motion.tokens, model=task.model)
+            if task.rig is None:
+                results.store_source(obj, action, joints, task.origin, scene, prompt or task.prompt,
+                                     tokens=motion.tokens, model=task.model)
             made.append(action)
     except Exception:
         for action in made:
@@ -295,8 +314,20 @@ def finish(context, task: Task) -> list[bpy.types.Action]:
         raise
     if created_armature:
         scene.bamm.target = obj
+    previous = obj.animation_data.action if obj.animation_data else None
+    if task.rig is not None and previous is not None and previous.users <= 1 and not previous.use_fake_user:
+        previous.use_fake_user = True  # the animator's own action stays in the file when a result replaces it
     results.add(scene, obj, made, kind=task.kind, seed=task.seed)
     return made
+
+
+def _on_character(context, obj, scene, task: Task, joints: np.ndarray, name: str) -> bpy.types.Action:
+    """A result on a character (``rig_edit``): a new action, or the edit spliced into its action."""
+    ch = rig_source.character(context, obj, task.rig)
+    if task.kind == "generate":
+        return rig_edit.new_action(ch, joints, scene, task.first, name=name)
+    return rig_edit.splice(ch, bpy.data.actions[task.action], scene, task.span, task.origin, joints, name=name,
+                           blend_s=SEAM_BLEND_S)
 
 
 def _splice(obj, source, scene, task: Task, joints: np.ndarray, name: str) -> bpy.types.Action:
@@ -307,14 +338,8 @@ def _splice(obj, source, scene, task: Task, joints: np.ndarray, name: str) -> bp
     new = ik.sample(ik.solve(joints, rest=armature.rest_joints_of(obj)), (frames - task.origin) / step)
     old_quats, old_locations = bake.read_bone_space(obj, source, frames)
     old = bake.from_bone_space(obj, old_quats, old_locations)
-    key_first, key_last = bake.key_range(obj, source)
     blend = max(1, int(round(SEAM_BLEND_S * bake.scene_fps(scene))))
-    k = np.arange(len(frames), dtype=np.float64)
-    weight = np.ones(len(frames))
-    if first > key_first:  # kept keys before the span
-        weight = np.minimum(weight, (k + 1) / (blend + 1))
-    if last < key_last:  # kept keys after the span
-        weight = np.minimum(weight, (len(frames) - k) / (blend + 1))
+    weight = bake.seam_weights(len(frames), first, last, *bake.key_range(obj, source), blend)
     quats, locations = bake.to_bone_space(obj, ik.crossfade(old, new, weight))
     flip = np.sum(quats[0] * old_quats[0], axis=-1) < 0  # start on the kept keys' side of the quaternion sign
     quats[:, flip] *= -1

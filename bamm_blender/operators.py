@@ -18,7 +18,7 @@ import bpy
 from bpy.props import EnumProperty, FloatProperty, StringProperty
 from bpy_extras.io_utils import ExportHelper, ImportHelper
 
-from . import export, headless, results, retarget_scene, sequence
+from . import export, fill_gap, headless, results, retarget_scene, sequence
 from .core import max_seconds
 from .errors import BammInputError, reports_errors
 
@@ -136,6 +136,18 @@ class BAMM_OT_extend(_JobOperator, bpy.types.Operator):
         s = context.scene.bamm
         return headless.start_extend(context, target=_target(context, s), side=self.side, seconds=s.extend_seconds,
                                      prompt=s.edit_prompt or None, **_common(s))
+
+
+class BAMM_OT_fill_gap(_JobOperator, bpy.types.Operator):
+    """Generate the motion in the gap under the playhead (or the longest one): frames without keys between two
+    animated parts of the armature's action, both kept"""
+
+    bl_idname = "bamm.fill_gap"
+    bl_label = "Fill Gap"
+
+    def start(self, context):
+        s = context.scene.bamm
+        return fill_gap.start_fill_gap(context, target=_target(context, s), prompt=s.edit_prompt or None, **_common(s))
 
 
 class BAMM_OT_generate_sequence(_JobOperator, bpy.types.Operator):
@@ -328,10 +340,10 @@ class BAMM_OT_export(bpy.types.Operator, ExportHelper):
         return {"FINISHED"}
 
 
-CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_generate_sequence,
-           BAMM_OT_markers_from_prompt, BAMM_OT_cancel, BAMM_OT_dismiss_error, BAMM_OT_apply_result,
-           BAMM_OT_clear_results, BAMM_OT_bone_map_auto, BAMM_OT_bone_map_load, BAMM_OT_bone_map_save,
-           BAMM_OT_retarget, BAMM_OT_export)
+CLASSES = (BAMM_OT_generate, BAMM_OT_regenerate_range, BAMM_OT_extend, BAMM_OT_fill_gap,
+           BAMM_OT_generate_sequence, BAMM_OT_markers_from_prompt, BAMM_OT_cancel, BAMM_OT_dismiss_error,
+           BAMM_OT_apply_result, BAMM_OT_clear_results, BAMM_OT_bone_map_auto, BAMM_OT_bone_map_load,
+           BAMM_OT_bone_map_save, BAMM_OT_retarget, BAMM_OT_export)
 
 
 def register() -> None:

@@ -105,6 +105,7 @@ class BAMM_PT_edit(_Panel, bpy.types.Panel):
         row = layout.row(align=True)
         row.operator("bamm.extend", text="Extend Before", icon="TRIA_LEFT").side = "BEFORE"
         row.operator("bamm.extend", text="Extend After", icon="TRIA_RIGHT").side = "AFTER"
+        layout.operator("bamm.fill_gap", icon="SEQ_STRIP_META")
 
 
 class BAMM_PT_results(_Panel, bpy.types.Panel):

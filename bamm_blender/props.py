@@ -67,7 +67,8 @@ class BAMM_Settings(bpy.types.PropertyGroup):
     cfg_refine: FloatProperty(name="Refine Guidance", default=DEFAULT_CFG[1], min=0.0, soft_max=10.0,
                               description="Classifier-free guidance of the refinement passes")
     target: PointerProperty(type=bpy.types.Object, name="Armature", poll=_is_armature,
-                            description="SMPL-22 armature to animate (empty: create a new BAMM Skeleton)")
+                            description="Armature to animate: a BAMM Skeleton or your character, whose own "
+                            "action Regenerate, Extend and Fill Gap edit (empty: create a new BAMM Skeleton)")
     edit_prompt: StringProperty(name="New Prompt",
                                 description="Prompt for Regenerate / Extend (empty: the action's own prompt)")
     range_source: EnumProperty(

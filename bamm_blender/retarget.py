@@ -18,6 +18,11 @@ constant for the clip). Unmapped bones get no keys and keep their rest pose rela
 Options (``RetargetOptions``), applied to the source motion first: foot locking (``model_core.motion.
 foot_contact``), in place (root XZ removed), loop (last pose = first pose, relative to the root's heading
 and ground position); ``keep_root`` writes no hips location (rotations only).
+
+The source is a BAMM Skeleton object, or ``armature.MODEL_SKELETON`` (a rest pose without an object: model joints, as
+an edit of a character's own action retargets them back, ``rig_edit``). ``solve``'s ``base`` gives the bones'
+own pose-bone matrices per frame: unmapped bones keep theirs (an edit leaves them as the animator keyed them)
+and mapped bones their location and scale; without it (Retarget: a new action) they are at rest.
 """
 
 from __future__ import annotations
@@ -105,7 +110,17 @@ def loop_pose(pose: ik.Pose) -> ik.Pose:
     return ik.Pose(rotations, root_pos, offsets)
 
 
-def _world_rotation(matrix: np.ndarray) -> np.ndarray:
+def _source_rest(source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source's world matrix (4x4), rest joints (22, 3, model space) and bone Y axes (3, 22, armature space)."""
+    if isinstance(source, armature.ModelSkeleton):
+        rest = source.rest
+        tails = np.array([armature.bone_tail(rest, j) for j in range(len(JOINTS))])
+        y_axes = axes.to_blender(tails - rest)
+        return np.eye(4), rest, (y_axes / np.linalg.norm(y_axes, axis=-1, keepdims=True)).T
+    return np.array(source.matrix_world), armature.rest_joints_of(source), armature.rest_matrices_of(source)[:, :, 1].T
+
+
+def world_rotation(matrix: np.ndarray) -> np.ndarray:
     """The rotation part of a 4x4 (or 3x3) matrix with its scale removed (polar decomposition)."""
     u, _s, vt = np.linalg.svd(np.asarray(matrix, dtype=np.float64)[:3, :3])
     return u @ vt
@@ -114,14 +129,14 @@ def _world_rotation(matrix: np.ndarray) -> np.ndarray:
 def source_world(source, pose: ik.Pose) -> tuple[np.ndarray, np.ndarray]:
     """World rotation deltas ``(F, 22, 3, 3)`` of the source bones (posed world rotation · rest⁻¹) and world
     joint positions ``(F, 22, 3)``."""
-    world = np.array(source.matrix_world)
-    to_world = _world_rotation(world) @ axes.MODEL_TO_BLENDER
+    world, rest, _y = _source_rest(source)
+    to_world = world_rotation(world) @ axes.MODEL_TO_BLENDER
     glob: list[np.ndarray] = []  # (F, 4) model-space global rotation of each joint
     for j, p in enumerate(armature.PARENTS):
         local = pose.rotations[:, j]
         glob.append(local if p < 0 else rot.quat_multiply(glob[p], local))
     deltas = np.stack([to_world @ rot.quat_to_matrix(g) @ to_world.T for g in glob], axis=1)
-    joints = axes.to_blender(ik.forward(pose, rest=armature.rest_joints_of(source)))
+    joints = axes.to_blender(ik.forward(pose, rest=rest))
     return deltas, joints @ world[:3, :3].T + world[:3, 3]
 
 
@@ -159,15 +174,15 @@ def plan(source, target, mapping: dict[str, str], *, partial: bool = False) -> P
     rig = bone_map.Rig.from_armature(target)
     mapping = bone_map.check_mapping(rig, mapping, name=f"armature '{target.name}'", partial=partial)
     bones = {armature.BONE_NAMES.index(j): b for j, b in mapping.items()}
-    src_world = np.array(source.matrix_world)
-    src_rest = axes.to_blender(armature.rest_joints_of(source)) @ src_world[:3, :3].T + src_world[:3, 3]
-    src_axes = src_world[:3, :3] @ armature.rest_matrices_of(source)[:, :, 1].T  # (3, 22) bone Y axes
+    src_world, src_rest, src_y = _source_rest(source)
+    src_rest = axes.to_blender(src_rest) @ src_world[:3, :3].T + src_world[:3, 3]
+    src_axes = src_world[:3, :3] @ src_y  # (3, 22) bone Y axes
     tgt_world = np.array(target.matrix_world)
-    tgt_rot = _world_rotation(tgt_world)
+    tgt_rot = world_rotation(tgt_world)
     index = {n: i for i, n in enumerate(rig.names)}
     head = {j: rig.heads[index[b]] for j, b in bones.items()}
 
-    up_source = _world_rotation(src_world) @ axes.to_blender(UP_MODEL)
+    up_source = world_rotation(src_world) @ axes.to_blender(UP_MODEL)
     top = next((j for j in (12, 9, 6, 3, 15) if j in head), None)
     body = head[top] - head[0] if top is not None else np.array([0.0, 0.0, 1.0])
     up_target = np.eye(3)[np.argmax(np.abs(body))] * np.sign(body[np.argmax(np.abs(body))])
@@ -210,10 +225,19 @@ def target_pelvis(p: Plan, joints: np.ndarray) -> np.ndarray:
     return rest_shift + p.ratio * shift @ p.facing.T + height[:, None] * p.up_target
 
 
+def wanted_rotations(p: Plan, target, deltas: np.ndarray) -> dict[str, np.ndarray]:
+    """Armature-space rotations ``{bone: (F, 3, 3)}`` of the target's mapped bones from the source's world
+    rotation deltas (``source_world``)."""
+    tgt_rot_inv = world_rotation(np.array(target.matrix_world)).T
+    return {bone: tgt_rot_inv @ p.facing @ deltas[:, j] @ p.facing.T @ p.offsets[j] for j, bone in p.bones.items()}
+
+
 def solve(source, target, mapping: dict[str, str], pose: ik.Pose, *, keep_root: bool = False,
-          partial: bool = False):
+          partial: bool = False, base: dict | None = None, turn: dict | None = None):
     """Pose-bone values of the target: ``{bone: (F, 3, 3) rotation matrices}`` and the hips' ``(F, 3)``
-    location (None with ``keep_root`` or a connected hips bone).
+    location (None with ``keep_root`` or a connected hips bone). ``base``: ``{bone: (F, 4, 4)}`` pose-bone
+    matrices the bones keep (see the module docstring); None: rest. ``turn``: ``{bone: (F, 3, 3)}`` rotations
+    in a mapped bone's own frame applied to its ``wanted_rotations`` (an edit's seams, ``rig_edit``).
 
     The hips follow ``target_pelvis`` shifted along the up axis by one constant: the median gap between the
     target's lower ankle and where the source's lower ankle is (scaled about the ground), so the feet meet
@@ -221,27 +245,29 @@ def solve(source, target, mapping: dict[str, str], pose: ik.Pose, *, keep_root: 
     p = plan(source, target, mapping, partial=partial)
     deltas, joints = source_world(source, pose)
     tgt_world = np.array(target.matrix_world)
-    tgt_rot_inv = _world_rotation(tgt_world).T
-    wanted = {bone: tgt_rot_inv @ p.facing @ deltas[:, j] @ p.facing.T @ p.offsets[j] for j, bone in p.bones.items()}
+    wanted = wanted_rotations(p, target, deltas)
+    for bone, matrices in (turn or {}).items():
+        wanted[bone] = wanted[bone] @ matrices
     hips_bone = p.bones[0]
     if keep_root or target.data.bones[hips_bone].use_connect:
-        return _pose_bones(target, wanted, None, hips_bone)[0], None
+        return _pose_bones(target, wanted, None, hips_bone, base)[0], None
     hips = target_pelvis(p, joints)
     to_armature = lambda x: x @ np.linalg.inv(tgt_world)[:3, :3].T + np.linalg.inv(tgt_world)[:3, 3]  # noqa: E731
-    _rotations, _location, posed = _pose_bones(target, wanted, to_armature(hips), hips_bone)
+    _rotations, _location, posed = _pose_bones(target, wanted, to_armature(hips), hips_bone, base)
     ankles = np.stack([posed[p.bones[a]][:, :3, 3] for a in (7, 8)], axis=1) @ tgt_world[:3, :3].T + tgt_world[:3, 3]
     ground = np.min(joints[:, [7, 8]] @ p.up_source)
     wanted_low = p.target_ankle_height + p.ratio * (np.min(joints[:, [7, 8]] @ p.up_source, axis=1) - ground)
     hips = hips + np.median(wanted_low - np.min(ankles @ p.up_target, axis=1)) * p.up_target
-    rotations, location, _posed = _pose_bones(target, wanted, to_armature(hips), hips_bone)
+    rotations, location, _posed = _pose_bones(target, wanted, to_armature(hips), hips_bone, base)
     return rotations, location
 
 
-def _pose_bones(target, wanted: dict, hips: np.ndarray | None, hips_bone: str):
+def _pose_bones(target, wanted: dict, hips: np.ndarray | None, hips_bone: str, base: dict | None = None):
     """Forward kinematics of the target's bones (armature space): ``wanted`` armature-space rotations
-    ``{bone: (F, 3, 3)}`` for mapped bones, identity basis for the others, the hips' head at ``hips``
-    ``(F, 3)`` (armature space) when given. Returns the basis rotations, the hips' basis location and the
-    posed matrices ``{bone: (F, 4, 4)}`` of the mapped bones and their ancestors."""
+    ``{bone: (F, 3, 3)}`` for mapped bones, ``base`` (identity when None or missing) for the others and for the
+    mapped bones' location and scale, the hips' head at ``hips`` ``(F, 3)`` (armature space) when given.
+    Returns the basis rotations, the hips' basis location and the posed matrices ``{bone: (F, 4, 4)}`` of the
+    mapped bones and their ancestors."""
     needed = set(wanted)
     for bone in wanted:
         parent = target.data.bones[bone].parent
@@ -257,20 +283,22 @@ def _pose_bones(target, wanted: dict, hips: np.ndarray | None, hips_bone: str):
         rest = np.array(bone.matrix_local)
         attached = np.broadcast_to(rest, (n, 4, 4)).copy() if bone.parent is None else \
             posed[bone.parent.name] @ (np.linalg.inv(np.array(bone.parent.matrix_local)) @ rest)
-        basis = np.broadcast_to(np.eye(4), (n, 4, 4)).copy()
+        kept = base.get(bone.name) if base else None
+        basis = np.broadcast_to(np.eye(4) if kept is None else kept, (n, 4, 4)).copy()
         if bone.name in wanted:
             frame = attached[:, :3, :3] / np.linalg.norm(attached[:, :3, :3], axis=1, keepdims=True)
-            basis[:, :3, :3] = np.transpose(frame, (0, 2, 1)) @ wanted[bone.name]
+            turn = np.transpose(frame, (0, 2, 1)) @ wanted[bone.name]
+            basis[:, :3, :3] = turn * np.linalg.norm(basis[:, :3, :3], axis=1)[:, None, :]  # the kept scale
             if bone.name == hips_bone and hips is not None:
                 location = np.einsum("fij,fj->fi", np.linalg.inv(attached), np.c_[hips, np.ones(n)])[:, :3]
                 basis[:, :3, 3] = location
-            rotations[bone.name] = basis[:, :3, :3]
+            rotations[bone.name] = turn
         posed[bone.name] = attached @ basis
     return rotations, location, posed
 
 
 # -------------------------------------------------------------------------------------------- writing
-def _rotation_channels(pose_bone, matrices: np.ndarray) -> tuple[str, np.ndarray]:
+def rotation_channels(pose_bone, matrices: np.ndarray) -> tuple[str, np.ndarray]:
     quats = rot.quat_from_matrix(matrices)
     mode = pose_bone.rotation_mode
     if mode == "QUATERNION":
@@ -294,7 +322,7 @@ def write_action(target, frames: np.ndarray, rotations: dict, location: np.ndarr
     frames = np.asarray(frames, dtype=np.float64)
     for bone_name, matrices in rotations.items():
         pose_bone = target.pose.bones[bone_name]
-        prop, values = _rotation_channels(pose_bone, matrices)
+        prop, values = rotation_channels(pose_bone, matrices)
         channels = [(prop, values)] + ([("location", location)] if location is not None and
                                        bone_name == root_bone else [])
         group = container.groups.get(bone_name) or container.groups.new(bone_name)

@@ -22,8 +22,9 @@ def source_of(context):
     s = settings(context)
     panel = getattr(context.scene, "bamm", None)
     for obj in (s.source, getattr(panel, "target", None), bpy.data.objects.get(armature.ARMATURE_NAME)):
-        if obj is not None and obj.type == "ARMATURE" and obj != s.target:
-            return armature.check_armature(obj)
+        if obj is not None and obj.type == "ARMATURE" and obj != s.target and (obj == s.source
+                                                                            or armature.is_skeleton(obj)):
+            return armature.check_armature(obj)  # the panel's Armature may be a character: not a source
     raise BammInputError("No source motion: generate a motion first or pick the BAMM Skeleton as Source")
 
 

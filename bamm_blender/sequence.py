@@ -84,7 +84,7 @@ def start_sequence(context, *, seed: int = 0, variations: int = 1, cfg=headless.
     """Submit the markers' segments as one plan job; ``headless.finish`` bakes it from the first marker."""
     scene = context.scene
     plan = plan_of_segments(scene, scene.bamm.sequence_person)
-    headless._target(target)
+    rig = headless._target(target, context)  # a character: the motion is retargeted onto it
     spec = headless.spec_of(context, engine)
     try:
         req = headless.checked(spec, op="plan", plan=plan, n=variations, seed=seed, cfg=tuple(cfg))
@@ -94,7 +94,7 @@ def start_sequence(context, *, seed: int = 0, variations: int = 1, cfg=headless.
     first = min(m.frame for m in scene.timeline_markers)
     prompt = " / ".join(s.prompt for s in req.plan.steps)
     return headless.Task("generate", job, scene.name, target.name if target else None, first=first, origin=first,
-                         seed=req.seed, prompt=prompt, model=headless.model_key(spec))
+                         seed=req.seed, prompt=prompt, model=headless.model_key(spec), rig=rig)
 
 
 def _segment_message(message: str, plan: dict) -> str:

@@ -160,8 +160,12 @@ CASES = {  # id: (call, message)
     "generate: over the weights' limit": (generate(seconds=10.0), r"10 s is over the model's limit of 9.8 s"),
     "generate: empty prompt": (generate(prompt="  "), r"Type a prompt first"),
     "generate: NaN guidance": (generate(cfg=(math.nan, 3.0)), r"cfg \(guidance\) must be a finite number"),
-    "generate: not an SMPL armature": (lambda c, s, t: headless.start_generate(
-        c, prompt="walk", target=bpy.data.objects["Hero"]), r"is not an SMPL-22 skeleton", hero_with_map),
+    "generate: character without arms": (lambda c, s, t: headless.start_generate(
+        c, prompt="walk", target=c.scene.bamm_retarget.target), r"no bone found for l_shoulder, l_elbow",
+        character(german_without_arms)),
+    "regenerate: character without arms": (lambda c, s, t: headless.start_regenerate(
+        c, target=c.scene.bamm_retarget.target, first=5, last=20), r"no bone found for l_shoulder, l_elbow",
+        character(german_without_arms)),
     "extend: NaN seconds": (extend(seconds=math.nan), r"after_s .* must be a finite number"),
     "extend: infinite seconds before": (extend(side="BEFORE", seconds=math.inf), r"before_s .* must be a finite"),
     "extend: nothing added": (extend(seconds=0.01), r"add nothing"),

@@ -1,7 +1,7 @@
 """The extension as a user gets it: stock Blender's Python (a virtual environment holding only the ``bpy`` wheel:
 numpy, no torch, no scipy), the Linux zip installed with Blender's own installer into an isolated user folder,
 enabled, and the add-on's operators pressed with default preferences: Generate, Regenerate Range, Extend,
-Retarget onto a Mixamo-named rig, Export FBX (re-imported).
+Retarget onto a Mixamo-named rig, Export FBX (re-imported), then Regenerate Range and Extend on that character.
 
 One scenario per bpy version (``$BAMM_STOCK_BPY``, comma-separated; default 5.0.1 on Python 3.11 and 5.2.3 on
 Python 3.13; ``make blender-min`` runs 4.2.23) in a subprocess (``tests/support/stock_scenario.py``); each test
@@ -107,6 +107,24 @@ def test_retarget_onto_mixamo_rig_and_fbx_round_trip(report):
     assert back["result"] == ["FINISHED"] and len(back["armatures"]) == 1
     assert {"mixamorig:Hips", "mixamorig:LeftUpLeg", "mixamorig:RightHand"} <= set(back["bone_names"])
     assert (back["keys"]["first"], back["keys"]["last"]) == (rig["first"], rig["last"]) and back["keys"]["finite"]
+
+
+def test_regenerate_and_extend_on_a_mixamo_character(report):
+    """The animator's own character (Mixamo names): Regenerate Range and Extend edit its action in place, every
+    key outside the range (extension: of the old span) bit-identical."""
+    regenerate = ok(report, "rig_regenerate")
+    assert regenerate["result"] == ["FINISHED"] and regenerate["keys"]["object"] == "Character"
+    assert regenerate["keys"]["action"] != regenerate["before"]["action"] and regenerate["keys"]["finite"]
+    assert (regenerate["keys"]["first"], regenerate["keys"]["last"]) == (regenerate["before"]["first"],
+                                                                         regenerate["before"]["last"])
+    assert regenerate["outside_after"] == regenerate["outside_before"] and regenerate["inside_changed"]
+    extend = ok(report, "rig_extend")
+    added = int(round(EXTEND_SECONDS * MODEL_FPS / 4)) * 4
+    before = extend["before"]
+    assert extend["result"] == ["FINISHED"] and extend["keys"]["finite"]
+    assert extend["keys"]["first"] == before["first"] and extend["keys"]["last"] > before["last"]
+    assert extend["keys"]["last"] <= before["last"] + math.ceil(added * extend["fps"] / MODEL_FPS)
+    assert extend["old_after"] == extend["old_before"]
 
 
 def test_torch_and_scipy_never_imported(report):

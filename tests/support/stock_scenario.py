@@ -4,7 +4,8 @@
 
 Installs the extension zip with Blender's own installer into ``BLENDER_USER_RESOURCES`` (set by the caller),
 enables it, and presses the add-on's operators in order: Generate, warm Generate presses (optional), Regenerate
-Range, Extend, Retarget onto a Mixamo-named rig, Export FBX, then re-imports the FBX. Each step's outcome,
+Range, Extend, Retarget onto a Mixamo-named rig, Export FBX, then re-imports the FBX; then Regenerate Range and
+Extend on that Mixamo-named character's own action (its armature as the panel's Armature). Each step's outcome,
 wall time (seconds) and key summary go into a JSON report; a failed step records its error and the steps that
 need it are skipped. Imports only the standard library, numpy, bpy and ``support.rigs`` (numpy + bpy).
 
@@ -26,9 +27,11 @@ import time
 from pathlib import Path
 
 MODULE = "bl_ext.user_default.bamm"
-STEPS = ("install", "probe", "generate", "warm", "regenerate", "extend", "retarget", "export", "reimport")
+STEPS = ("install", "probe", "generate", "warm", "regenerate", "extend", "retarget", "export", "reimport",
+         "rig_regenerate", "rig_extend")
 NEEDS = {"probe": "install", "generate": "install", "warm": "generate", "regenerate": "generate",
-         "extend": "generate", "retarget": "generate", "export": "retarget", "reimport": "export"}
+         "extend": "generate", "retarget": "generate", "export": "retarget", "reimport": "export",
+         "rig_regenerate": "retarget", "rig_extend": "retarget"}
 DECLARED_DEPENDENCIES = ("flatbuffers", "packaging", "google", "huggingface_hub", "sympy", "coloredlogs")
 PROBE = """
 import json, sys
@@ -75,6 +78,29 @@ def keys_of(obj) -> dict:
     return {"object": obj.name, "action": action.name, "fcurves": len(frames), "bones": len(bones),
             "first": float(allf.min()) if len(allf) else None, "last": float(allf.max()) if len(allf) else None,
             "finite": finite, "keys_per_curve": sorted({len(f) for f in frames})}
+
+
+def keys_digest(obj, keep=lambda frames: frames == frames) -> str:
+    """A hash of every attribute of every key of the object's action whose frame passes ``keep``, F-curve by
+    F-curve (data path, index): equal digests, bit-identical keys."""
+    import hashlib
+
+    import numpy as np
+
+    digest = hashlib.sha1()
+    for fc in sorted(fcurves(obj.animation_data.action), key=lambda f: (f.data_path, f.array_index)):
+        points = fc.keyframe_points
+        co = np.zeros(2 * len(points), np.float64)
+        points.foreach_get("co", co)
+        chosen = keep(co[0::2])
+        digest.update(f"{fc.data_path}[{fc.array_index}]:{int(chosen.sum())};".encode())
+        for attr, size, dtype in (("co", 2, np.float64), ("handle_left", 2, np.float64),
+                                  ("handle_right", 2, np.float64), ("interpolation", 1, np.int32),
+                                  ("handle_left_type", 1, np.int32), ("handle_right_type", 1, np.int32)):
+            values = np.zeros(size * len(points), dtype)
+            points.foreach_get(attr, values)
+            digest.update(values.reshape(len(points), size)[chosen].tobytes())
+    return digest.hexdigest()
 
 
 def install_zip(cfg: dict) -> tuple[dict, str]:
@@ -209,9 +235,34 @@ def run(cfg: dict, report: dict) -> None:
                 "keys": keys_of(new[0]) if new else None,
                 "bone_names": sorted(b.name for b in new[0].data.bones)[:80] if new else []}
 
+    def rig_regenerate():  # the animator's own character: its action edited in place, the rest kept
+        s, rig = scene.bamm, state["rig"]
+        before = keys_of(rig)
+        first, last = int(before["first"]) + 10, int(before["first"]) + 30
+        outside = lambda f: (f < first) | (f > last)  # noqa: E731
+        inside = lambda f: (f >= first) & (f <= last)  # noqa: E731
+        kept, was = keys_digest(rig, outside), keys_digest(rig, inside)
+        s.target, s.range_source, s.range_start, s.range_end = rig, "MANUAL", first, last
+        s.edit_prompt = "a person waves with the right hand above the head"
+        result, seconds = press(bpy.ops.bamm.regenerate_range)
+        return {"result": result, "press_seconds": seconds, "range": [first, last], "before": before,
+                "keys": keys_of(rig), "outside_before": kept, "outside_after": keys_digest(rig, outside),
+                "inside_changed": keys_digest(rig, inside) != was}
+
+    def rig_extend():
+        s, rig = scene.bamm, state["rig"]
+        before = keys_of(rig)
+        old = lambda f: (f >= before["first"]) & (f <= before["last"])  # noqa: E731
+        kept = keys_digest(rig, old)
+        s.target, s.extend_seconds, s.edit_prompt = rig, 1.0, ""
+        result, seconds = press(bpy.ops.bamm.extend, side="AFTER")
+        return {"result": result, "press_seconds": seconds, "before": before, "keys": keys_of(rig),
+                "old_before": kept, "old_after": keys_digest(rig, old),
+                "fps": scene.render.fps / scene.render.fps_base}
+
     for name, fn in (("install", install), ("probe", probe), ("generate", generate), ("warm", warm),
                      ("regenerate", regenerate), ("extend", extend), ("retarget", retarget), ("export", export),
-                     ("reimport", reimport)):
+                     ("reimport", reimport), ("rig_regenerate", rig_regenerate), ("rig_extend", rig_extend)):
         step(name, fn)
     if MODULE in bpy.context.preferences.addons:
         bpy.ops.preferences.addon_disable(module=MODULE)  # stops the worker process
