@@ -179,6 +179,15 @@ def check_profile(profile) -> str:
     return profile
 
 
+def check_texts(texts) -> None:
+    """Raises TypeError unless `texts` is a list (or tuple) of strings."""
+    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
+        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+    wrong = sorted({type(t).__name__ for t in texts if not isinstance(t, str)})
+    if wrong:
+        raise TypeError(f"texts must be a list of strings, it holds {', '.join(wrong)}")
+
+
 def check_prompt(prompt, limits: Limits, *, required: bool) -> str | None:
     """A prompt stripped of surrounding space; None allowed unless ``required`` (an empty string never)."""
     if prompt is None:

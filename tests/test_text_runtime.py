@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.runtime.text_export import export_text_encoder, store_weights_float16
+from model_core.runtime.text_export import export_text_encoder
+from model_core.runtime.text_graph import store_weights_float16
 from model_core.runtime.text_ort import OrtTextEncoder
 
 ROOT = Path(__file__).resolve().parents[1]

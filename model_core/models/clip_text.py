@@ -38,8 +38,7 @@ from pathlib import Path
 import torch
 
 from ..official import torch_zip
-from ..request import InputError  # a ValueError: a CLIP file that cannot be read is the user's to fix
-from .text import check_texts
+from ..request import InputError, check_texts  # InputError: a CLIP file that cannot be read is the user's to fix
 
 CLIP_PATH_ENV = "BAMM_CLIP_PATH"
 DEFAULT_CLIP_PATH = Path("~/.cache/clip/ViT-B-32.pt")

@@ -19,6 +19,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from ..request import check_texts
+
 if TYPE_CHECKING:
     import torch
 
@@ -85,15 +87,6 @@ def encode_all(encoder: TextEncoder, texts: list[str], *, batch: int = 256) -> "
     with torch.no_grad():
         parts = [encoder.encode(texts[i:i + batch]).float().cpu() for i in range(0, len(texts), batch)]
     return torch.cat(parts) if parts else torch.zeros(0, encoder.dim)
-
-
-def check_texts(texts) -> None:
-    """Raises TypeError unless `texts` is a list (or tuple) of strings."""
-    if isinstance(texts, str) or not isinstance(texts, (list, tuple)):
-        raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
-    wrong = sorted({type(t).__name__ for t in texts if not isinstance(t, str)})
-    if wrong:
-        raise TypeError(f"texts must be a list of strings, it holds {', '.join(wrong)}")
 
 
 def minilm_model_dir():

@@ -1,6 +1,7 @@
 """Build time: the CLIP ViT-B/32 text tower (the published BAMM checkpoints' text encoder) for ONNX Runtime.
 
-`export_clip_text(path, out_dir)` writes the same three files as `text_export.export_text_encoder`, read by
+`export_clip_text(path, out_dir)` writes the same three files as `text_export.export_text_encoder` (through
+`text_graph.write_runtime`), read by
 `runtime/text_ort.py` (numpy, onnxruntime, tokenizers):
 - ``text.onnx``: inputs ``input_ids``, ``attention_mask`` (int64, (B, L)), output ``text_embedding`` (B, 512):
   CLIP's `encode_text`: token + position embeddings, the pre-norm causal transformer (quick GELU), ``ln_final``,
@@ -19,6 +20,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+from .text_graph import WEIGHTS_DTYPES, write_runtime
 
 CHECK_PROMPTS = ["a person walks forward", "A man jumps, then waves his LEFT hand twice!", "日本語 🙂",
                  "jump " * 100]
@@ -80,7 +83,6 @@ def export_clip_text(path, out_dir, *, weights_dtype: str = "float32") -> dict:
     """Writes text.onnx, tokenizer.json and text.json for the CLIP file `path` into `out_dir`; checks the graph
     against the torch encoder on a few prompts. Returns text.json's contents plus ``check_max_abs_error``."""
     from ..models.clip_text import CLIPTextEncoder, read_clip_state_dict, resolve_clip_path
-    from .text_export import WEIGHTS_DTYPES, write_runtime
 
     if weights_dtype not in WEIGHTS_DTYPES:
         raise ValueError(f"weights_dtype must be one of {', '.join(WEIGHTS_DTYPES)}, got {weights_dtype!r}")

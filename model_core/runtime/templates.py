@@ -232,7 +232,7 @@ def build_templates(out_dir, *, sizes: dict | None = None, clip_sizes: dict | No
 
     from .clip_export import ClipTextGraph, runtime_tokenizer
     from .export import export_graphs, runtime_info
-    from .text_export import FORMAT_VERSION as TEXT_FORMAT, INPUT_NAMES, OUTPUT_NAME, export_text_graph, \
+    from .text_graph import FORMAT_VERSION as TEXT_FORMAT, INPUT_NAMES, OUTPUT_NAME, export_text_graph, \
         store_weights_float16
     from ..models.clip_text import build_clip_tokenizer
 
