@@ -207,6 +207,9 @@ def cmd_generate(argv: list[str]) -> int:
     req = Request(op="generate", prompt=args.prompt, frames=args.frames, seconds=args.seconds, n=args.n,
                   seed=args.seed, cfg=tuple(args.cfg), rounds=args.rounds).check(limits)
     profile = check_profile(args.profile)
+    pace = req.pace(limits)  # the prompt's words about length and pace (amounts.py), applied by generate
+    for note in pace.notes if profile == "bamm" else ():
+        print(f"note: {note}", file=sys.stderr)
     _check_device(args)
     out = outputs.check_folder(args.out)
     bamm = _load(args)
@@ -216,7 +219,7 @@ def cmd_generate(argv: list[str]) -> int:
         wanted = slugify(req.prompt) + (f"_{k}" if req.n > 1 else "")
         paths = write_outputs(m.joints, out, wanted, caption=req.prompt, fbx=not args.no_fbx,
                               preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
-        chosen = "requested" if req.frames is not None else "chosen by the model"
+        chosen = pace.describe() if profile == "bamm" else "requested" if req.frames else "chosen by the model"
         _print(paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s ({chosen})", wanted)
     return 0
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from . import decoding as D
+from . import pacing
 from .decoding import REFINE_MODES, Sampler, Settings, check_positive_int, is_number, refine_redo  # noqa: F401
 from .motion import features as F
 from .motion.contact_root import contact_root
@@ -149,13 +150,19 @@ class Generator:
     def generate(self, prompts: str | list[str], *, frames: int | None = None, n: int = 1, seed: int = 0,
                  cfg: tuple[float, float] = DEFAULT_CFG, refine: str | None = "every_other", rounds: int = 2,
                  temperature: float = 1.0, top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG,
-                 progress=None, use_cache: bool = True, profile: str | None = None) -> list[Motion]:
+                 progress=None, use_cache: bool = True, profile: str | None = None,
+                 amounts: bool = True) -> list[Motion]:
         """Motions for one prompt or a list, `n` each, prompt-major (len(prompts) * n results), one batch.
 
         frames: None lets the model end each motion ([END], 1..max_frames / 4 tokens); an int asks for that
-        many frames (rounded down to a multiple of 4). cfg: guidance of the first pass and of the refinement
-        passes; res_cfg: of the residual layers. refine: which tokens the refinement passes re-predict
-        ("every_other", "low_confidence", "suffix", "prefix"; None: no refinement); rounds: total token passes.
+        many frames (rounded down to a multiple of 4). amounts: each prompt's words about length and pace shape
+        its motions (`Request.pace`, `pacing.apply`): without ``frames``, an explicit duration sets the length
+        and counted steps cut the motion after that many steps; "slowly" / "quickly" time-stretch a walk or a
+        run (a slow one of the model's own length may run past max_frames); plain prompts are generated as without.
+        False (the evaluation against real clips), and the official profile: the model reads the prompt as
+        written and nothing is cut or retimed. cfg: guidance of the first pass and of the refinement passes;
+        res_cfg: of the residual layers. refine: which tokens the refinement passes re-predict ("every_other",
+        "low_confidence", "suffix", "prefix"; None: no refinement); rounds: total token passes.
         temperature 0 or top_k=1 picks the most likely tokens. Same seed -> same motions (on either back end).
         progress(stage, fraction) is called during decoding (fraction: overall, 0..1); an exception raised
         from it aborts the call. use_cache False recomputes every position at each step (same result).
@@ -173,23 +180,33 @@ class Generator:
         else:
             st = Settings(**req.settings())
         batch = len(prompts) * n
-        lengths = None
-        if req.frames is not None:
-            lengths = np.full(batch, req.frames // self.frames_per_token, np.int64)
+        paces = [req.pace(self.limits, p) if amounts and st.profile == "bamm" else None for p in prompts for _ in
+                 range(n)]
+        want = [req.frames if pc is None else pc.frames for pc in paces]
         sampler = Sampler(seed)
         prog = Progress(progress, {"text": 1, "tokens": 6, "refine": 3 * (st.passes > 0), "residual": 2,
                                    "decode": 1})
         prog("text", 0.0)
-        text = np.repeat(self.encode_text(prompts), n, 0)
+        text = np.repeat(self.encode_text([p if pc is None or pc.text is None else pc.text
+                                           for p, pc in zip(prompts, paces[::n])]), n, 0)
         prog("text", 1.0)
-        base, lengths = D.base_tokens(self.nets, text, batch=batch, lengths=lengths, st=st, sampler=sampler,
-                                      progress=prog.stage("tokens"), refine_progress=prog.stage("refine"),
-                                      use_cache=use_cache)
-        codes = D.residual_layers(self.nets, base, lengths, text, st, sampler)
+        # the motions whose length the model chooses, then those of a given length, drawn from one sampler: when
+        # no prompt's words give a length, one group, the batch as it always was
+        found: list = [None] * batch
+        for group in ([i for i in range(batch) if want[i] is None], [i for i in range(batch) if want[i] is not None]):
+            if not group:
+                continue
+            lengths = None if want[group[0]] is None else np.array([want[i] // self.frames_per_token for i in group])
+            base, lengths = D.base_tokens(self.nets, text[group], batch=len(group), lengths=lengths, st=st,
+                                          sampler=sampler, progress=prog.stage("tokens"),
+                                          refine_progress=prog.stage("refine"), use_cache=use_cache)
+            codes = D.residual_layers(self.nets, base, lengths, text[group], st, sampler)
+            for j, i in enumerate(group):
+                found[i] = codes[j, :int(lengths[j])]
         prog("residual", 1.0)
         motions = []
         for i in range(batch):
-            tokens = codes[i, :int(lengths[i])]
+            tokens = found[i]
             if st.profile == "bamm":
                 motions.append(self.tokens_to_motion(tokens, prompts[i // n]))
             else:  # the tokenizer sees every slot (zero vectors past the end); the motion is trimmed after
@@ -197,6 +214,8 @@ class Generator:
                 feats = feats[:len(tokens) * self.frames_per_token]
                 motions.append(Motion(joints=F.recover_from_ric(feats), features=feats, tokens=tokens,
                                       prompt=prompts[i // n], fps=self.fps))
+            if paces[i] is not None and not paces[i].plain:
+                motions[-1] = pacing.apply(self, motions[-1], paces[i])
             prog("decode", (i + 1) / batch)
         return motions
 

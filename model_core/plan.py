@@ -23,6 +23,7 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from .amounts import clause_length
 from .data.captions import _third
 from .data.pos_tags import tag_word
 from .request import InputError, Limits, _number, check_prompt
@@ -345,8 +346,9 @@ def _split_together(clause: str) -> tuple[str, str] | None:
 
 
 def _step(person: str, clause: str, together: str | None = None) -> Step:
-    prompt = f"{person} {_third_person(_strip_subject(clause))}"
-    return Step(prompt, kind_of(clause), None, None if together is None else f"{person} {together}")
+    clause, seconds = clause_length(clause)  # a duration in the clause ("waves for 3 s") is the step's own length
+    return Step(f"{person} {_third_person(_strip_subject(clause))}", kind_of(clause), seconds,
+                None if together is None else f"{person} {together}")
 
 
 def make_plan(prompt: str) -> Plan:

@@ -329,6 +329,12 @@ class Request:
                              f"most {lim.max_frames} frames ({lim.max_seconds:g} s) at once")
         return start, end
 
+    def pace(self, limits: Limits | None = None, prompt: str | None = None):
+        """The `amounts.Pace` of a checked generate request (or of ``prompt``, one of a batch): its length and pace
+        from its frames and its prompt's words ("for 3 seconds", "two steps", "slowly"); its own length wins."""
+        from .amounts import pace_of
+        return pace_of(self.prompt if prompt is None else prompt, self.frames, limits or Limits())
+
     def settings(self) -> dict:
         """The decoding keyword arguments (`decoding.Settings` fields)."""
         return {"cfg": tuple(self.cfg), "refine": self.refine, "rounds": self.rounds, "temperature": self.temperature,

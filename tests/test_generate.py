@@ -115,7 +115,8 @@ def test_greedy_decoding_reproduces_memorised_sequences_with_their_length():
         opt.step()
     model.t2m.eval()
     # no guidance: an over-fitted unconditional branch knows the sequences too, guidance would push away
-    out = model.generate(PROMPTS, top_k=1, cfg=(0.0, 0.0), refine="every_other", rounds=3, seed=0)
+    # amounts=False: the decoding loop alone ("slowly" would otherwise time-stretch the third motion)
+    out = model.generate(PROMPTS, top_k=1, cfg=(0.0, 0.0), refine="every_other", rounds=3, seed=0, amounts=False)
     assert [len(m.tokens) for m in out] == lengths.tolist()  # the model ended each motion itself
     for m, c, n in zip(out, codes, lengths):
         assert np.array_equal(m.tokens[:, 0], c[:n].numpy())

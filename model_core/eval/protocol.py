@@ -96,7 +96,7 @@ def generate_features(bamm, captions: list[str], frames: list[int] | None, *, se
         for b in range(0, len(idx), batch):
             chunk = idx[b:b + batch]
             motions = bamm.generate([captions[i] for i in chunk], frames=length, seed=seed + b, rounds=rounds,
-                                    **settings)
+                                    amounts=False, **settings)  # the model against real clips: no retiming
             for i, m in zip(chunk, motions):
                 out[i] = ((m.features - mean) / std).astype(np.float32)
     return out
@@ -212,7 +212,7 @@ def _multimodality(bamm, captions: list[str], frames, embed, *, n_prompts: int, 
     for i in rng.choice(len(captions), size=min(n_prompts, len(captions)), replace=False):
         samples = bamm.generate([captions[i]], n=n_samples, seed=gen_seed + int(i),
                                 frames=None if frames is None else frames[i] // 4 * 4, rounds=rounds,
-                                **(decoding or {}))
+                                amounts=False, **(decoding or {}))
         groups.append(embed(samples))
     return metrics.multimodality(np.stack(groups), seed=seed)
 
