@@ -10,8 +10,8 @@ the plans all get it). Numpy only.
 * pace: the joints are resampled in time (`motion.retime.retime`, the feet locked on the resampled contacts)
   to ``pace.out`` frames, or to the generated length / speed in whole tokens; the features are taken from the
   new joints and the tokens re-encoded from them, so editing and extending the result work as for any motion.
-  A model without a motion encoder (an imported published model) keeps the tokens it generated: they no longer
-  match the motion's length, so edits of it are refused, as for any motion it did not make.
+  A runtime without a motion encoder (an export without vq_encode) keeps the tokens it generated: they no
+  longer match the motion's length, so edits of it are refused, as for any motion it did not make.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def stretch(model, motion, frames: int):
     feats = np.concatenate([feats, feats[-1:]], 0)
     try:
         tokens = model.features_to_codes(feats)
-    except ValueError:  # no motion encoder (runtime without vq_encode)
+    except ValueError:  # no motion encoder (a runtime without vq_encode)
         tokens = motion.tokens
     return type(motion)(joints=joints, features=feats, tokens=tokens, prompt=motion.prompt, fps=motion.fps)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from support import rigs
+from support.rig_edits import world_heads
 
 bpy = pytest.importorskip("bpy")
 from mathutils import Matrix  # noqa: E402
@@ -42,14 +43,6 @@ def bamm_skeleton(context, joints):
     return source
 
 
-def world_heads(obj, names, frames) -> np.ndarray:
-    """Posed bone heads ``(F, len(names), 3)`` in world space as Blender evaluates them."""
-    out = []
-    for frame in frames:
-        bpy.context.scene.frame_set(int(frame))
-        world = np.array(obj.matrix_world)
-        out.append([world[:3, :3] @ np.array(obj.pose.bones[n].head) + world[:3, 3] for n in names])
-    return np.array(out)
 
 
 def angles(a, b) -> np.ndarray:
