@@ -315,7 +315,7 @@ def load(path, *, max_pickle_bytes: int = MAX_PICKLE_BYTES, max_storage_bytes: i
         if head == b"PK\x03\x04":
             raise ArchiveError(path, f"truncated or damaged zip archive ({e})") from None
         raise ArchiveError(path, "not a zip archive: torch.save writes zip archives since torch 1.6; a file in the "
-                                 "older format must be re-saved with a current torch (torch.save(torch.load(f), f))"
+                                 "older format must be re-saved with a current torch (load it there and save it again)"
                            ) from None
     with z:
         pickles = [n for n in z.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")]
