@@ -63,7 +63,7 @@ BUDGET_MB = 150.0
 RUNTIME_DIR = "runtime"  # inside the extension (bamm_blender.core.RUNTIME_DIR reads it from there)
 CODE = ("__init__.py", "bamm_blender", "model_core")
 RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/nets.py", "model_core/torch_nets.py",
-                   "model_core/generate.py")
+                   "model_core/generate.py", "model_core/vocabulary")  # the export writes vocab.json too
 TEMPLATES_DIR = "templates/official"  # inside the extension: the published model's graph templates
 TEMPLATE_SOURCES = ("model_core/runtime", "model_core/models", "model_core/official", "model_core/nets.py")
 KEEP_RUNTIMES = 2  # cached exports kept besides the newest
@@ -261,7 +261,7 @@ def part_sizes(zip_path: Path) -> dict[str, tuple[int, int]]:
     sizes = {"wheels": [0, 0], "runtime": [0, 0], "code": [0, 0]}
     for info in zipfile.ZipFile(zip_path).infolist():
         top = info.filename.split("/")[0]
-        part = "wheels" if top == "wheels" else "runtime" if top in (RUNTIME_DIR, "templates") else "code"
+        part = "wheels" if top == "wheels" else "runtime" if top in (RUNTIME_DIR, TEMPLATES_DIR.split("/")[0]) else "code"
         sizes[part][0] += info.compress_size
         sizes[part][1] += info.file_size
     return {k: (v[0], v[1]) for k, v in sizes.items()}

@@ -30,7 +30,7 @@ TEMPLATE_FORMAT = 1
 LICENCE = ("HumanML3D / AMASS: non-commercial research use only (so is any motion made with this model); "
            "MoMask: MIT; BAMM: no licence stated by its authors; CLIP: MIT")
 SOURCE = "published BAMM (HumanML3D) + MoMask RVQ-VAE and residual transformer + OpenAI CLIP ViT-B/32"
-FLOAT16_MAX = 65504.0
+FLOAT16_MAX = float(np.finfo(np.float16).max)  # 65504
 
 
 def quantize_columns(w) -> tuple[np.ndarray, np.ndarray]:

@@ -33,9 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .published import quantize_columns
+from .published import TEMPLATE_FORMAT, quantize_columns
 
-TEMPLATE_FORMAT = 1
 ALIGN = 4096
 PAPER = dict(code_num=512, code_dim=512, width=384, ff=1024, text_dim=512, t2m_layers=8, res_layers=8,
              heads=6, num_quantizers=6, vq_width=512, vq_depth=3, down_t=2, input_dim=263)
