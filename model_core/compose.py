@@ -5,14 +5,14 @@ In turn: the steps are generated with their own lengths and joined by the model'
 unless the plan gives seconds.
 
 At once (a step with a ``together`` arm prompt): the arm prompt is generated with the locomotion's length and
-its arms are composed onto the locomotion in rotation space -- both motions go through the IK of
-`motion/ik.py` (joints -> local bone rotations on the HumanML3D skeleton), the local rotations of the arm
+its arms are composed onto the locomotion in rotation space (`motion/arms.py`) -- both motions go through the
+IK (joints -> local bone rotations on the HumanML3D skeleton), the local rotations of the arm
 chains (collar, shoulder, elbow, wrist) of the arm action replace the locomotion's, and forward kinematics gives
 the joints back. The legs, the root path, the spine and the head stay the locomotion's, so foot contact and
 travel are untouched; the arms keep their pose relative to the chest, which carries them along. Only the arm(s)
 that act are taken ("right", "left", "both" in the prompt; else the side(s) whose wrist rises above the
 shoulder in the arm motion), so the other arm keeps its swing. Inside a sequence the composed arms fade in and
-out over ``RAMP`` frames at the step's boundaries.
+out over ``motion.arms.RAMP`` frames at the step's boundaries.
 
 ``refine=True`` re-encodes the composed motion into tokens and lets the BAMM transformer re-predict every
 other token of the composed steps from the whole prompt (bidirectional, like the refinement pass of
@@ -31,73 +31,9 @@ from . import decoding as D
 from .decoding import Sampler, Settings
 from .editing import padded_features
 from .generate import Generator, Motion
-from .motion import ik
-from .motion.skeleton import JOINT_INDEX as J
+from .motion.arms import arm_sides, compose_arms, ramp
 from .plan import Plan, Step, make_plan
 from .request import DEFAULT_CFG
-
-ARM_JOINTS = {side: tuple(J[f"{side[0]}_{part}"] for part in ("collar", "shoulder", "elbow", "wrist"))
-              for side in ("right", "left")}
-RAMP = 8  # frames over which composed arms fade in / out next to another step of a sequence
-UP_FRAMES = 8  # frames with the wrist above the shoulder that make an arm "acting" when the prompt names no side
-
-
-def arm_sides(prompt: str, arm_joints: np.ndarray) -> tuple[str, ...]:
-    """The arms to take from the arm motion: named in the prompt, else measured on its joints."""
-    words = set(prompt.lower().replace(",", " ").split())
-    if "both" in words or {"left", "right"} <= words:
-        return ("right", "left")
-    for side in ("right", "left"):
-        if side in words:
-            return (side,)
-    up = {s: int((arm_joints[:, J[f"{s[0]}_wrist"], 1] > arm_joints[:, J[f"{s[0]}_shoulder"], 1]).sum())
-          for s in ("right", "left")}
-    acting = tuple(s for s in ("right", "left") if up[s] >= UP_FRAMES)
-    if acting:
-        return acting
-    height = {s: float((arm_joints[:, J[f"{s[0]}_wrist"], 1] - arm_joints[:, J[f"{s[0]}_shoulder"], 1]).max())
-              for s in ("right", "left")}
-    return (max(height, key=height.get),)
-
-
-def compose_arms(base: np.ndarray, arms: np.ndarray, sides: tuple[str, ...], weight: np.ndarray | None = None,
-                 *, chest: bool = False) -> np.ndarray:
-    """Joints (T, 22, 3): ``base`` with the local rotations of the ``sides`` arm chains taken from ``arms``
-    (same T), blended in by ``weight`` (T,) in [0, 1] (default all 1). ``chest``: also take the arm action's
-    spine3 rotation (so its chest, neck, head and both arms move), the variant the benchmark measures.
-
-    Generated joints do not keep their bone lengths exactly, so forward kinematics on the fixed skeleton would
-    move every joint a little; only the chosen arms' joints are replaced, hung from the base's own spine3, and
-    every other joint stays the base's to the bit (legs, root, head: foot contact is unchanged)."""
-    base, arms = np.asarray(base, np.float64), np.asarray(arms, np.float64)
-    if base.shape != arms.shape or base.ndim != 3 or base.shape[1:] != (22, 3):
-        raise ValueError(f"base and arm joints must share a (T, 22, 3) shape, got {base.shape} and {arms.shape}")
-    if not sides or any(s not in ARM_JOINTS for s in sides):
-        raise ValueError(f"sides must name 'right' and/or 'left', got {sides!r}")
-    weight = np.ones(len(base)) if weight is None else np.clip(np.asarray(weight, np.float64), 0.0, 1.0)
-    pose, donor = ik.solve(base), ik.solve(arms)
-    rot_idx = [J["spine3"]] * chest + [j for s in sides for j in ARM_JOINTS[s]]
-    idx = [J["neck"], J["head"]] + [j for s in ("right", "left") for j in ARM_JOINTS[s]] if chest else rot_idx
-    rotations = pose.rotations.copy()
-    rotations[:, rot_idx] = donor.rotations[:, rot_idx]
-    fk = ik.forward(ik.Pose(rotations, pose.root, pose.offsets))
-    s3 = J["spine3"]
-    moved = fk[:, idx] - fk[:, s3:s3 + 1] + base[:, s3:s3 + 1]
-    out = base.copy()
-    out[:, idx] = base[:, idx] + weight[:, None, None] * (moved - base[:, idx])
-    return out.astype(np.float32)
-
-
-def _ramp(frames: int, fade_in: bool, fade_out: bool) -> np.ndarray:
-    w = np.ones(frames)
-    n = min(RAMP, frames // 2)
-    ramp = (np.arange(n) + 1) / (n + 1)
-    if fade_in:
-        w[:n] = ramp
-    if fade_out:
-        w[frames - n:] = ramp[::-1]
-    return w
-
 
 def step_frames(model: Generator, plan: Plan, *, seed: int = 0, **settings) -> list[int]:
     """Frames of each step: the plan's seconds, else the length the model chooses for the step's prompt (for a
@@ -172,7 +108,7 @@ def generate_plan(model: Generator, plan: Plan | str, *, seed: int = 0, cfg: tup
             continue
         arm = model.generate(s.together, frames=frames[k], seed=seed + 1 + k, **settings)[0].joints
         lo, hi = starts[k], starts[k] + len(arm)
-        weight = _ramp(len(arm), k > 0, k + 1 < len(plan.steps))
+        weight = ramp(len(arm), k > 0, k + 1 < len(plan.steps))
         joints = joints.copy()
         joints[lo:hi] = compose_arms(joints[lo:hi], arm, arm_sides(s.together, arm), weight)
         composed.append((lo, hi))

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.compose import ARM_JOINTS, arm_sides, compose_arms, generate_plan
+from model_core.compose import generate_plan
+from model_core.motion.arms import ARM_JOINTS, arm_sides, compose_arms
 from model_core.eval import composition as C
 from model_core.motion.skeleton import JOINT_INDEX as J
 from model_core.plan import Plan, Step
