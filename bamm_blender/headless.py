@@ -32,6 +32,7 @@ from .core import MODEL_FPS, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
 
 request = model_module(".request")  # the request contract: every check of a request's fields
+editing = model_module(".editing")  # numpy only: what an edit will do with its range (``travel_note``)
 
 SEAM_BLEND_S = 0.3  # ease from the kept keys into the new motion at each seam, seconds (bake.seam_weights)
 MIN_RANGE = 4  # scene frames
@@ -159,6 +160,7 @@ class Task:
     prompt: str = ""
     model: str = ""  # ``model_key`` of the job's spec (stored with the result's tokens)
     rig: dict | None = None  # a character's bone map (``rig_source``); None: a BAMM Skeleton
+    note: str = ""  # one line the user should read with the result (``editing.travel_note``)
 
 
 def _target(obj, context=None) -> dict | None:
@@ -214,9 +216,12 @@ def _source(context, target, spec: dict) -> tuple[bpy.types.Object, bpy.types.Ac
     return obj, action, results.Source(joints, None, first, last), rig
 
 
-def _source_args(found: results.Source) -> dict:
-    """The edit's source: the joints, and their tokens when the motion is unchanged since generation."""
-    return {"source": found.joints, **({"source_tokens": found.tokens} if found.tokens is not None else {})}
+def _source_args(found: results.Source, action) -> dict:
+    """The edit's source: the joints, their tokens when the motion is unchanged since generation, and the prompt
+    the action was made from (the same prompt regenerates with the source leading, a new one leads the range)."""
+    stored = action.get(results.PROMPT_KEY)
+    return {"source": found.joints, **({"source_tokens": found.tokens} if found.tokens is not None else {}),
+            **({"source_prompt": str(stored)} if stored else {})}
 
 
 def start_regenerate(context, *, target, first: int, last: int, prompt: str | None = None, seed: int = 0,
@@ -240,9 +245,12 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
         end = min(len(joints), start + FRAMES_PER_TOKEN)
     req = checked(spec, len(joints), op="edit", range=(start, end), prompt=_prompt(prompt, action), n=variations,
                   seed=seed, cfg=tuple(cfg))
-    job = backend_of(context, engine).submit(backend.Request("edit", spec, {**_source_args(found), **req.to_args()}))
+    args = {**_source_args(found, action), **req.to_args()}
+    job = backend_of(context, engine).submit(backend.Request("edit", spec, args))
+    led = req.prompt if req.prompt != args.get("source_prompt") else None
     return Task("regenerate", job, context.scene.name, obj.name, action.name, key_first, (first, last),
-                float(key_first), req.seed, req.prompt or "", model_key(spec), rig)
+                float(key_first), req.seed, req.prompt or "", model_key(spec), rig,
+                editing.travel_note(joints, (start, end), led, MODEL_FPS) or "")
 
 
 def start_extend(context, *, target, side: str, seconds: float, prompt: str | None = None, seed: int = 0,
@@ -265,7 +273,8 @@ def start_extend(context, *, target, side: str, seconds: float, prompt: str | No
     else:
         origin = float(key_first)
         span = (key_last + 1, int(math.floor(key_first + (len(joints) - 1 + added) * step + 1e-6)))
-    job = backend_of(context, engine).submit(backend.Request("extend", spec, {**_source_args(found), **req.to_args()}))
+    args = {**_source_args(found, action), **req.to_args()}
+    job = backend_of(context, engine).submit(backend.Request("extend", spec, args))
     return Task("extend", job, context.scene.name, obj.name, action.name, key_first, span, origin, req.seed,
                 req.prompt or "", model_key(spec), rig)
 

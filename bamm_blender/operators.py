@@ -58,13 +58,15 @@ class _JobOperator:
     def poll(cls, context):
         return context.scene is not None and not context.window_manager.bamm_running
 
-    def _done(self, actions) -> set:
-        self.report({"INFO"}, f"BAMM: {len(actions)} motion(s) ready: {', '.join(a.name for a in actions)}")
+    def _done(self, actions, task) -> set:
+        ready = f"BAMM: {len(actions)} motion(s) ready: {', '.join(a.name for a in actions)}"
+        self.report({"WARNING"} if task.note else {"INFO"}, f"{ready}; {task.note}" if task.note else ready)
         return {"FINISHED"}
 
     @reports_errors
     def execute(self, context):
-        return self._done(headless.run(context, self.start(context)))
+        task = self.start(context)
+        return self._done(headless.run(context, task), task)
 
     @reports_errors
     def invoke(self, context, _event):
@@ -95,7 +97,7 @@ class _JobOperator:
             _redraw(context)
             return {"PASS_THROUGH"}
         self._stop(context)
-        return self._done(headless.finish(context, self._task))
+        return self._done(headless.finish(context, self._task), self._task)
 
 
 class BAMM_OT_generate(_JobOperator, bpy.types.Operator):

@@ -1,9 +1,10 @@
 """Editing the animator's own animation on characters (headless Blender, the shipped weights on the CPU).
 
-    python bench/rig_edit.py [--data data_cache/bandai] [--clips 2] [--per-action 2] [--fps 24] [--seed 0]
-                             [--runtime] [--rest]
+    python bench/rig_edit.py [--data data_cache/bandai] [--clips 2] [--sources walk,wave-left-hand]
+                             [--per-action 2] [--fps 24] [--seed 0] [--runtime] [--rest]
 
-Held-out real clips (the longest walks of the test split of a Bandai-Namco build, ``--data``) are retargeted by the
+Held-out real clips (the longest of the test split of a Bandai-Namco build, ``--data``, of each ``--sources``
+content: by default walks, which travel through the range, and left-hand waves, which stand) are retargeted by the
 add-on's Retarget onto three characters (``tests/support/rig_edits.py``: Mixamo names at the FBX importer's 0.01
 scale, a Rigify-like deform rig, Mixamo names with an unmapped keyed bone between the chest and the neck; fingers
 and a custom property keyed too) as "the animator's animation". The middle 2 s of each is regenerated on the
@@ -16,8 +17,8 @@ per character:
 * seam step: the joints' displacement across each seam over the clip's own median frame-to-frame displacement
   (target <= 1.5), and the velocity change there over the clip's median (for information);
 * action accuracy of the range (the evaluator's classifier on the range read back from the character, and on the
-  model's own edit output) next to plain generation of the same prompts at the range's length (target: the edit
-  >= plain generation);
+  model's own edit output) next to plain generation of the same prompts at the range's length with the same seeds
+  (clip k of a source is edited with seed ``--seed`` + k) (target: the edit >= plain generation);
 * timing: warm Regenerate Range of 2 s on the Mixamo character with five-finger hands (65 bones, every finger
   keyed on every frame), median of 5, split into reading the character, the model job and writing the keys;
   in-process torch, and with ``--runtime`` also the bundled ONNX runtime in its worker process (the add-on's
@@ -61,10 +62,11 @@ ACTIONS = ("wave-right-hand", "wave-both-hands", "raise-up-right-hand", "raise-u
 RANGE_S = 2.0
 
 
-def clips(data: Path, n: int) -> list[tuple[str, np.ndarray]]:
+def clips(data: Path, n: int, content: str = "walk") -> list[tuple[str, np.ndarray]]:
+    """The ``n`` longest held-out clips of ``content``."""
     rows = [json.loads(line) for line in (data / "meta.jsonl").read_text().splitlines()]
-    walks = sorted((r for r in rows if r["split"] == "test" and r["content"] == "walk"), key=lambda r: -r["frames"])
-    return [(r["id"], np.load(data / "new_joints" / f"{r['id']}.npy")) for r in walks[:n]]
+    found = sorted((r for r in rows if r["split"] == "test" and r["content"] == content), key=lambda r: -r["frames"])
+    return [(r["id"], np.load(data / "new_joints" / f"{r['id']}.npy")) for r in found[:n]]
 
 
 def scene(fps: int):
@@ -167,7 +169,9 @@ def main() -> None:
     p.add_argument("--data", default=str(ROOT / "data_cache" / "bandai"))
     p.add_argument("--weights", default=str(ROOT / "weights"))
     p.add_argument("--evaluator", default=str(ROOT / "weights" / "evaluator"))
-    p.add_argument("--clips", type=int, default=2)
+    p.add_argument("--clips", type=int, default=2, help="clips of each source content")
+    p.add_argument("--sources", default="walk,wave-left-hand",
+                   help="contents of the held-out clips edited (a travelling and a standing one by default)")
     p.add_argument("--per-action", type=int, default=2)
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--seed", type=int, default=0)
@@ -188,21 +192,24 @@ def main() -> None:
     engine = headless.Engine(backend.InProcessBackend(model=model), {"weights": args.weights})
     results = defaultdict(list)
     start = time.time()
+    seeds = [args.seed + k for k in range(args.clips)]  # clip k of each source is edited with seed k
     with headless.use_engine(engine):
-        for clip_id, joints in clips(data, args.clips):
-            for style in rig_edits.STYLES:
-                for q in prompts:
-                    results[style].append((q, one_edit(scene(args.fps), style, joints, q.prompt, args.seed, args.fps,
-                                                       stats)))
-    print(f"{args.clips} held-out walks x {len(prompts)} prompts of {', '.join(ACTIONS)}; {RANGE_S:g} s ranges at "
-          f"{args.fps} fps; seed {args.seed}; {time.time() - start:.0f} s")
+        for content in args.sources.split(","):
+            for (clip_id, joints), seed in zip(clips(data, args.clips, content), seeds):
+                for style in rig_edits.STYLES:
+                    for q in prompts:
+                        results[content, style].append((q, one_edit(scene(args.fps), style, joints, q.prompt, seed,
+                                                                    args.fps, stats)))
+    print(f"{args.clips} held-out clips of each of {args.sources} x {len(prompts)} prompts of {', '.join(ACTIONS)}; "
+          f"{RANGE_S:g} s ranges at {args.fps} fps; seeds {seeds}; {time.time() - start:.0f} s")
     plain_hits = []
-    for q in prompts:  # plain generation of each prompt at the length of the range
+    for q in prompts:  # plain generation of each prompt at the length of the range, with the same seeds
         frames = int(round(RANGE_S * 20 / 4)) * 4
-        (m,) = model.generate(q.prompt, frames=frames, seed=args.seed)
-        predicted, _ = classify(classifier, [((m.features - stats[0]) / stats[1]).astype(np.float32)])
-        plain_hits.append(labels["contents"][predicted[0]] == q.action)
-    for style, rows in results.items():
+        for seed in seeds:
+            (m,) = model.generate(q.prompt, frames=frames, seed=seed)
+            predicted, _ = classify(classifier, [((m.features - stats[0]) / stats[1]).astype(np.float32)])
+            plain_hits.append(labels["contents"][predicted[0]] == q.action)
+    for (content, style), rows in results.items():
         predicted, _ = classify(classifier, [r["features"] for _, r in rows])
         hits = [labels["contents"][c] == q.action for (q, _), c in zip(rows, predicted)]
         predicted, _ = classify(classifier, [r["model_features"] for _, r in rows])
@@ -211,7 +218,7 @@ def main() -> None:
         plain = np.concatenate([r["retarget"].ravel() for _, r in rows])
         steps = np.concatenate([r["steps"] for _, r in rows])
         accel = np.concatenate([r["accelerations"] for _, r in rows])
-        print(f"{style}: {len(rows)} edits, keys outside not bit-identical: {sum(r['bad_keys'] for _, r in rows)}")
+        print(f"{content} clips on {style}: {len(rows)} edits, keys outside not bit-identical: {sum(r['bad_keys'] for _, r in rows)}")
         print(f"  limb direction error in the range (deg): mean {direction.mean():.2f}, p95 "
               f"{np.percentile(direction, 95):.2f}, max {direction.max():.2f}; plain Retarget of the same joints: "
               f"mean {plain.mean():.2f}, p95 {np.percentile(plain, 95):.2f}, max {plain.max():.2f}")

@@ -1,11 +1,22 @@
 """Editing with the bidirectional mask: inpainting, outpainting, prefix/suffix, and long sequences.
 
-The tokens to regenerate are hidden from the BAMM transformer and predicted left to right while every kept
-token (and [END]) stays visible, then refined like generation (``refine`` over the regenerated tokens only);
-kept tokens and all their residual layers are copied unchanged (`decoding.regenerate`). A token
-sequence longer than one transformer context is handled through a window of at most ``Generator.max_tokens``
-tokens centred on the regenerated span; the window ends with [END] even where the motion goes on (training
-only ever shows [END] at a real end, so that is an approximation).
+Without a prompt, or with the source motion's own, the range is *inpainted*: its tokens are hidden from the
+BAMM transformer and predicted left to right while every kept token (and [END]) stays visible, then refined like
+generation (``refine`` over the regenerated tokens only); kept tokens and all their residual layers are copied
+unchanged (`decoding.regenerate`). The context leads: the model goes on with what it sees around the range.
+
+A new prompt *leads the range* (`led_by_prompt`): its tokens are generated alone at the range's length, as
+Generate makes them, spliced in, and ``TRANSITION`` tokens inside each seam are regenerated with both sides
+visible and no text (the transition belongs to neither), as between the steps of a sequence. Inpainting alone
+gave the prompt's action on none of the edits of ``bench/rig_edit.py``: the context always won. Where the
+animation travels through the range (`travel`), an arm action is done on the way: the arms of the prompt's
+motion are composed (`motion.arms`) onto the range inpainted with the prompt, whose legs and root go on as the
+animation does; any other action is done in place and slides to the keys after the range (`travel_note` says
+so). Extending with a new prompt is led by it the same way.
+
+A token sequence longer than one transformer context is handled through a window of at most
+``Generator.max_tokens`` tokens centred on the regenerated span; the window ends with [END] even where the
+motion goes on (training only ever shows [END] at a real end, so that is an approximation).
 
 Frames outside the edited range are the source's own joints. The generated frames are placed with a yaw
 rotation and a shift fitted on ``CONTEXT`` source frames on each side (interpolated across the range), and
@@ -20,8 +31,12 @@ from . import decoding as D
 from .decoding import Sampler, Settings, check_positive_int
 from .generate import Generator, Motion, Progress
 from .motion import features as F
+from .motion.arms import arm_sides, compose_arms, ramp
+from .plan import kind_of
 from .request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError, Limits, Request
 
+TRAVEL_SPEED = 0.3  # m/s: a range the source crosses faster than this travels (see `edit`)
+TRANSITION = 1  # tokens inside each seam of a range led by its prompt, regenerated with both sides visible
 CONTEXT = 8  # source frames on each side of a seam used to fit the placement of the generated frames
 BLEND = 4  # frames inside the range over which the remaining offset at a seam fades out
 
@@ -125,6 +140,54 @@ def place(gen: np.ndarray, src: np.ndarray, src_at: int, ranges: list[tuple[int,
     return out.astype(np.float32)
 
 
+def travel(joints: np.ndarray, start: int, end: int, fps: float) -> float | None:
+    """Metres the root crosses over the ground from the last frame before [start, end) to the first after it,
+    when the range has frames on both sides and they are crossed faster than ``TRAVEL_SPEED``; else None."""
+    if start <= 0 or end >= len(joints):
+        return None
+    metres = float(np.linalg.norm(joints[end, 0, [0, 2]] - joints[start - 1, 0, [0, 2]]))
+    return metres if metres > TRAVEL_SPEED * (end - start) / fps else None
+
+
+def travel_note(joints: np.ndarray, frames: tuple[int, int], prompt: str | None, fps: float) -> str | None:
+    """One line for the user when a range led by ``prompt`` must slide: the animation travels through the range
+    and the prompt's action is done in place (an arm action is done on the way, locomotion travels itself)."""
+    metres = travel(np.asarray(joints), *frames, fps) if prompt else None
+    if metres is None or kind_of(prompt) in ("arm", "locomotion"):
+        return None
+    return (f"the animation travels {metres:.1f} m through this range and '{prompt}' is done in place, so the "
+            "body slides to reach the keys after it: pick frames where the character stands, or widen the range")
+
+
+def led_by_prompt(model: Generator, codes: np.ndarray, spans: list[tuple[int, int]], text: np.ndarray,
+                  st: Settings, sampler: Sampler, progress=None) -> np.ndarray:
+    """codes (N, Q) with every token span [lo, hi) made by the prompt (``text`` (1, D)): generated alone at the
+    span's length (one batch), spliced in, then ``TRANSITION`` tokens inside each seam with the source
+    regenerated unconditionally, both sides visible (see the module docstring)."""
+    lengths = np.array([hi - lo for lo, hi in spans], np.int64)
+    emb = np.repeat(np.asarray(text), len(spans), axis=0)
+    first = None if progress is None else (lambda x: progress(0.7 * x))
+    base, lengths = D.base_tokens(model.nets, emb, batch=len(spans), lengths=lengths, st=st, sampler=sampler,
+                                  progress=first)
+    fresh = D.residual_layers(model.nets, base, lengths, emb, st, sampler)
+    out = np.array(codes, np.int64)
+    items = []
+    for k, (lo, hi) in enumerate(spans):
+        out[lo:hi] = fresh[k, :hi - lo]
+        t = min(TRANSITION, (hi - lo) // 4)
+        keep = np.ones(len(out), bool)
+        keep[lo:lo + t * (lo > 0)] = False
+        keep[hi - t * (hi < len(out)):hi] = False
+        if not keep.all():
+            items.append(keep)
+    if items:  # one item per span: the seams of different spans may lie more than one context apart
+        rest = None if progress is None else (lambda x: progress(0.7 + 0.3 * x))
+        joined = D.regenerate(model.nets, [(out, keep) for keep in items], None, st, sampler, rest)
+        for keep, new in zip(items, joined):
+            out[~keep] = new[~keep]
+    return out
+
+
 def _result(model: Generator, joints: np.ndarray, tokens: np.ndarray, prompt: str | None) -> Motion:
     return Motion(joints=joints, features=padded_features(joints), tokens=np.asarray(tokens, np.int64),
                   prompt=prompt, fps=model.fps)
@@ -143,8 +206,9 @@ def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None =
     the middle), prefix or suffix (a range touching the start or the end).
 
     The range is snapped outward to token boundaries for the tokens; frames outside [start, end) are the
-    source's. prompt None: the source Motion's prompt if it has one, else unconditional. rounds - 1 extra
-    passes re-predict the regenerated tokens chosen by `refine` (guidance cfg[1]), as in generation."""
+    source's. prompt None or the source Motion's own: inpainted with the source's prompt (unconditional without
+    one); a new prompt leads the range (module docstring). rounds - 1 extra passes re-predict the regenerated
+    tokens chosen by `refine` (guidance cfg[1]), as in generation."""
     settings = dict(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
     Request(op="edit", prompt=prompt, range=(0, model.max_frames), seed=seed, **settings).check(model.limits)
     joints, codes, src_prompt = source_motion(model, source)
@@ -157,11 +221,25 @@ def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None =
     sampler = Sampler(seed)
     text = _text(model, prompt)
     prog("text", 1.0)
+    span = (start // f, -(-end // f))
     keep = np.ones(len(codes), bool)
-    keep[start // f:-(-end // f)] = False
-    new = D.regenerate(model.nets, [(codes, keep)], text, st, sampler, prog.stage("tokens"))[0]
-    _, decoded = model.decode(new)
-    out = place(decoded[:len(joints)], joints, 0, [(start, end)])
+    keep[span[0]:span[1]] = False
+    if not req.prompt or req.prompt == src_prompt:  # inpainting: the context leads
+        new = D.regenerate(model.nets, [(codes, keep)], text, st, sampler, prog.stage("tokens"))[0]
+        out = place(model.decode(new)[1][:len(joints)], joints, 0, [(start, end)])
+    else:
+        new = led_by_prompt(model, codes, [span], text, st, sampler, prog.stage("tokens"))
+        out = place(model.decode(new)[1][:len(joints)], joints, 0, [(start, end)])
+        if kind_of(prompt) == "arm" and travel(joints, start, end, model.fps) is not None:
+            # the animation travels through the range: the person goes on as it does, doing the arm action
+            context = D.regenerate(model.nets, [(codes, keep)], text, st, Sampler(seed))[0]  # as inpainting
+            base = place(model.decode(context)[1][:len(joints)], joints, 0, [(start, end)])
+            action = out[start:end]
+            base[start:end] = compose_arms(base[start:end], action, arm_sides(prompt, action),
+                                           ramp(end - start, True, True))
+            new = context.copy()  # the tokens of the range re-encoded from the composed joints
+            new[span[0]:span[1]] = model.features_to_codes(padded_features(base))[span[0]:span[1]]
+            out = base
     prog("decode", 1.0)
     return _result(model, out, new, prompt)
 
@@ -171,7 +249,8 @@ def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 
            rounds: int = 2, temperature: float = 1.0, top_k: int | None = None, res_cfg: float = DEFAULT_RES_CFG,
            progress=None) -> Motion:
     """Add generated motion before and/or after `source` (outpainting), in whole tokens (4 frames = 0.2 s at
-    20 fps, rounded), with the source tokens as context; the source frames stay exactly as they are."""
+    20 fps, rounded), with the source tokens as context, or led by a new prompt (module docstring); the source
+    frames stay exactly as they are."""
     settings = dict(cfg=cfg, refine=refine, rounds=rounds, temperature=temperature, top_k=top_k, res_cfg=res_cfg)
     fields = dict(prompt=prompt, before_s=before_s, after_s=after_s, seed=seed, **settings)
     Request(op="extend", **fields).check(model.limits)  # before the source is encoded
@@ -188,9 +267,14 @@ def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 
     nb, na = counts
     q = codes.shape[1]
     new = codes
-    # both sides in one pass when they fit in one context, else the end first, then the start
-    sides = [(nb, na)] if nb + len(codes) + na <= model.max_tokens else [(0, na), (nb, 0)]
-    sides = [side for side in sides if sum(side)]
+    if req.prompt and req.prompt != src_prompt:
+        ext = np.concatenate([np.zeros((nb, q), np.int64), codes, np.zeros((na, q), np.int64)])
+        spans = [s for s in ((0, nb), (nb + len(codes), len(ext))) if s[1] > s[0]]
+        sides = []
+        new = led_by_prompt(model, ext, spans, text, st, sampler, prog.stage("tokens"))
+    else:  # both sides in one pass when they fit in one context, else the end first, then the start
+        sides = [(nb, na)] if nb + len(codes) + na <= model.max_tokens else [(0, na), (nb, 0)]
+        sides = [side for side in sides if sum(side)]
     for k, (before, after) in enumerate(sides):
         ext = np.concatenate([np.zeros((before, q), np.int64), new, np.zeros((after, q), np.int64)])
         keep = np.zeros(len(ext), bool)

@@ -341,7 +341,7 @@ class Request:
                 "top_k": self.top_k, "res_cfg": self.res_cfg}
 
     def to_args(self) -> dict:
-        """The worker's JSON ``args`` of this request (without ``source`` / ``source_tokens``)."""
+        """The worker's JSON ``args`` of this request (without ``source`` / ``source_tokens`` / ``source_prompt``)."""
         args = {"prompt": self.prompt, "n": self.n, "seed": self.seed, "cfg": list(self.cfg), "refine": self.refine,
                 "rounds": self.rounds, "temperature": self.temperature, "top_k": self.top_k, "res_cfg": self.res_cfg}
         if self.op == "generate":
@@ -365,13 +365,13 @@ class Request:
         if not isinstance(args, dict):
             raise InputError(f"args must be an object, got {type(args).__name__}")
         known = {"prompt", "n", "seed", "cfg", "refine", "rounds", "temperature", "top_k", "res_cfg", "frames",
-                 "source", "source_tokens"}
+                 "source", "source_tokens", "source_prompt"}
         known |= {"seconds"} if op == "generate" else {"before_s", "after_s"} if op == "extend" else \
             {"plan"} if op == "plan" else set()
         unknown = sorted(set(args) - known, key=str)
         if unknown:
             raise InputError(f"{op}: unknown argument(s) {', '.join(map(str, unknown))[:200]}")
-        fields = {k: v for k, v in args.items() if k not in ("source", "source_tokens", "frames")}
+        fields = {k: v for k, v in args.items() if k not in ("source", "source_tokens", "source_prompt", "frames")}
         if op == "edit":
             fields["range"] = args.get("frames")
         elif op == "generate":

@@ -41,7 +41,9 @@ give one motion each (``compose.py``). Ready's ``limits``: the runtime's or weig
 ``.npy`` path of that motion's tokens (ceil(T / 4), Q) int64, as returned with an earlier result: when they
 fit the joints, the kept part of the motion is taken from them as they are instead of encoding the joints
 again (encoding decoded joints does not give the same codes back); tokens of another shape are ignored and
-the joints encoded.
+the joints encoded. ``source_prompt`` (optional): the prompt the source motion was made from. An edit or extend
+whose ``prompt`` is that prompt (or null) regenerates with the source leading (inpainting); a new prompt leads
+the range itself (``editing.py``).
 
 ``MODEL`` is one of
 
@@ -85,7 +87,7 @@ from pathlib import Path
 
 from .model_spec import ModelCache, spec_limits
 from .protocol import ProtocolError, error_kind, parse_line
-from .request import OPS, InputError, Limits, Request
+from .request import OPS, InputError, Limits, Request, check_prompt
 
 HEARTBEAT_S = 2.0  # a line at least this often while a request runs: the client notices a silent worker
 
@@ -117,7 +119,8 @@ def _array(value, dtype, what: str, shape_ok, limit: int):
 
 
 def _source(args: dict, limits: Limits):
-    """joints (T, 22, 3), or a Motion carrying the client's tokens when ``source_tokens`` is given."""
+    """joints (T, 22, 3), or a Motion carrying the client's tokens and / or prompt when ``source_tokens`` /
+    ``source_prompt`` is given."""
     import numpy as np
 
     from .generate import Motion
@@ -128,11 +131,13 @@ def _source(args: dict, limits: Limits):
                     limits.max_source_frames)
     if not np.isfinite(joints).all():
         raise InputError("the source joints hold NaN or infinite values")
-    if args.get("source_tokens") is None:
+    prompt = args.get("source_prompt")
+    prompt = None if prompt is None else check_prompt(prompt, limits, required=False)
+    if args.get("source_tokens") is None and prompt is None:
         return joints
-    tokens = _array(args["source_tokens"], np.int64, "source_tokens", lambda s: len(s) == 2,
-                    limits.max_source_frames)
-    return Motion(joints=joints, features=np.zeros((0, 0), np.float32), tokens=tokens)
+    tokens = None if args.get("source_tokens") is None else \
+        _array(args["source_tokens"], np.int64, "source_tokens", lambda s: len(s) == 2, limits.max_source_frames)
+    return Motion(joints=joints, features=np.zeros((0, 0), np.float32), tokens=tokens, prompt=prompt)
 
 
 def run(model, op: str, args: dict, progress=None) -> list:

@@ -156,6 +156,7 @@ def test_tokens_travel_while_the_motion_is_unchanged(ctx, op):
         sent = runner.requests[-1].args
         np.testing.assert_array_equal(sent["source_tokens"], stored.tokens)
         np.testing.assert_array_equal(sent["source"], stored.joints)
+        assert sent["source_prompt"] == action[results.PROMPT_KEY]  # a blank New Prompt: the source leads
         again = results.source(obj, result, ctx.scene, model=key)  # the result's own tokens, not its source's
         assert again.tokens is not None and len(again.tokens) == -(-len(again.joints) // 4)
         bake.assign_action(obj, action)

@@ -254,6 +254,22 @@ def test_operators_on_a_character_are_one_undo_step(engine, walk):
     assert bpy.data.objects["Character"].animation_data.action.name == source and edited not in bpy.data.actions
 
 
+def test_a_range_the_character_walks_through_says_when_the_action_slides(engine, walk):
+    """The clip stands for 2 s, then walks: a bow asked for where it walks has to slide to the keys after the range,
+    and the result says so; an arm action is done on the way, and where it stands nothing needs saying."""
+    context = scene(20)
+    rig, _ = rig_edits.animated_character(context, "mixamo_cm", walk)
+    key_first, _ = bake.key_range(rig, rig.animation_data.action)
+    tasks = {name: headless.start_regenerate(context, target=rig, first=key_first + a, last=key_first + b,
+                                             prompt=prompt, seed=0)
+             for name, (a, b, prompt) in {"walking": (60, 99, "a person bows"), "arms": (60, 99, PROMPT),
+                                          "standing": (5, 30, "a person bows")}.items()}
+    for task in tasks.values():
+        task.job.wait(120)
+    assert "slides" in tasks["walking"].note and "'a person bows'" in tasks["walking"].note
+    assert tasks["arms"].note == "" and tasks["standing"].note == ""
+
+
 def test_the_retarget_sections_map_is_the_characters_map(engine, walk):
     context = scene(20)
     rig, _action = rig_edits.animated_character(context, "mixamo_cm", walk[:40])

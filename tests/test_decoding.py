@@ -72,11 +72,11 @@ def test_settings_reject_bad_values(changes, match):
 
 @pytest.mark.parametrize("mode, same", [("suffix", slice(0, 2)), ("prefix", slice(3, 5))])
 def test_editing_honours_refine(bamm, mode, same):
-    """Regenerated slots 4..8 (5 tokens): the refinement re-predicts the chosen 3 only, so the other 2
-    keeps the tokens of the first pass (the same random stream up to there)."""
+    """Inpainting (no new prompt) of slots 4..8 (5 tokens): the refinement re-predicts the chosen 3 only, so
+    the other 2 keep the tokens of the first pass (the same random stream up to there)."""
     source = bamm.generate("a person walks in a circle", frames=48, seed=5)[0]
-    first = bamm.edit(source, (16, 36), "a person jumps", seed=1, refine=None)
-    refined = bamm.edit(source, (16, 36), "a person jumps", seed=1, refine=mode, rounds=2)
+    first = bamm.edit(source, (16, 36), seed=1, refine=None)
+    refined = bamm.edit(source, (16, 36), seed=1, refine=mode, rounds=2)
     span_first, span_refined = first.tokens[4:9, 0], refined.tokens[4:9, 0]
     assert np.array_equal(span_first[same], span_refined[same])
     assert not np.array_equal(first.tokens[4:9], refined.tokens[4:9])

@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from model_core.decoding import MIN_TOKENS
-from model_core.editing import place, source_motion
+from model_core.editing import place, source_motion, travel_note
 from model_core.generate import BAMM, Motion, refine_redo
+from model_core.motion.arms import ARM_JOINTS
 
 PROMPTS = ["a person walks forward", "someone jumps twice", "a man sits down slowly"]
 
@@ -207,6 +208,73 @@ def test_edit_without_prompt_uses_the_source_prompt_and_seed(bamm, source):
     assert a.prompt == source.prompt and np.array_equal(a.joints, b.joints)
     unconditional = bamm.edit(source.joints, (8, 24), seed=3)
     assert unconditional.prompt is None
+
+
+@pytest.mark.parametrize("frames, inner", [((16, 36), slice(5, 8)), ((0, 20), slice(0, 4)), ((28, 48), slice(8, 12))],
+                         ids=["inpaint", "prefix", "suffix"])
+def test_edit_with_a_new_prompt_is_led_by_it(bamm, source, frames, inner):
+    """A new prompt's range is made as Generate makes that prompt at the range's length; only the token inside
+    each seam with the source is regenerated (both sides visible)."""
+    out = bamm.edit(source, frames, "a person jumps", seed=1)
+    alone = bamm.generate("a person jumps", frames=frames[1] - frames[0], seed=1)[0]
+    lo = frames[0] // 4
+    assert np.array_equal(out.tokens[inner], alone.tokens[inner.start - lo:inner.stop - lo])
+    seams = [k for k in (lo, frames[1] // 4 - 1) if k not in range(inner.start, inner.stop)]
+    assert not np.array_equal(out.tokens[seams], alone.tokens[[k - lo for k in seams]])
+    context = bamm.edit(source, frames, seed=1)  # the source's own prompt: inpainting, the context leads
+    assert not np.array_equal(context.tokens[inner], out.tokens[inner])
+
+
+def test_extend_with_a_new_prompt_is_led_by_it(bamm, source):
+    out = bamm.extend(source, after_s=1.0, prompt="a person jumps", seed=2)
+    alone = bamm.generate("a person jumps", frames=20, seed=2)[0]
+    n = len(source.tokens)
+    assert np.array_equal(out.tokens[n + 1:], alone.tokens[1:])  # the first added token joins the source
+    assert np.array_equal(out.joints[:len(source.joints)], source.joints)
+
+
+def test_the_worker_inpaints_with_the_source_prompt_and_leads_with_a_new_one(bamm, source):
+    from model_core import worker
+
+    args = {"source": source.joints, "source_tokens": source.tokens, "frames": [16, 36], "seed": 3}
+    same = worker.run(bamm, "edit", {**args, "source_prompt": source.prompt, "prompt": source.prompt})[0]
+    new = worker.run(bamm, "edit", {**args, "source_prompt": source.prompt, "prompt": "a person jumps"})[0]
+    assert np.array_equal(same.tokens, bamm.edit(source, (16, 36), seed=3).tokens)
+    assert np.array_equal(new.tokens, bamm.edit(source, (16, 36), "a person jumps", seed=3).tokens)
+    with pytest.raises(ValueError, match="prompt"):
+        worker.run(bamm, "edit", {**args, "source_prompt": 7})
+
+
+def test_an_arm_action_on_a_travelling_range_keeps_the_travel(bamm, source):
+    """Where the animation crosses the range, an arm prompt is done on the way: legs, root and spine are those
+    of inpainting the range with the prompt (the same seed), the arms the prompt's own motion."""
+    travelling = source.joints + (np.arange(len(source.joints)) * 0.1)[:, None, None] * np.array([1.0, 0, 0])
+    prompt = "a person waves the right hand"
+    out = bamm.edit(travelling, (16, 36), prompt, seed=4)
+    inpainted = bamm.edit(Motion(joints=travelling, features=None, tokens=None, prompt=prompt), (16, 36), seed=4)
+    arms = list(ARM_JOINTS["right"])
+    body = [j for j in range(22) if j not in arms]
+    assert np.array_equal(out.joints[16:36][:, body], inpainted.joints[16:36][:, body])
+    assert not np.allclose(out.joints[24:28][:, arms], inpainted.joints[24:28][:, arms])
+    assert np.array_equal(out.tokens[:4], source_motion(bamm, travelling)[1][:4])
+
+
+@pytest.mark.parametrize("prompt, frames, moving, says", [
+    ("a person bows", (16, 36), True, True),
+    ("a person waves the right hand", (16, 36), True, False),  # done on the way
+    ("a person runs forward", (16, 36), True, False),  # travels itself
+    ("a person bows", (16, 36), False, False),  # the animation stands there
+    ("a person bows", (28, 48), True, False),  # a suffix: nothing to reach after it
+    (None, (16, 36), True, False),  # inpainting
+])
+def test_travel_note_says_when_a_range_must_slide(source, prompt, frames, moving, says):
+    joints = source.joints - source.joints[:, :1] * np.array([1.0, 0, 1])  # the root stays over the origin
+    if moving:  # 1.5 m/s along x: 1.6 m from the frame before the range to the frame after it
+        joints = joints + (np.arange(len(joints)) * 0.075)[:, None, None] * np.array([1.0, 0, 0])
+    note = travel_note(joints, frames, prompt, 20.0)
+    assert (note is not None) == says
+    if says:
+        assert "1.6 m" in note and "slides" in note and "\n" not in note
 
 
 def test_edit_of_a_clip_longer_than_the_context(bamm):
