@@ -15,10 +15,12 @@ per character:
 * limb direction error (degrees, as in the retarget tests) of the character against the model's joints in the
   range past the seam blends, next to plain Retarget of the same joints from a BAMM Skeleton;
 * seam step: the joints' displacement across each seam over the clip's own median frame-to-frame displacement
-  (target <= 1.5), and the velocity change there over the clip's median (for information);
+  (target <= 1.5), the velocity change there over the clip's median, and the step over the motion beside the
+  seam (the new motion's inside, the clip's outside: a still clip's own median is a fraction of a millimetre);
 * action accuracy of the range (the evaluator's classifier on the range read back from the character, and on the
   model's own edit output) next to plain generation of the same prompts at the range's length with the same seeds
   (clip k of a source is edited with seed ``--seed`` + k) (target: the edit >= plain generation);
+* action accuracy of Extend After (``RANGE_S``, the same prompts, the Mixamo character) on the added seconds;
 * timing: warm Regenerate Range of 2 s on the Mixamo character with five-finger hands (65 bones, every finger
   keyed on every frame), median of 5, split into reading the character, the model job and writing the keys;
   in-process torch, and with ``--runtime`` also the bundled ONNX runtime in its worker process (the add-on's
@@ -121,6 +123,7 @@ def one_edit(context, style, joints, prompt, seed, fps, stats):
     bake.assign_action(rig, action)
     original = rig_edits.world_heads(rig, bones, frames)
     out["steps"] = np.array(rig_edits.seam_jumps(heads, frames, first, last)) / np.median(rig_edits.speeds(original))
+    out["local"] = np.array(local_steps(heads, original, frames, first, last))
     acc = np.linalg.norm(original[2:] - 2 * original[1:-1] + original[:-2], axis=-1).mean(-1)
     out["accelerations"] = np.array(rig_edits.seam_accelerations(heads, frames, first, last)) / np.median(acc)
     bake.assign_action(rig, edited)
@@ -130,6 +133,32 @@ def one_edit(context, style, joints, prompt, seed, fps, stats):
     out["model_features"] = ((extract_features(motion.joints[start:end]) - stats[0]) / stats[1]).astype(np.float32)
     out["frames"] = end - start
     return out
+
+
+def local_steps(edited: np.ndarray, original: np.ndarray, frames: np.ndarray, first: int, last: int) -> list[float]:
+    """Each seam's step over the motion beside it: the larger of the new motion's median step over the 4 frames
+    inside the range and the original's over the 4 frames outside (a still clip's own median is near nothing)."""
+    new, old = rig_edits.speeds(edited), rig_edits.speeds(original)
+    out = []
+    for seam, inside, outside in ((first - 1, slice(1, 5), slice(-4, 0)), (last, slice(-4, 0), slice(1, 5))):
+        i = seam - int(frames[0])
+        if 4 <= i < len(new) - 4:
+            beside = max(np.median(new[i + inside.start:i + inside.stop]),
+                         np.median(old[i + outside.start:i + outside.stop]))
+            out.append(float(new[i] / beside))
+    return out
+
+
+def one_extend(context, joints, prompt, seed, fps, stats) -> np.ndarray:
+    """Extend After by RANGE_S with ``prompt`` on the Mixamo character: the added seconds' features as read back."""
+    rig, action = rig_edits.animated_character(context, "mixamo_cm", joints)
+    _, key_last = bake.key_range(rig, action)
+    task = headless.start_extend(context, target=rig, side="AFTER", seconds=RANGE_S, prompt=prompt, seed=seed)
+    task.job.wait(300)
+    (extended,) = headless.finish(context, task)
+    read, first, _ = rig_source.model_joints(rig_source.character(context, rig), extended, context.scene)
+    start = int(np.ceil((key_last + 1 - first) * 20 / fps))
+    return ((extract_features(read[start:]) - stats[0]) / stats[1]).astype(np.float32)
 
 
 def timing(context, engine, joints, fps, repeat=5) -> dict[str, float]:
@@ -190,7 +219,7 @@ def main() -> None:
     model = BAMM.from_pretrained(args.weights)
     bamm_blender.register()
     engine = headless.Engine(backend.InProcessBackend(model=model), {"weights": args.weights})
-    results = defaultdict(list)
+    results, extends = defaultdict(list), defaultdict(list)
     start = time.time()
     seeds = [args.seed + k for k in range(args.clips)]  # clip k of each source is edited with seed k
     with headless.use_engine(engine):
@@ -200,6 +229,8 @@ def main() -> None:
                     for q in prompts:
                         results[content, style].append((q, one_edit(scene(args.fps), style, joints, q.prompt, seed,
                                                                     args.fps, stats)))
+                for q in prompts:
+                    extends[content].append((q, one_extend(scene(args.fps), joints, q.prompt, seed, args.fps, stats)))
     print(f"{args.clips} held-out clips of each of {args.sources} x {len(prompts)} prompts of {', '.join(ACTIONS)}; "
           f"{RANGE_S:g} s ranges at {args.fps} fps; seeds {seeds}; {time.time() - start:.0f} s")
     plain_hits = []
@@ -217,16 +248,24 @@ def main() -> None:
         direction = np.concatenate([r["direction"].ravel() for _, r in rows])
         plain = np.concatenate([r["retarget"].ravel() for _, r in rows])
         steps = np.concatenate([r["steps"] for _, r in rows])
+        local = np.concatenate([r["local"] for _, r in rows])
         accel = np.concatenate([r["accelerations"] for _, r in rows])
-        print(f"{content} clips on {style}: {len(rows)} edits, keys outside not bit-identical: {sum(r['bad_keys'] for _, r in rows)}")
+        bad = sum(r["bad_keys"] for _, r in rows)
+        print(f"{content} clips on {style}: {len(rows)} edits, keys outside not bit-identical: {bad}")
         print(f"  limb direction error in the range (deg): mean {direction.mean():.2f}, p95 "
               f"{np.percentile(direction, 95):.2f}, max {direction.max():.2f}; plain Retarget of the same joints: "
               f"mean {plain.mean():.2f}, p95 {np.percentile(plain, 95):.2f}, max {plain.max():.2f}")
         print(f"  seam step / clip median: median {np.median(steps):.2f}, max {steps.max():.2f} (target <= 1.5); "
-              f"velocity change / clip median: median {np.median(accel):.2f}, max {accel.max():.2f}")
+              f"velocity change / clip median: median {np.median(accel):.2f}, max {accel.max():.2f}; seam step / "
+              f"the motion beside it: median {np.median(local):.2f}, max {local.max():.2f}")
         print(f"  action of the range on the character: {np.mean(hits):.2f} ({sum(hits)}/{len(hits)}); in the model's "
               f"own edit (its joints, before the character): {np.mean(model_hits):.2f}; plain generation of the "
               f"same prompts: {np.mean(plain_hits):.2f} ({sum(plain_hits)}/{len(plain_hits)})")
+    for content, rows in extends.items():
+        predicted, _ = classify(classifier, [f for _, f in rows])
+        hits = [labels["contents"][c] == q.action for (q, _), c in zip(rows, predicted)]
+        print(f"Extend After {RANGE_S:g} s of {content} clips on mixamo_cm: action of the added seconds "
+              f"{np.mean(hits):.2f} ({sum(hits)}/{len(hits)}); plain generation {np.mean(plain_hits):.2f}")
     joints = clips(data, 1)[0][1]
     for name, engine_ in [("in-process torch", engine)] + ([("bundled runtime worker", runtime_engine())]
                                                           if args.runtime else []):

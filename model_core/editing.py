@@ -6,9 +6,10 @@ generation (``refine`` over the regenerated tokens only); kept tokens and all th
 unchanged (`decoding.regenerate`). The context leads: the model goes on with what it sees around the range.
 
 A new prompt *leads the range* (`led_by_prompt`): its tokens are generated alone at the range's length, as
-Generate makes them, spliced in, and ``TRANSITION`` tokens inside each seam are regenerated with both sides
-visible and no text (the transition belongs to neither), as between the steps of a sequence. Inpainting alone
-gave the prompt's action on none of the edits of ``bench/rig_edit.py``: the context always won. Where the
+Generate makes them, and spliced in; the VQ decoder, which sees both sides, and the seam fade of `place` join
+them to the source. Inpainting alone gave the prompt's action on none of the edits of ``bench/rig_edit.py``: the
+context always won. Regenerating a token at each seam with both sides visible (as between the steps of a
+sequence) smoothed the seams a little more but cost the range its action on about one edit in twelve. Where the
 animation travels through the range (`travel`), an arm action is done on the way: the arms of the prompt's
 motion are composed (`motion.arms`) onto the range inpainted with the prompt, whose legs and root go on as the
 animation does; any other action is done in place and slides to the keys after the range (`travel_note` says
@@ -20,7 +21,7 @@ motion goes on (training only ever shows [END] at a real end, so that is an appr
 
 Frames outside the edited range are the source's own joints. The generated frames are placed with a yaw
 rotation and a shift fitted on ``CONTEXT`` source frames on each side (interpolated across the range), and
-what is left of the offset at a seam fades out over ``BLEND`` frames inside the range.
+what is left of the offset at a seam fades out over ``BLEND`` frames inside the range (`fade`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from .plan import kind_of
 from .request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError, Limits, Request
 
 TRAVEL_SPEED = 0.3  # m/s: a range the source crosses faster than this travels (see `edit`)
-TRANSITION = 1  # tokens inside each seam of a range led by its prompt, regenerated with both sides visible
 CONTEXT = 8  # source frames on each side of a seam used to fit the placement of the generated frames
 BLEND = 4  # frames inside the range over which the remaining offset at a seam fades out
 
@@ -105,6 +105,13 @@ def fit_yaw_shift(a: np.ndarray, b: np.ndarray) -> tuple[float, np.ndarray]:
     return float(yaw), b.mean(0) - _rotate(a.mean(0), np.array(yaw))
 
 
+def fade(n: int) -> np.ndarray:
+    """Weights (n,) of the offset left at a seam on the first n frames inside the range: all of it on the first
+    (the joints' step across the seam is the generated motion's own), smoothly down to nothing at ``BLEND``."""
+    x = np.arange(n) / BLEND
+    return 1.0 - x * x * (3.0 - 2.0 * x)
+
+
 def place(gen: np.ndarray, src: np.ndarray, src_at: int, ranges: list[tuple[int, int]]) -> np.ndarray:
     """Output joints over gen's timeline (F, 22, 3): source frames at [src_at, src_at + T) except inside
     `ranges`, where the generated frames are placed to continue the source (see the module docstring)."""
@@ -131,11 +138,11 @@ def place(gen: np.ndarray, src: np.ndarray, src_at: int, ranges: list[tuple[int,
             + w[:, None, None] * (_rotate(root, np.full(len(t), yaw_r)[:, None]) + shift_r)
         aligned = _rotate(g - root, ((1 - w) * yaw_l + w * yaw_r)[:, None]) + root_new
         body = aligned[1:-1].copy()
-        fade = (BLEND - np.arange(min(BLEND, b - a))) / (BLEND + 1)
+        weights = fade(min(BLEND, b - a))
         if a > src_at:  # left seam: last source frame a - 1
-            body[:len(fade)] += fade[:, None, None] * (src[a - 1 - src_at] - aligned[0])
+            body[:len(weights)] += weights[:, None, None] * (src[a - 1 - src_at] - aligned[0])
         if b < src_at + len(src):  # right seam: first source frame b
-            body[len(body) - len(fade):] += fade[::-1, None, None] * (src[b - src_at] - aligned[-1])
+            body[len(body) - len(weights):] += weights[::-1, None, None] * (src[b - src_at] - aligned[-1])
         out[a:b] = body
     return out.astype(np.float32)
 
@@ -161,30 +168,17 @@ def travel_note(joints: np.ndarray, frames: tuple[int, int], prompt: str | None,
 
 def led_by_prompt(model: Generator, codes: np.ndarray, spans: list[tuple[int, int]], text: np.ndarray,
                   st: Settings, sampler: Sampler, progress=None) -> np.ndarray:
-    """codes (N, Q) with every token span [lo, hi) made by the prompt (``text`` (1, D)): generated alone at the
-    span's length (one batch), spliced in, then ``TRANSITION`` tokens inside each seam with the source
-    regenerated unconditionally, both sides visible (see the module docstring)."""
-    lengths = np.array([hi - lo for lo, hi in spans], np.int64)
+    """codes (N, Q) with every token span [lo, hi) replaced by the prompt's motion (``text`` (1, D)) generated
+    alone at the span's length, all spans in one batch, as Generate makes it (see the module docstring)."""
     emb = np.repeat(np.asarray(text), len(spans), axis=0)
-    first = None if progress is None else (lambda x: progress(0.7 * x))
-    base, lengths = D.base_tokens(model.nets, emb, batch=len(spans), lengths=lengths, st=st, sampler=sampler,
-                                  progress=first)
+    first = None if progress is None else (lambda x: progress(x / 2))
+    rest = None if progress is None else (lambda x: progress(0.5 + x / 2))
+    base, lengths = D.base_tokens(model.nets, emb, batch=len(spans), lengths=np.array([hi - lo for lo, hi in spans]),
+                                  st=st, sampler=sampler, progress=first, refine_progress=rest)
     fresh = D.residual_layers(model.nets, base, lengths, emb, st, sampler)
     out = np.array(codes, np.int64)
-    items = []
     for k, (lo, hi) in enumerate(spans):
         out[lo:hi] = fresh[k, :hi - lo]
-        t = min(TRANSITION, (hi - lo) // 4)
-        keep = np.ones(len(out), bool)
-        keep[lo:lo + t * (lo > 0)] = False
-        keep[hi - t * (hi < len(out)):hi] = False
-        if not keep.all():
-            items.append(keep)
-    if items:  # one item per span: the seams of different spans may lie more than one context apart
-        rest = None if progress is None else (lambda x: progress(0.7 + 0.3 * x))
-        joined = D.regenerate(model.nets, [(out, keep) for keep in items], None, st, sampler, rest)
-        for keep, new in zip(items, joined):
-            out[~keep] = new[~keep]
     return out
 
 
