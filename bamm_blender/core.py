@@ -45,14 +45,14 @@ def has_runtime(folder: str | Path = RUNTIME_DIR) -> bool:
 
 
 def max_frames(folder: str | Path | None = None) -> int:
-    """Most 20-fps frames one generation may ask for, read by the request contract (``request.Limits``) from the
+    """Most 20-fps frames one generation may ask for, read by the request contract (``limits.Limits``) from the
     model config in ``folder`` (a runtime or weights folder; None: the bundled runtime, else the shipped
     weights). ``DEFAULT_MAX_FRAMES`` when no readable config is found (the model then checks the length)."""
-    request = model_module(".request")
+    limits = model_module(".limits")
     for candidate in [Path(folder)] if folder else [RUNTIME_DIR, WEIGHTS_DIR]:
         try:
-            return request.Limits.from_folder(candidate).max_frames
-        except request.InputError:
+            return limits.Limits.from_folder(candidate).max_frames
+        except limits.InputError:
             continue
     return DEFAULT_MAX_FRAMES
 

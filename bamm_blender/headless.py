@@ -32,6 +32,7 @@ from .core import MODEL_FPS, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
 
 request = model_module(".request")  # the request contract: every check of a request's fields
+contract_limits = model_module(".limits")  # its limits (Limits) and its error for bad input (InputError)
 editing = model_module(".editing")  # numpy only: what an edit will do with its range (``travel_note``)
 
 SEAM_BLEND_S = 0.3  # ease from the kept keys into the new motion at each seam, seconds (bake.seam_weights)
@@ -109,8 +110,8 @@ def limits(spec: dict):
     worker checks again against the loaded model)."""
     folder = spec.get("runtime") or spec.get("weights")
     try:
-        return request.Limits.from_folder(folder) if folder else request.Limits()
-    except request.InputError as e:
+        return contract_limits.Limits.from_folder(folder) if folder else contract_limits.Limits()
+    except contract_limits.InputError as e:
         raise BammInputError(str(e)) from None
 
 
@@ -118,7 +119,7 @@ def checked(spec: dict, source_frames: int | None = None, **fields):
     """``request.Request(**fields)`` checked against the spec's limits; bad input -> BammInputError."""
     try:
         return request.Request(**fields).check(limits(spec), source_frames=source_frames)
-    except request.InputError as e:
+    except contract_limits.InputError as e:
         raise BammInputError(str(e)) from None
 
 

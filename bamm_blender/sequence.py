@@ -67,13 +67,13 @@ def _without_person(person: str, prompt: str) -> str:
 def plan_of_segments(scene, person: str) -> dict:
     """The plan object (as ``Plan.to_data`` writes it) of the markers' segments; its seconds are checked by
     the request contract when it is submitted."""
-    plan_module = _plan_module()
+    plan_module, kinds = _plan_module(), model_module(".kinds")
     fps = scene_fps(scene)
     steps = []
     for first, end, text in segments(scene):
         prompt = segment_prompt(person, text)
         plan = plan_module.make_plan(prompt)
-        one = plan.steps[0] if len(plan.steps) == 1 else plan_module.Step(prompt, plan_module.kind_of(prompt))
+        one = plan.steps[0] if len(plan.steps) == 1 else plan_module.Step(prompt, kinds.kind_of(prompt))
         steps.append({"prompt": one.prompt, "kind": one.kind, "seconds": (end - first) / fps,
                       "together": one.together})
     return {"person": person.strip(), "steps": steps}

@@ -26,7 +26,8 @@ sys.path.insert(0, str(ROOT))
 from model_core.eval import heldout  # noqa: E402
 from model_core.eval.dynamics import EXPECTED_DIRECTION, travel  # noqa: E402
 from model_core.generate import BAMM  # noqa: E402
-from model_core.request import DEFAULT_CFG, InputError  # noqa: E402
+from model_core.limits import InputError  # noqa: E402
+from model_core.request import DEFAULT_CFG  # noqa: E402
 
 WAYS = ("forward", "backward", "left", "right", "in place")
 

@@ -42,6 +42,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from .kinds import kind_of
+from .limits import Limits
+
 SLOW, VERY_SLOW, SLOWER = 0.7, 0.5, 0.8
 FAST, VERY_FAST, FASTER = 1.35, 1.7, 1.2
 SHORT_SECONDS = 2.0
@@ -235,9 +238,7 @@ def _without(text: str, spans: list[tuple[int, int]]) -> str | None:
 
 def clause_length(clause: str, limits=None) -> tuple[str, float | None]:
     """(the clause without its durations, their seconds clamped to one token .. the limit, or None) of one step
-    of a plan (`plan.make_plan`); ``limits``: a `request.Limits` (None: its defaults)."""
-    from .request import Limits
-
+    of a plan (`plan.make_plan`); ``limits``: a `limits.Limits` (None: its defaults)."""
     lim, a = limits or Limits(), parse(clause)
     if a.seconds is None:
         return clause, None
@@ -271,9 +272,7 @@ def _tokens(frames: float, fpt: int) -> int:
 
 def pace_of(prompt: str | None, frames: int | None, limits) -> Pace:
     """The `Pace` of a prompt generated with the request's ``frames`` (None: no length given) against ``limits``
-    (a `request.Limits`). The request's length wins over the words' duration, counted steps and size."""
-    from .plan import kind_of
-
+    (a `limits.Limits`). The request's length wins over the words' duration, counted steps and size."""
     fpt, fps, top = limits.frames_per_token, limits.fps, limits.max_frames
     a = parse(prompt or "")
     moving = kind_of(prompt or "") == "locomotion"

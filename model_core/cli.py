@@ -7,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-from .request import InputError
+from .limits import InputError
 
 
 class CLIError(InputError):

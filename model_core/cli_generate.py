@@ -20,7 +20,6 @@ stick-figure GIF and a PNG filmstrip.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import re
 import sys
 from pathlib import Path
@@ -29,20 +28,13 @@ import numpy as np
 
 from . import outputs
 from .cli import ArgumentParser, CLIError
-from .request import DEFAULT_CFG, Limits, Request, check_profile
+from .cli_common import check_device, is_runtime, load_model, print_written, slugify, write_outputs
+from .cli_plan import generate_plan_cmd, plan_of
+from .cli_vocab import vocab_line
+from .limits import Limits, check_profile
+from .request import DEFAULT_CFG, Request
 
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
-SUFFIXES = (".npy", ".bvh", ".gif", "_filmstrip.png", ".fbx")  # one result's files; the first is its claim
-DEVICES = re.compile(r"cpu|mps|cuda(:[0-9]{1,2})?")
-
-
-def slugify(text: str, *, limit: int = 48) -> str:
-    """A file stem from a prompt: its ASCII words, cut at a word boundary; a prompt without any (another
-    script, only symbols) gets ``motion_`` and a short hash of the prompt, so different prompts differ."""
-    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
-    if len(slug) > limit:  # cut at a word boundary
-        slug = slug[:limit + 1].rsplit("_", 1)[0] if "_" in slug[:limit + 1] else slug[:limit]
-    return slug or "motion_" + hashlib.sha1(text.strip().encode("utf-8")).hexdigest()[:8]
 
 
 def parse_range(text: str, fps: float = 20.0) -> tuple[int, int]:
@@ -52,54 +44,6 @@ def parse_range(text: str, fps: float = 20.0) -> tuple[int, int]:
         raise CLIError(f"--range must look like 2.0s:4.5s or 40:90, got {text[:60]!r}")
     frame = lambda value, seconds: int(round(float(value) * fps)) if seconds else int(float(value))  # noqa: E731
     return frame(m[1], m[2]), frame(m[3], m[4])
-
-
-def write_outputs(joints: np.ndarray, out_dir: Path, stem: str, *, caption: str = "", fbx: bool = True,
-                  preview: bool = True, overwrite: bool = False, fps: float = 20.0) -> dict[str, Path]:
-    """All output files of one motion under a free name (``stem``, else ``stem-2``, ...; ``overwrite``: the
-    stem as it is), each written to a temporary file and renamed into place; returns {kind: path}."""
-    from .motion.bvh import format_bvh
-    from .motion.smpl_bvh import joints_to_bvh_clip
-
-    joints = np.asarray(joints, np.float32)
-    if not np.isfinite(joints).all():
-        raise ValueError("the model produced non-finite joints (NaN or inf): its stats or weights are broken; "
-                         "nothing was written")
-    bvh_text = format_bvh(joints_to_bvh_clip(joints, fps=fps))
-    stem = outputs.claim(out_dir, stem, SUFFIXES, overwrite=overwrite)
-    try:
-        paths = {"joints": outputs.save_npy(out_dir / f"{stem}.npy", joints),
-                 "bvh": outputs.write_text(out_dir / f"{stem}.bvh", bvh_text)}
-        if preview:
-            from .preview import save_filmstrip, save_gif
-
-            paths["gif"] = outputs.write(out_dir / f"{stem}.gif",
-                                         lambda tmp: save_gif(joints, tmp, fps=fps, caption=caption))
-            paths["filmstrip"] = outputs.write(out_dir / f"{stem}_filmstrip.png",
-                                               lambda tmp: save_filmstrip(joints, tmp, fps=fps))
-    except BaseException:
-        outputs.release(out_dir, stem, SUFFIXES)
-        raise
-    if fbx:
-        target = out_dir / f"{stem}.fbx"
-        try:
-            paths["fbx"] = outputs.write(target, lambda tmp: export_through_blender(paths["joints"], tmp, fmt="fbx"))
-        except OSError:
-            pass  # reported by export_through_blender; the other outputs are written
-    return paths
-
-
-def export_through_blender(joints_path: Path, target: Path, *, fmt: str) -> bool:
-    """Bake + export through Blender (a separate process: model_core itself never imports bpy)."""
-    from .cli_blender import run_exporter
-
-    proc = run_exporter([str(joints_path), "--format", fmt, "--out", str(target)], capture=True)
-    if proc.returncode != 0:
-        msg = (proc.stderr.strip().splitlines() or ["unknown error"])[-1]
-        print(f"warning: {fmt.upper()} export through Blender failed ({msg}); other outputs are written",
-              file=sys.stderr)
-        return False
-    return True
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -121,59 +65,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-preview", action="store_true", help="skip the GIF and filmstrip")
 
 
-def _is_runtime(folder: Path) -> bool:
-    """A runtime folder (runtime.json: an export or an imported published model) rather than torch weights."""
-    return (folder / "runtime.json").is_file() and not (folder / "bamm.json").is_file()
-
-
 def _limits(args) -> Limits:
     weights = Path(args.weights)
-    if not (weights / "bamm.json").is_file() and not _is_runtime(weights):
+    if not (weights / "bamm.json").is_file() and not is_runtime(weights):
         raise CLIError(f"no weights in {weights} (neither bamm.json nor runtime.json): pass --weights <folder>")
-    if _is_runtime(weights) and (args.int8 or args.text_encoder):
+    if is_runtime(weights) and (args.int8 or args.text_encoder):
         raise CLIError(f"{weights} is a runtime folder (ONNX Runtime): --int8 and --text-encoder apply to torch "
                        f"weights folders only")
     return Limits.from_folder(weights)
-
-
-def _check_device(args) -> None:
-    if not isinstance(args.device, str) or not DEVICES.fullmatch(args.device):
-        raise CLIError(f"--device must be cpu, cuda, cuda:N or mps, got {args.device[:40]!r}")
-    if args.int8 and args.device != "cpu":
-        raise CLIError(f"--int8 runs on the CPU only, not --device {args.device}")
-    if args.device == "cpu":
-        return
-    import torch
-
-    if args.device.startswith("cuda"):
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        index = int(args.device.partition(":")[2] or 0)
-        if index >= count:
-            raise CLIError(f"--device {args.device}: this machine's torch sees {count} CUDA device(s)"
-                           + ("" if count else " (no CUDA build or no GPU): use --device cpu"))
-    elif not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise CLIError("--device mps: MPS is not available on this machine: use --device cpu")
-
-
-def _load(args):
-    from .generate import BAMM, Generator
-
-    if getattr(args, "vocab_line", ""):  # after the input checks: bad input stays one line
-        print(f"warning: {args.vocab_line}", file=sys.stderr)
-    if _is_runtime(Path(args.weights)):
-        from .runtime.ort_nets import load_runtime
-
-        return Generator(load_runtime(Path(args.weights), device="cpu" if args.device == "cpu" else "auto"))
-    return BAMM.from_pretrained(Path(args.weights), text_encoder=args.text_encoder, device=args.device,
-                                int8=args.int8)
-
-
-def _print(paths: dict, line: str, wanted: str) -> None:
-    stem = paths["joints"].stem
-    renamed = "" if stem == wanted else f" (numbered: {wanted} exists; --overwrite replaces it)"
-    print(f"{stem}: {line}{renamed}")
-    for kind, path in paths.items():
-        print(f"  {kind:<10} {path}")
 
 
 def cmd_generate(argv: list[str]) -> int:
@@ -193,12 +92,10 @@ def cmd_generate(argv: list[str]) -> int:
     _common(p)
     args = p.parse_args(argv)
     limits = _limits(args)
-    from .cli_plan import generate_plan_cmd, plan_of
-    from .cli_vocab import vocab_line
 
     plan = plan_of(args.prompt, args.plan, limits)
     texts = [args.prompt] if args.plan is None else [t for s in plan.steps for t in (s.prompt, s.together)]
-    args.vocab_line = vocab_line(texts, args.weights, strict=args.strict)  # printed by _load
+    args.vocab_line = vocab_line(texts, args.weights, strict=args.strict)  # printed by load_model
     if args.show_plan:
         print(plan.to_json(), end="")
         return 0
@@ -210,9 +107,9 @@ def cmd_generate(argv: list[str]) -> int:
     pace = req.pace(limits)  # the prompt's words about length and pace (amounts.py), applied by generate
     for note in pace.notes if profile == "bamm" else ():
         print(f"note: {note}", file=sys.stderr)
-    _check_device(args)
+    check_device(args)
     out = outputs.check_folder(args.out)
-    bamm = _load(args)
+    bamm = load_model(args)
     motions = bamm.generate([req.prompt], frames=req.frames, n=req.n, seed=req.seed, profile=profile,
                             **req.settings())
     for k, m in enumerate(motions):
@@ -220,7 +117,7 @@ def cmd_generate(argv: list[str]) -> int:
         paths = write_outputs(m.joints, out, wanted, caption=req.prompt, fbx=not args.no_fbx,
                               preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
         chosen = pace.describe() if profile == "bamm" else "requested" if req.frames else "chosen by the model"
-        _print(paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s ({chosen})", wanted)
+        print_written(paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s ({chosen})", wanted)
     return 0
 
 
@@ -259,15 +156,15 @@ def cmd_edit(argv: list[str]) -> int:
         raise CLIError("the prompt is empty: leave it out to inpaint unconditionally")
     req = Request(op="edit", prompt=args.prompt, range=parse_range(args.range, limits.fps), seed=args.seed,
                   cfg=tuple(args.cfg), rounds=args.rounds).check(limits, source_frames=len(joints))
-    _check_device(args)
+    check_device(args)
     out = outputs.check_folder(args.out)
-    bamm = _load(args)
+    bamm = load_model(args)
     start, end = req.range
     m = bamm.edit(joints, req.range, req.prompt, seed=req.seed, **req.settings())
     wanted = f"{Path(args.motion).stem}_edit_{start}_{end}"
     paths = write_outputs(m.joints, out, wanted, caption=req.prompt or "", fbx=not args.no_fbx,
                           preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
-    _print(paths, f"frames {start}..{end} regenerated, {len(m.joints)} frames in all", wanted)
+    print_written(paths, f"frames {start}..{end} regenerated, {len(m.joints)} frames in all", wanted)
     return 0
 
 

@@ -3,7 +3,7 @@ edited and given back (``--plan <file>``); see `plan.py` and `compose.py`.
 
 The plan goes through the request contract like any request (``Request(op="plan")``: `plan.check_plan` checks
 the step count, each step's prompts and seconds) before a model loads; the outputs are written by the safe
-writer (``cli_generate.write_outputs``: numbered names unless ``--overwrite``)."""
+writer (``cli_common.write_outputs``: numbered names unless ``--overwrite``)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,10 @@ from pathlib import Path
 
 from . import outputs
 from .cli import CLIError
+from .cli_common import check_device, load_model, print_written, slugify, write_outputs
+from .limits import InputError, Limits, check_prompt
 from .plan import Plan, Step, make_plan
-from .request import InputError, Limits, Request, check_prompt
+from .request import Request
 
 MAX_PLAN_BYTES = 1_000_000  # a plan of MAX_STEPS steps is a few kilobytes
 
@@ -51,22 +53,21 @@ def plan_request(args, plan: Plan, limits: Limits) -> Request:
 
 def generate_plan_cmd(args, plan: Plan, limits: Limits, profile: str) -> int:
     """Several actions: the plan is checked and printed, then generated as one motion per variation."""
-    from .cli_generate import _check_device, _load, _print, slugify, write_outputs
     from .compose import generate_request
 
     req = plan_request(args, plan, limits)
     if profile != "bamm":
         raise CLIError(f"--profile {profile} decodes one action: a plan (several actions) uses the bamm profile")
-    _check_device(args)
+    check_device(args)
     out = outputs.check_folder(args.out)
     print(req.plan.describe())
-    bamm = _load(args)
+    bamm = load_model(args)
     caption = " / ".join(s.prompt for s in req.plan.steps)
     for k, (m, bounds) in enumerate(generate_request(bamm, req, req.plan)):
         wanted = slugify(args.prompt or caption) + (f"_{k}" if req.n > 1 else "")
         paths = write_outputs(m.joints, out, wanted, caption=caption, fbx=not args.no_fbx,
                               preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
         steps = ", ".join(f"{b / limits.fps:.2f} s" for b in bounds) or "none"
-        _print(paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s (steps start at {steps})",
+        print_written(paths, f"{len(m.joints)} frames = {len(m.joints) / limits.fps:.2f} s (steps start at {steps})",
                wanted)
     return 0

@@ -30,10 +30,11 @@ import numpy as np
 from . import decoding as D
 from .decoding import Sampler, Settings
 from .editing import padded_features
-from .generate import Generator, Motion
+from .generate import Generator
 from .motion.arms import arm_sides, compose_arms, ramp
 from .plan import Plan, Step, make_plan
 from .request import DEFAULT_CFG
+from .results import Motion
 
 def step_frames(model: Generator, plan: Plan, *, seed: int = 0, **settings) -> list[int]:
     """Frames of each step: the plan's seconds, else the length the model chooses for the step's prompt (for a

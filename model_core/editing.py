@@ -22,6 +22,9 @@ motion goes on (training only ever shows [END] at a real end, so that is an appr
 Frames outside the edited range are the source's own joints. The generated frames are placed with a yaw
 rotation and a shift fitted on ``CONTEXT`` source frames on each side (interpolated across the range), and
 what is left of the offset at a seam fades out over ``BLEND`` frames inside the range (`fade`).
+
+The ``model`` of every function is a `generate.Generator`, whose methods call these; the annotations name it
+without importing it (``generate.py`` imports this module).
 """
 
 from __future__ import annotations
@@ -30,11 +33,12 @@ import numpy as np
 
 from . import decoding as D
 from .decoding import Sampler, Settings, check_positive_int
-from .generate import Generator, Motion, Progress
+from .kinds import kind_of
+from .limits import InputError, Limits
 from .motion import features as F
 from .motion.arms import arm_sides, compose_arms, ramp
-from .plan import kind_of
-from .request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError, Limits, Request
+from .request import DEFAULT_CFG, DEFAULT_RES_CFG, Request
+from .results import Motion, Progress
 
 TRAVEL_SPEED = 0.3  # m/s: a range the source crosses faster than this travels (see `edit`)
 CONTEXT = 8  # source frames on each side of a seam used to fit the placement of the generated frames

@@ -19,56 +19,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import decoding as D
-from . import pacing
-from .decoding import REFINE_MODES, Sampler, Settings, check_positive_int, is_number, refine_redo  # noqa: F401
+from . import editing, pacing
+from .decoding import Sampler, Settings
+from .limits import InputError, Limits, check_profile
 from .motion import features as F
 from .motion.contact_root import contact_root
 from .nets import Nets
-from .request import DEFAULT_CFG, DEFAULT_RES_CFG, InputError, Limits, Request, check_profile
+from .request import DEFAULT_CFG, DEFAULT_RES_CFG, Request
+from .results import Motion, Progress
 
 FORMAT_VERSION = 1
-
-
-@dataclass
-class Motion:
-    """One motion. joints (T, 22, 3) metres Y-up; features (T, 263) de-normalised; tokens (ceil(T/4), Q)."""
-
-    joints: np.ndarray
-    features: np.ndarray
-    tokens: np.ndarray
-    prompt: str | None = None
-    fps: float = 20.0
-
-    @property
-    def frames(self) -> int:
-        return len(self.joints)
-
-    @property
-    def seconds(self) -> float:
-        return len(self.joints) / self.fps
-
-
-class Progress:
-    """Maps (stage, fraction of the stage) onto one overall fraction for the caller's callback."""
-
-    def __init__(self, callback, weights: dict[str, float]):
-        self.callback, self.start, total, acc = callback, {}, sum(weights.values()), 0.0
-        self.weights = {k: w / total for k, w in weights.items()}
-        for k, w in self.weights.items():
-            self.start[k], acc = acc, acc + w
-
-    def __call__(self, stage: str, fraction: float = 1.0) -> None:
-        if self.callback is not None:
-            self.callback(stage, min(1.0, self.start[stage] + self.weights[stage] * fraction))
-
-    def stage(self, stage: str):
-        return None if self.callback is None else (lambda f: self(stage, f))
 
 
 def check_prompts(prompts, limits: Limits | None = None) -> list[str]:
@@ -221,19 +186,16 @@ class Generator:
 
     def edit(self, source, frames: tuple[int, int], prompt: str | None = None, **kwargs) -> Motion:
         """Regenerate frames [start, end) of `source` (Motion or joints (T, 22, 3)); see `editing.edit`."""
-        from .editing import edit
-        return edit(self, source, frames, prompt, **kwargs)
+        return editing.edit(self, source, frames, prompt, **kwargs)
 
     def extend(self, source, *, before_s: float = 0.0, after_s: float = 0.0, prompt: str | None = None,
                **kwargs) -> Motion:
         """Add generated seconds before and/or after `source`; see `editing.extend`."""
-        from .editing import extend
-        return extend(self, source, before_s=before_s, after_s=after_s, prompt=prompt, **kwargs)
+        return editing.extend(self, source, before_s=before_s, after_s=after_s, prompt=prompt, **kwargs)
 
     def generate_long(self, segments, **kwargs) -> Motion:
         """One motion from [(prompt, frames or None), ...] segments joined by regenerated transitions."""
-        from .editing import generate_long
-        return generate_long(self, segments, **kwargs)
+        return editing.generate_long(self, segments, **kwargs)
 
 
 def folder_text_spec(spec: str, root) -> str:

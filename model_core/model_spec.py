@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .request import Limits
+from .limits import Limits
 
 
 def half_the_cores() -> int | None:

@@ -26,20 +26,11 @@ from dataclasses import dataclass, field
 from .amounts import clause_length
 from .data.captions import _third
 from .data.pos_tags import tag_word
-from .request import InputError, Limits, _number, check_prompt
+from .kinds import KINDS, kind_of, verb_lemma
+from .limits import InputError, Limits, _number, check_prompt
 
-KINDS = ("locomotion", "arm", "body", "other")
 STEP_KEYS = {"prompt", "kind", "seconds", "together"}
 MAX_STEPS = 16  # steps of one plan: 16 x the model's longest motion at most
-
-# verb lemmas by the body part that carries the action (first verb of a clause decides its kind)
-LOCOMOTION = set("walk run jog sprint dash stroll march stride step pace amble trot race rush hurry bolt charge "
-                 "tread retreat limp head go move cross approach wander back leave stagger shuffle tiptoe hike "
-                 "saunter drift veer".split())
-ARM = set("wave raise lift punch slash point guide gesture beckon salute clap greet answer respond say hold swing "
-          "box jab signal call throw reach strike hack shake".split())
-BODY = set("bow kick dance jump hop skip sit crouch squat kneel spin turn bend lean stretch nod fall stand climb "
-           "crawl sway stomp".split())
 SEQUENCE_BODY = {"bow", "kick", "jump", "dance", "sit", "squat", "crouch", "kneel", "spin"}  # 'waves and bows'
 PRONOUNS = {"he": "a man", "she": "a woman", "they": "a person", "it": "a person"}
 DETERMINERS = {"a", "an", "the", "one", "some", "this", "that"}
@@ -156,32 +147,9 @@ def _words(text: str) -> list[str]:
     return text.split()
 
 
-def _verb(word: str) -> str | None:
-    """The verb lemma of a word, or None."""
-    lemma, pos = tag_word(word.strip(",.;:!?"))
-    return lemma if pos == "VERB" else None
-
-
-def kind_of(clause: str) -> str:
-    """locomotion / arm / body / other: the kind of the clause's first action verb."""
-    words = [w.strip(",.;:!?") for w in _words(clause.lower())]
-    legs, hands = {"leg", "legs", "knee", "knees", "foot", "feet"}, {"hand", "hands", "arm", "arms"}
-    if legs & set(words) and not hands & set(words):
-        if any(_verb(w) in ARM | BODY for w in words):
-            return "body"
-    for w in words:
-        lemma = _verb(w)
-        for kind, verbs in (("locomotion", LOCOMOTION), ("arm", ARM), ("body", BODY)):
-            if lemma in verbs:
-                return kind
-    if hands & set(words):
-        return "arm"
-    return "other"
-
-
 def _first_verb(words: list[str]) -> int | None:
     for k, w in enumerate(words):
-        if _verb(w) is not None and w not in DETERMINERS:
+        if verb_lemma(w) is not None and w not in DETERMINERS:
             return k
     return None
 
@@ -211,11 +179,11 @@ def _third_person(clause: str) -> str:
     head = words[0].strip(",")
     if head == "holding" and len(words) > 1 and words[1] == "up":
         return "holds up " + " ".join(words[2:])
-    lemma = _verb(head)
+    lemma = verb_lemma(head)
     if lemma is not None:
         words[0] = _third(lemma)
-    elif len(words) > 1 and head in ("a", "an") and _verb(words[1]) is not None:  # "followed by a bow"
-        return " ".join([_third(_verb(words[1]))] + words[2:])
+    elif len(words) > 1 and head in ("a", "an") and verb_lemma(words[1]) is not None:  # "followed by a bow"
+        return " ".join([_third(verb_lemma(words[1]))] + words[2:])
     return " ".join(words)
 
 
@@ -237,7 +205,7 @@ def _strip_subject(clause: str) -> str:
 def _finite(clause: str) -> bool:
     """The clause starts with a verb in the base or third-person form ("bows", "wave"), not "bent", "waving"."""
     words = _words(clause)
-    lemma = _verb(words[0]) if words else None
+    lemma = verb_lemma(words[0]) if words else None
     return lemma is not None and words[0].strip(",") in (lemma, _third(lemma))
 
 
@@ -311,7 +279,7 @@ def _split_and(clause: str) -> tuple[list[str], bool]:
         turn = "locomotion" in kinds and (_is_turn(a) or _is_turn(b))  # walk-turn-left is one action
         if kinds[0] == kinds[1] or "other" in kinds or turn:
             return [clause], False
-        if "locomotion" not in kinds and not _verb(_words((a, b)[kinds.index("body")])[0]) in SEQUENCE_BODY:
+        if "locomotion" not in kinds and not verb_lemma(_words((a, b)[kinds.index("body")])[0]) in SEQUENCE_BODY:
             return [clause], False  # "leans forward and calls someone over" is one action
         return [a, b], set(kinds) == {"locomotion", "arm"}
     return [clause], False

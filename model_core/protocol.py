@@ -3,7 +3,7 @@ before anything acts on it, so no line can end the worker or write outside its f
 
 `parse_line(text)` -> a message dict with a checked ``op`` and ``id``, or `ProtocolError` (answered as an input
 error with ``"id": null``, or the id when it was readable). `error_kind(exc)`: "input" for the user's mistakes
-(`request.InputError`, missing or unreadable files the user named), "failure" for the rest.
+(`limits.InputError`, missing or unreadable files the user named), "failure" for the rest.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-from .request import OPS, InputError
+from .limits import InputError
+from .request import OPS
 
 CONTROL_OPS = ("cancel", "shutdown", "limits")
 MAX_LINE_CHARS = 1_000_000  # a request is a few hundred bytes: arrays travel as .npy files

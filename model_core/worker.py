@@ -30,7 +30,7 @@ Client -> worker::
 Every line is checked (``protocol.py``): a JSON object, a known op, an ``id`` that is an integer >= 0 or a short
 string of letters, digits, '_', '-', '.' (it names the result files), ``model`` and ``args`` objects,
 ``out_dir`` an existing folder. ``args`` are read into the request contract (``request.Request.from_args``)
-and checked against the model's limits (``request.Limits``: the runtime's ``runtime.json`` or the weights'
+and checked against the model's limits (``limits.Limits``: the runtime's ``runtime.json`` or the weights'
 ``bamm.json``) before the model is loaded. A bad line or request is answered with an error and the worker
 keeps serving. A ``generate`` prompt naming several actions and a ``plan`` (a plan object, ``plan.check_plan``)
 give one motion each (``compose.py``). Ready's ``limits``: the runtime's or weights' next to this package, or null.
@@ -85,9 +85,10 @@ import threading
 import time
 from pathlib import Path
 
+from .limits import InputError, Limits, check_prompt
 from .model_spec import ModelCache, spec_limits
 from .protocol import ProtocolError, error_kind, parse_line
-from .request import OPS, InputError, Limits, Request, check_prompt
+from .request import OPS, Request
 
 HEARTBEAT_S = 2.0  # a line at least this often while a request runs: the client notices a silent worker
 
@@ -123,7 +124,7 @@ def _source(args: dict, limits: Limits):
     ``source_prompt`` is given."""
     import numpy as np
 
-    from .generate import Motion
+    from .results import Motion
 
     if args.get("source") is None:
         raise InputError("edit and extend need a source motion (args.source)")

@@ -9,9 +9,10 @@ import pytest
 
 from model_core.amounts import FAST, SLOW, VERY_SLOW, WALK_FRAMES, parse, pace_of
 from model_core.eval.dynamics import PELVIS, travel
+from model_core.limits import Limits
 from model_core.motion.retime import retime, touchdowns
 from model_core.plan import make_plan
-from model_core.request import Limits, Request
+from model_core.request import Request
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 LIM = Limits()

@@ -14,7 +14,7 @@ import pytest
 
 from model_core import generate as generate_module
 from model_core.cli import main as bamm
-from model_core.request import InputError
+from model_core.limits import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "weights"

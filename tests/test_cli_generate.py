@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from model_core.cli import CLIError
 from model_core.cli import main as bamm
-from model_core.cli_generate import parse_range, CLIError
+from model_core.cli_generate import parse_range
 from model_core.motion.bvh import forward_kinematics, read_bvh
 from model_core.motion.skeleton import JOINT_NAMES
 
@@ -98,7 +99,7 @@ def test_generate_profile_official(weights, tmp_path, capsys, monkeypatch):
     def no_load(_args):
         raise AssertionError("the model was loaded")
 
-    monkeypatch.setattr(cli_generate, "_load", no_load)
+    monkeypatch.setattr(cli_generate, "load_model", no_load)
     assert bamm(argv + ["--profile", "Official", "--out", str(tmp_path / "bad")]) == 2
     err = capsys.readouterr().err
     assert "profile must be one of bamm, official, got 'Official'" in err and len(err.strip().splitlines()) == 1
@@ -130,13 +131,13 @@ def test_parse_range_seconds_and_frames():
     ("an elderly person walks forward and waves with the right hand", "an_elderly_person_walks_forward_and_waves_with"),
 ])
 def test_output_names_follow_the_prompt_and_end_on_a_word(prompt, stem):
-    from model_core.cli_generate import slugify
+    from model_core.cli_common import slugify
 
     assert slugify(prompt) == stem
 
 
 def test_prompts_without_latin_words_get_distinct_names():
-    from model_core.cli_generate import slugify
+    from model_core.cli_common import slugify
 
     names = {slugify(p) for p in ("一个人向前走", "一个人跳起来", "человек бежит", "???")}
     assert len(names) == 4 and all(n.startswith("motion_") for n in names)

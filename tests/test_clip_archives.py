@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from model_core.request import InputError
+from model_core.limits import InputError
 
 pytest.importorskip("torch")
 

@@ -143,7 +143,7 @@ def test_worker_plan_op_goes_through_the_request_contract(tiny):
     """The worker's ``plan`` op: the plan is checked by the request contract (InputError, before decoding), n and
     seed come from the checked request, and a generate prompt naming two actions is planned the same way."""
     from model_core import worker
-    from model_core.request import InputError
+    from model_core.limits import InputError
 
     plan = {"steps": [{"prompt": "a person walks forward", "seconds": 1.2, "together": "a person waves"},
                       {"prompt": "a person bows", "seconds": 0.8}]}

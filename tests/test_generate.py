@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.decoding import MIN_TOKENS
+from model_core.decoding import MIN_TOKENS, refine_redo
 from model_core.editing import place, source_motion, travel_note
-from model_core.generate import BAMM, Motion, refine_redo
+from model_core.generate import BAMM
 from model_core.motion.arms import ARM_JOINTS
+from model_core.results import Motion
 
 PROMPTS = ["a person walks forward", "someone jumps twice", "a man sits down slowly"]
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from model_core.request import MAX_SEED, InputError, Limits, Request
+from model_core.limits import InputError, Limits
+from model_core.request import MAX_SEED, Request
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = Limits()  # HumanML3D: 20 fps, 4 frames per token, 196 frames

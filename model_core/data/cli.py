@@ -13,6 +13,7 @@ import sys
 
 from .build import BuildError, BuildSettings, format_report
 from .humanml3d import DatasetError
+from .layout import FolderInUse
 
 
 class _Parser(argparse.ArgumentParser):
@@ -117,6 +118,8 @@ def main(command_name: str = "data", argv: list[str] | None = None) -> int:
 
             report = build_bvh_folder(args.folder, args.captions, args.out, workers=args.workers,
                                       settings=settings, progress=not args.quiet)
+    except FolderInUse:
+        raise  # bad input: one line from ``bamm`` (exit 2)
     except (BuildError, DatasetError, OSError) as exc:
         print(f"bamm {command_name}: error: {exc}", file=sys.stderr)
         return 1

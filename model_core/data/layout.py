@@ -19,8 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..request import InputError
-
 WINDOW_DIRS = ("new_joint_vecs", "new_joints", "texts")
 RECORDS = "records"
 SPLITS = ("train", "val", "test")
@@ -28,6 +26,11 @@ MANIFEST = "bamm_build.json"  # {"writer": WRITER, "ids": [window ids of the las
 WRITER = "bamm data build"
 FINAL_FILES = ("Mean.npy", "Std.npy", "meta.jsonl", "build_report.json") + tuple(f"{s}.txt" for s in SPLITS)
 _TMP = ".tmp-"
+
+
+class FolderInUse(FileExistsError):
+    """``--out`` is a file, or a folder with files this builder did not write: the user's to fix (``bamm`` reports
+    it in one line and exits 2, like any file in the way)."""
 
 
 def _tmp_path(path: Path) -> Path:
@@ -62,15 +65,15 @@ def write_json(path: Path, obj) -> None:
 
 def claim(out: Path) -> None:
     """Make ``out`` this builder's folder: a new or empty folder gets a manifest; a folder with a manifest or
-    ``records/`` (an earlier build) is accepted; anything else -> InputError, and nothing is changed."""
+    ``records/`` (an earlier build) is accepted; anything else -> FolderInUse, and nothing is changed."""
     if out.exists() and not out.is_dir():
-        raise InputError(f"--out '{out}' is a file: build into a new or empty folder")
+        raise FolderInUse(f"--out '{out}' is a file: build into a new or empty folder")
     manifest = out / MANIFEST
     if manifest.is_file() or (out / RECORDS).is_dir():
         return
     if out.is_dir() and any(out.iterdir()):
-        raise InputError(f"--out '{out}' holds files that bamm data build did not write (no {MANIFEST}): build into "
-                         "a new or empty folder; nothing was changed")
+        raise FolderInUse(f"--out '{out}' holds files that bamm data build did not write (no {MANIFEST}): build into "
+                          "a new or empty folder; nothing was changed")
     out.mkdir(parents=True, exist_ok=True)
     write_json(manifest, {"writer": WRITER, "ids": []})
 

@@ -109,7 +109,8 @@ def main(command_name: str, argv: list[str]) -> int:
                          f"'bamm eval train-evaluator --data {data} --out {evaluator}'")
     decoding = {k: v for k, v in (("cfg", args.cfg and tuple(args.cfg)), ("res_cfg", args.res_cfg)) if v is not None}
     from ..generate import BAMM
-    from ..request import Request, InputError
+    from ..limits import InputError
+    from ..request import Request
     from .protocol import evaluate, format_table
 
     try:  # one line for a setting out of range, before anything is loaded

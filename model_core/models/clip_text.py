@@ -38,7 +38,7 @@ from pathlib import Path
 import torch
 
 from ..official import torch_zip
-from ..request import InputError, check_texts  # InputError: a CLIP file that cannot be read is the user's to fix
+from ..limits import InputError, check_texts  # InputError: a CLIP file that cannot be read is the user's to fix
 
 CLIP_PATH_ENV = "BAMM_CLIP_PATH"
 DEFAULT_CLIP_PATH = Path("~/.cache/clip/ViT-B-32.pt")

@@ -24,8 +24,6 @@ from .read import ENTRIES, read_state, read_stats
 
 CLIP_FILE = "clip_text.safetensors"
 N_HEADS = K.N_HEADS
-MAX_TOKENS = 50  # 49 motion tokens + END (196 frames)
-RES_MAX_TOKENS = 56
 
 
 def _load(module, state: dict, where: str):
@@ -79,12 +77,12 @@ def convert(*, t2m_path, res_path, vq_path, heads: int = N_HEADS, res_heads: int
                               code_dim=vsizes["code_dim"], num_quantizers=vsizes["num_quantizers"],
                               width=vsizes["width"], down_t=vsizes["down_t"], depth=vsizes["depth"])
         t2m_cfg = BAMMConfig(code_num=sizes["code_num"], text_dim=sizes["text_dim"], latent_dim=sizes["width"],
-                             n_layers=sizes["n_layers"], n_heads=heads, ff_dim=sizes["ff"], max_tokens=MAX_TOKENS,
+                             n_layers=sizes["n_layers"], n_heads=heads, ff_dim=sizes["ff"], max_tokens=K.MAX_TOKENS,
                              arch="official")
         res_cfg = ResidualConfig(code_num=rsizes["code_num"], num_quantizers=rsizes["num_quantizers"],
                                  text_dim=rsizes["text_dim"], latent_dim=rsizes["width"],
                                  n_layers=rsizes["n_layers"], n_heads=res_heads, ff_dim=rsizes["ff"],
-                                 max_tokens=RES_MAX_TOKENS, arch="official")
+                                 max_tokens=K.RES_MAX_TOKENS, arch="official")
     except ValueError as e:
         raise ValueError(f"the checkpoints' sizes do not make a model: {e}") from None
     vq = RVQVAE(vq_cfg)
@@ -137,14 +135,14 @@ def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int | Non
         save_tensors(out / CLIP_FILE, text_tensors)
     info = {"format_version": FORMAT_VERSION, "text_encoder": f"clip:{CLIP_FILE}" if clip else "clip",
             "fps": 20.0, "frames_per_token": vq_m.config.frames_per_token,
-            "max_frames": (MAX_TOKENS - 1) * vq_m.config.frames_per_token}
+            "max_frames": (K.MAX_TOKENS - 1) * vq_m.config.frames_per_token}
     (out / "bamm.json").write_text(json.dumps(info, indent=2) + "\n")
     return out / "bamm.json"
 
 
 def main(name: str = "import-official", argv: list[str] | None = None) -> int:
     from ..cli import ArgumentParser  # one-line usage errors, exit 2
-    from ..request import InputError
+    from ..limits import InputError
 
     p = ArgumentParser(prog=f"bamm {name}", description=__doc__.split("\n\n")[0])
     p.add_argument("--t2m", required=True, help="BAMM transformer checkpoint (.tar, entry t2m_transformer)")
@@ -182,7 +180,7 @@ def _main_runtime(args) -> int:
     """``--runtime``: the add-on's torch-free import (`runtime.published`) from the command line."""
     import tempfile
 
-    from ..request import InputError
+    from ..limits import InputError
     from ..runtime.published import import_published, packaged_templates
 
     if not args.clip:

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 N_HEADS = 6  # BAMM t2m (nhead6) and MoMask's residual transformer; head counts are not visible in the files
+MAX_TOKENS = 50  # 49 motion tokens + END (196 frames)
+RES_MAX_TOKENS = 56
 
 # -------------------------------------------------------------------------------------------------- layouts
 

@@ -57,7 +57,7 @@ def _modules(sizes: dict, seed: int):
     from ..models.transformer import BAMMConfig, BAMMTransformer
     from ..models.vq import RVQVAE, RVQVAEConfig
     from ..nets import NetsConfig
-    from ..official.importer import MAX_TOKENS, RES_MAX_TOKENS
+    from ..official.keys import MAX_TOKENS, RES_MAX_TOKENS
 
     s = sizes
     torch.manual_seed(seed)
