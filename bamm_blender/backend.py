@@ -1,6 +1,6 @@
 """Where generation runs, without ever blocking Blender.
 
-* ``RUNTIME`` (default): the bundled ONNX Runtime, in ``python -m model_core.worker`` started with Blender's
+* ``RUNTIME`` (default): the bundled ONNX Runtime, in ``python -m model_core.serving.worker`` started with Blender's
   own interpreter (``sys.executable``) and ``PYTHONPATH`` = the extension folder + the folders Blender
   installed the extension's wheels into (onnxruntime, tokenizers); nothing to set up, numpy only in Blender.
 * ``WORKER``: the same worker started with a Python the user picks (one with torch, e.g. CUDA torch for a
@@ -8,7 +8,7 @@
 * ``IN_PROCESS``: a background thread in Blender's own Python (needs torch there).
 
 The worker's environment is set for the child only, never in Blender's ``sys.path``; JSON lines over pipes
-(protocol: ``model_core/worker.py``). A worker that dies is reported on the running job and started again on
+(protocol: ``model_core/serving/worker.py``). A worker that dies is reported on the running job and started again on
 the next request. Every back end returns a ``Job`` that the main thread polls; results are only read from it,
 so nothing touches Blender data off the main thread.
 """
@@ -42,7 +42,7 @@ SILENT_S = 60.0  # a worker that says nothing (no progress, no heartbeat) this l
 @dataclass
 class Request:
     """One model call: ``op`` "generate" | "edit" | "extend", a MODEL spec, and the op's arguments (see
-    ``model_core/worker.py``; ``args["source"]`` is a joints array (T, 22, 3) here, and the optional
+    ``model_core/serving/worker.py``; ``args["source"]`` is a joints array (T, 22, 3) here, and the optional
     ``args["source_tokens"]`` its tokens (ceil(T / 4), Q) int64 from an earlier result)."""
 
     op: str
@@ -129,7 +129,7 @@ class InProcessBackend:
         return job
 
     def _run(self, job: Job) -> None:
-        worker = model_module(".worker")
+        worker = model_module(".serving.worker")
 
         def progress(stage, fraction):
             if job.cancel_event.is_set():
@@ -149,7 +149,7 @@ class InProcessBackend:
         except worker.Cancelled:
             job.finish("cancelled")
         except Exception as e:  # shown to the user as a report
-            kind = model_module(".protocol").error_kind(e)
+            kind = model_module(".serving.protocol").error_kind(e)
             job.finish("error", error=str(e) if kind == "input" else f"{type(e).__name__}: {e}", kind=kind)
 
     def shutdown(self) -> None:
@@ -175,7 +175,7 @@ def wheel_paths() -> list[str]:
 
 
 class WorkerBackend:
-    """Runs requests in ``python -m model_core.worker`` started with ``python``; ``paths``: folders put on the
+    """Runs requests in ``python -m model_core.serving.worker`` started with ``python``; ``paths``: folders put on the
     worker's ``PYTHONPATH`` after the extension folder (the bundled wheels' folders)."""
 
     def __init__(self, python: str, *, exchange_dir: str | None = None, paths=(), silent_s: float = SILENT_S):
@@ -211,7 +211,7 @@ class WorkerBackend:
         log = open(self.log_path, "ab")
         try:
             self.process = subprocess.Popen(
-                [self.python, "-m", f"{MODEL_PACKAGE.rpartition('.')[2]}.worker"],
+                [self.python, "-m", f"{MODEL_PACKAGE.rpartition('.')[2]}.serving.worker"],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env, cwd=str(self.exchange),
                 text=True, encoding="utf-8", bufsize=1,
             )

@@ -8,7 +8,7 @@ pip it is the top-level ``model_core``. Only numpy modules are imported here: to
 Model files inside the extension (the zip builder writes them there):
 
 * ``EXTENSION_ROOT / "runtime"`` (``RUNTIME_DIR``): the bundled ONNX Runtime export of the shipped weights,
-  read by the default back end (``python -m model_core.worker`` with a ``{"backend": "onnx"}`` model spec).
+  read by the default back end (``python -m model_core.serving.worker`` with a ``{"backend": "onnx"}`` model spec).
 * ``EXTENSION_ROOT / "weights"`` (``WEIGHTS_DIR``): the shipped torch weights (safetensors + JSON), read by
   the torch back ends.
 """
@@ -48,7 +48,7 @@ def max_frames(folder: str | Path | None = None) -> int:
     """Most 20-fps frames one generation may ask for, read by the request contract (``limits.Limits``) from the
     model config in ``folder`` (a runtime or weights folder; None: the bundled runtime, else the shipped
     weights). ``DEFAULT_MAX_FRAMES`` when no readable config is found (the model then checks the length)."""
-    limits = model_module(".limits")
+    limits = model_module(".contract.limits")
     for candidate in [Path(folder)] if folder else [RUNTIME_DIR, WEIGHTS_DIR]:
         try:
             return limits.Limits.from_folder(candidate).max_frames

@@ -31,7 +31,7 @@ from . import armature, bake, bone_map, retarget
 from .core import MODEL_FPS, model_module
 from .errors import BammError, BammInputError
 
-outputs = model_module(".outputs")
+outputs = model_module(".serving.outputs")
 
 FORMATS = {"fbx": ".fbx", "bvh": ".bvh", "glb": ".glb"}
 TARGET_SUFFIXES = (".blend", ".fbx")

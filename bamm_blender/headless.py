@@ -4,7 +4,7 @@ Each operation is ``start_*`` (checks the input on the main thread, then submits
 ``finish`` (main thread, after the job succeeded: writes everything into the scene in one go). The modal
 operators poll the job in between; ``generate``, ``regenerate_range`` and ``extend`` do all three steps,
 blocking (``bpy.app.timers`` never fire in the bpy module). Bad input raises ``BammInputError`` (the request
-fields are checked by the request contract, ``model_core.request``, against the model's limits before anything
+fields are checked by the request contract, ``model_core.contract.request``, against the model's limits before anything
 is submitted), a failed job ``BammBackendError``, a cancelled one ``BammCancelled``.
 
 The armature is a BAMM Skeleton (its keys are model joints) or the animator's own character: then its action is
@@ -31,9 +31,9 @@ from . import armature, bake, backend, models, preferences, results, rig_edit, r
 from .core import MODEL_FPS, WEIGHTS_DIR, has_runtime, ik, model_module
 from .errors import BammInputError
 
-request = model_module(".request")  # the request contract: every check of a request's fields
-contract_limits = model_module(".limits")  # its limits (Limits) and its error for bad input (InputError)
-editing = model_module(".editing")  # numpy only: what an edit will do with its range (``travel_note``)
+request = model_module(".contract.request")  # the request contract: every check of a request's fields
+contract_limits = model_module(".contract.limits")  # its limits (Limits) and its error for bad input (InputError)
+editing = model_module(".decoding.editing")  # numpy only: what an edit will do with its range (``travel_note``)
 
 SEAM_BLEND_S = 0.3  # ease from the kept keys into the new motion at each seam, seconds (bake.seam_weights)
 MIN_RANGE = 4  # scene frames
@@ -43,7 +43,7 @@ FRAMES_PER_TOKEN = results.FRAMES_PER_TOKEN  # edits and extensions come in thes
 @dataclass(frozen=True)
 class Engine:
     """Who runs the model: ``backend`` (an object with ``submit(backend.Request) -> backend.Job``) and the MODEL
-    ``spec`` it is given (see ``model_core/worker.py``). A None field: the preferences' one."""
+    ``spec`` it is given (see ``model_core/serving/worker.py``). A None field: the preferences' one."""
 
     backend: object = None
     spec: dict | None = None
@@ -78,7 +78,7 @@ def backend_of(context, engine: Engine | None = None):
 
 
 def model_spec(context=None) -> dict:
-    """The MODEL spec (see ``model_core/worker.py``) from the preferences: the bundled runtime (``RUNTIME``
+    """The MODEL spec (see ``model_core/serving/worker.py``) from the preferences: the bundled runtime (``RUNTIME``
     back end: the active model of Preferences › Models, `models.active_folder`) or the torch weights; a
     missing runtime or weights folder -> BammInputError."""
     prefs = preferences.get(context)

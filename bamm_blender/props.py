@@ -23,7 +23,7 @@ from . import bone_map
 from .core import max_seconds, model_module
 
 MAX_SECONDS = max_seconds()  # the bundled model's frame limit (196 frames = 9.8 s at 20 fps)
-DEFAULT_CFG = model_module(".request").DEFAULT_CFG  # the request contract's guidance defaults
+DEFAULT_CFG = model_module(".contract.request").DEFAULT_CFG  # the request contract's guidance defaults
 
 
 def _is_armature(_self, obj) -> bool:

@@ -4,10 +4,10 @@ functions (the work module of the **Generate Sequence** and **Markers from Promp
 Each timeline marker starts a segment that runs to the next marker (the last one to the scene's end); the
 marker's name says what happens in it ("walks forward", "bows", "walks while waving the right hand"), and the
 Person words (``scene.bamm.sequence_person``, "an elderly person") go in front of every segment.
-`start_sequence` sends the segments as a plan (``model_core/plan.py``), checked by the request contract
+`start_sequence` sends the segments as a plan (``model_core/contract/plan.py``), checked by the request contract
 (``Request(op="plan")``) before anything is submitted, to the back end's ``plan`` op: each segment is generated
 with its own length and joined with the model's transitions, an arm action "while" walking composed onto the
-walk (``model_core/compose.py``), and the result is baked from the first marker on like a generated motion.
+walk (``model_core/decoding/compose.py``), and the result is baked from the first marker on like a generated motion.
 `markers_from_prompt` lays out the plan of the panel's prompt as markers (the panel lists that plan), to edit.
 """
 
@@ -26,7 +26,7 @@ _DEFAULT_NAME = re.compile(r"^F_\d+$")  # the name Blender gives a new marker
 
 
 def _plan_module():
-    return model_module(".plan")
+    return model_module(".contract.plan")
 
 
 def marker_spans(scene) -> list[tuple[bpy.types.TimelineMarker, int]]:
@@ -67,7 +67,7 @@ def _without_person(person: str, prompt: str) -> str:
 def plan_of_segments(scene, person: str) -> dict:
     """The plan object (as ``Plan.to_data`` writes it) of the markers' segments; its seconds are checked by
     the request contract when it is submitted."""
-    plan_module, kinds = _plan_module(), model_module(".kinds")
+    plan_module, kinds = _plan_module(), model_module(".contract.kinds")
     fps = scene_fps(scene)
     steps = []
     for first, end, text in segments(scene):

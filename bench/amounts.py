@@ -1,7 +1,7 @@
 """Do the words about how long and how fast change the motion? Prompts with a duration, counted steps or a pace
 word, generated with the shipped weights over several seeds, against the plain walk prompt; each figure as the
-words are applied now (`amounts.py` + `pacing.py`, inside `Generator.generate`) and with the model reading the
-words alone (``amounts=False``), plus the other levers measured before choosing.
+words are applied now (`contract/amounts.py` + `decoding/pacing.py`, inside `Generator.generate`) and with the model
+reading the words alone (``amounts=False``), plus the other levers measured before choosing.
 
     python bench/amounts.py [--weights weights] [--seeds 0 1 2 3 4] [--levers]
 
@@ -24,11 +24,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_core.amounts import parse  # noqa: E402
+from model_core.contract.amounts import parse  # noqa: E402
+from model_core.decoding.generate import BAMM  # noqa: E402
+from model_core.decoding.pacing import stretch  # noqa: E402
 from model_core.eval.dynamics import PELVIS, foot_skate, travel  # noqa: E402
-from model_core.generate import BAMM  # noqa: E402
 from model_core.motion.skeleton import JOINT_INDEX  # noqa: E402
-from model_core.pacing import stretch  # noqa: E402
 
 PLAIN = "a person walks"
 PACE = (PLAIN, "a person walks slowly", "the woman walks straight ahead slowly", "a man walks forward slowly",

@@ -66,7 +66,7 @@ def bench_accuracy(generated: int) -> None:
     import bpy
 
     from bamm_blender import armature, bake
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
@@ -138,7 +138,7 @@ def bench_bake(repeats: int) -> None:
 
 
 def load_model(choice: str):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     weights = ROOT / "weights"
     if choice == "auto" and (weights / "bamm.json").is_file():

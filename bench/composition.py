@@ -81,13 +81,13 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=5)
     args = p.parse_args(argv)
 
-    from model_core import compose
-    from model_core.compose import generate_plan
+    from model_core.contract.plan import make_plan
+    from model_core.decoding import compose
+    from model_core.decoding.compose import generate_plan
+    from model_core.decoding.generate import BAMM
     from model_core.eval import composition as C
     from model_core.eval.dynamics import foot_skate
     from model_core.eval.heldout import load_prompts
-    from model_core.generate import BAMM
-    from model_core.plan import make_plan
 
     seeds = range(args.seeds)
     data = Path(args.data)

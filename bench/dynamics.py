@@ -65,11 +65,11 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"bench/dynamics.py: {what} folder not found: {path}")
 
     from model_core.data.humanml3d import load_stats
+    from model_core.decoding.generate import BAMM
     from model_core.eval import dynamics as dyn
     from model_core.eval.protocol import (classify, generate_features, joints_of, load_test_clips,
                                           pick_captions, reconstruct_joints, walk_confusion)
     from model_core.eval.train_evaluator import load_evaluator
-    from model_core.generate import BAMM
 
     started = time.time()
     bamm = BAMM.from_pretrained(args.weights)

@@ -57,7 +57,7 @@ def reference_ids(t2m, text_emb, *, cfg, sampler, keep):
     import numpy as np
     import torch
 
-    from model_core.decoding import guide
+    from model_core.decoding.loop import guide
     from model_core.models.transformer import hybrid_attention_mask
 
     c = t2m.config
@@ -97,7 +97,7 @@ def official_reference(model, text_emb, *, st, sampler):
     import numpy as np
     import torch
 
-    from model_core.decoding import guide
+    from model_core.decoding.loop import guide
 
     t2m, res = model.t2m, model.res
     c = t2m.config
@@ -140,7 +140,7 @@ def official_model(device: str):
     import numpy as np
     import torch
 
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
     from model_core.models.residual import RES_PRESETS, ResidualTransformer
     from model_core.models.transformer import T2M_PRESETS, BAMMTransformer
     from model_core.models.vq import RVQVAE, VQ_PRESETS
@@ -159,8 +159,8 @@ def official_model(device: str):
 def official_runtime(threads: int, precision: str = "float32"):
     """A Generator over the ONNX Runtime folder that the add-on's Import Published Model writes from random
     checkpoints of the published sizes ([END] banned) in `precision`, cached under .cache/bench/."""
-    from model_core.cli_blender import CACHE, export_templates
-    from model_core.generate import Generator
+    from model_core.cli.blender import CACHE, export_templates
+    from model_core.decoding.generate import Generator
     from model_core.runtime.ort_nets import load_runtime
     from model_core.runtime.published import import_published
 
@@ -183,8 +183,8 @@ def run_one(preset: str, mode: str, repeat: int, threads: int, device: str) -> d
     import torch
 
     torch.set_num_threads(threads)
-    from model_core import decoding as D
-    from model_core.generate import BAMM
+    from model_core.decoding import loop as D
+    from model_core.decoding.generate import BAMM
 
     official = preset == "official"
     if mode in ("onnx", "onnx-int8"):
@@ -237,7 +237,7 @@ def run_onnx(repeat: int, threads: int, precision: str) -> dict:
     `precision` (ONNX Runtime, `threads` intra-op threads), text embeddings as the torch modes get them."""
     import numpy as np
 
-    from model_core import decoding as D
+    from model_core.decoding import loop as D
 
     gen = official_runtime(threads, precision)
     loaded = rss_mib()

@@ -49,10 +49,10 @@ def int8_copy(runtime: Path, out: Path) -> Path:
 def main() -> int:
     import numpy as np
 
-    from model_core.cli_blender import CACHE, export_runtime
+    from model_core.cli.blender import CACHE, export_runtime
+    from model_core.decoding.generate import Generator
     from model_core.eval.heldout import load_prompts
     from model_core.eval.protocol import evaluate, format_table
-    from model_core.generate import Generator
     from model_core.runtime.ort_nets import load_runtime
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -27,10 +27,10 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from model_core import decoding as D  # noqa: E402
 from model_core.data.humanml3d import load_split  # noqa: E402
+from model_core.decoding import loop as D  # noqa: E402
+from model_core.decoding.generate import BAMM  # noqa: E402
 from model_core.eval.dynamics import foot_lift  # noqa: E402
-from model_core.generate import BAMM  # noqa: E402
 
 
 def main() -> None:

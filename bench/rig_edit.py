@@ -53,10 +53,10 @@ from support import rig_edits  # noqa: E402
 import bamm_blender  # noqa: E402
 from bamm_blender import armature, axes, backend, bake, headless, retarget, rig_source  # noqa: E402
 from model_core.data.humanml3d import load_stats  # noqa: E402
+from model_core.decoding.generate import BAMM  # noqa: E402
 from model_core.eval import heldout  # noqa: E402
 from model_core.eval.protocol import classify  # noqa: E402
 from model_core.eval.train_evaluator import load_evaluator  # noqa: E402
-from model_core.generate import BAMM  # noqa: E402
 from model_core.motion import ik  # noqa: E402
 from model_core.motion.features import extract_features  # noqa: E402
 
@@ -277,7 +277,7 @@ def main() -> None:
 
 
 def runtime_engine() -> headless.Engine:
-    from model_core.cli_blender import export_runtime
+    from model_core.cli.blender import export_runtime
 
     folder = export_runtime(ROOT, ROOT / "weights", ROOT / ".cache")
     worker = backend.get_backend("RUNTIME", exchange_dir=tempfile.mkdtemp(prefix="bamm-bench-"), paths=[])

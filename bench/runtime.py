@@ -3,7 +3,7 @@
     python bench/runtime.py [--runtime DIR] [--repeat 5] [--threads 1]
 
 Exports the runtime from weights/ into DIR first when DIR has no runtime.json. Both back ends run the same
-decoding loop (`model_core/decoding.py`) with the same seeds; each call is `generate(prompt, frames=196)`
+decoding loop (`model_core/decoding/loop.py`) with the same seeds; each call is `generate(prompt, frames=196)`
 (text encoding, cascade with one refinement round, residual layers, decode, joints). Prints the median over
 `--repeat` runs after one warm-up, whether the tokens agree, and the runtime folder's size.
 """
@@ -42,7 +42,7 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from model_core.generate import BAMM, Generator
+    from model_core.decoding.generate import BAMM, Generator
     from model_core.runtime.export import export_runtime
     from model_core.runtime.ort_nets import load_runtime
 

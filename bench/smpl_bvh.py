@@ -50,7 +50,7 @@ def main() -> None:
     print("Worst bone direction error of the SMPL-22 BVH against its joints (max over frames and bones):")
     with tempfile.TemporaryDirectory() as tmp:
         if (Path(args.weights) / "bamm.json").is_file():
-            from model_core.generate import BAMM
+            from model_core.decoding.generate import BAMM
 
             model = BAMM.from_pretrained(args.weights)
             for prompt in args.prompts:

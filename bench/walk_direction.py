@@ -23,11 +23,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model_core.contract.limits import InputError  # noqa: E402
+from model_core.contract.request import DEFAULT_CFG  # noqa: E402
+from model_core.decoding.generate import BAMM  # noqa: E402
 from model_core.eval import heldout  # noqa: E402
 from model_core.eval.dynamics import EXPECTED_DIRECTION, travel  # noqa: E402
-from model_core.generate import BAMM  # noqa: E402
-from model_core.limits import InputError  # noqa: E402
-from model_core.request import DEFAULT_CFG  # noqa: E402
 
 WAYS = ("forward", "backward", "left", "right", "in place")
 

@@ -27,13 +27,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from model_core.contract.limits import InputError  # noqa: E402
+from model_core.contract.request import DEFAULT_CFG, DEFAULT_RES_CFG  # noqa: E402
 from model_core.data.humanml3d import load_stats  # noqa: E402
+from model_core.decoding.generate import BAMM  # noqa: E402
 from model_core.eval import heldout  # noqa: E402
 from model_core.eval.protocol import classify, load_test_clips  # noqa: E402
 from model_core.eval.train_evaluator import load_evaluator  # noqa: E402
-from model_core.generate import BAMM  # noqa: E402
-from model_core.limits import InputError  # noqa: E402
-from model_core.request import DEFAULT_CFG, DEFAULT_RES_CFG  # noqa: E402
 
 
 def generate(bamm, prompts, frames: dict | None, *, seed: int, mean, std, batch: int = 16,

@@ -1,5 +1,5 @@
-"""Words about how long and how fast (`amounts.py`, `pacing.py`, `motion/retime.py`): parsing, the request's
-pace, the plan's step lengths, time-stretching, and on the shipped weights the lengths, travel and speed they
+"""Words about how long and how fast (`contract/amounts.py`, `decoding/pacing.py`, `motion/retime.py`): parsing, the
+request's pace, the plan's step lengths, time-stretching, and on the shipped weights the lengths, travel and speed they
 give over a few seeds (`bench/amounts.py` prints the full figures)."""
 
 from pathlib import Path
@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.amounts import FAST, SLOW, VERY_SLOW, WALK_FRAMES, parse, pace_of
+from model_core.contract.amounts import FAST, SLOW, VERY_SLOW, WALK_FRAMES, parse, pace_of
+from model_core.contract.limits import Limits
+from model_core.contract.plan import make_plan
+from model_core.contract.request import Request
 from model_core.eval.dynamics import PELVIS, travel
-from model_core.limits import Limits
 from model_core.motion.retime import retime, touchdowns
-from model_core.plan import make_plan
-from model_core.request import Request
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 LIM = Limits()
@@ -147,7 +147,7 @@ PROMPTS = ["a person walks", "a person walks slowly", "the woman walks straight 
 
 @pytest.fixture(scope="module")
 def clips():
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     bamm = BAMM.from_pretrained(WEIGHTS)
     out = {p: [] for p in PROMPTS}
@@ -213,8 +213,8 @@ def test_a_stretched_motion_carries_its_own_tokens(clips):
 @pytest.mark.slow
 def test_every_path_honours_the_words(clips, tmp_path, capsys):
     from model_core.cli import main as bamm_cli
-    from model_core.compose import generate_plan
-    from model_core.worker import run_request
+    from model_core.decoding.compose import generate_plan
+    from model_core.serving.worker import run_request
 
     bamm = clips[1]
     req = Request(prompt="a person waves for 3 seconds", seed=1).check(bamm.limits)

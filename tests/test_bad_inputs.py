@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core import generate as generate_module
 from model_core.cli import main as bamm
-from model_core.limits import InputError
+from model_core.contract.limits import InputError
+from model_core.decoding import generate as generate_module
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "weights"
@@ -340,7 +340,7 @@ def test_deeply_nested_bvh_is_skipped_with_a_message(tmp_path):
 
 def test_export_garbage_target_is_one_line(tmp_path, capfd):
     pytest.importorskip("bpy")
-    from model_core import cli_blender
+    from model_core.cli import blender as cli_blender
 
     joints = tmp_path / "j.npy"
     np.save(joints, np.zeros((20, 22, 3), np.float32))

@@ -132,7 +132,7 @@ def test_bake_of_generated_motion(scene, tiny_joints):
 @pytest.fixture(scope="module")
 def tiny_joints():
     torch = pytest.importorskip("torch")
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     torch.manual_seed(0)
     model = BAMM.random(preset="tiny", text_encoder="minilm", seed=0)

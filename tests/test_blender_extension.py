@@ -18,7 +18,7 @@ import pytest
 
 pytest.importorskip("bpy")  # only for blender_ext.py: this process never imports bpy here
 
-from model_core import cli_blender  # noqa: E402
+from model_core.cli import blender as cli_blender  # noqa: E402
 from model_core.cli import CLIError  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_zip_holds_the_extension_and_nothing_else(built):
     assert built.name.endswith("-linux_x64.zip")  # Blender's --split-platforms naming
     names = zipfile.ZipFile(built).namelist()
     for needed in ("blender_manifest.toml", "__init__.py", "bamm_blender/__init__.py", "bamm_blender/bake.py",
-                   "model_core/__init__.py", "model_core/worker.py", "model_core/motion/ik.py"):
+                   "model_core/__init__.py", "model_core/serving/worker.py", "model_core/motion/ik.py"):
         assert needed in names, needed
     wheels = sorted(n.split("/")[1] for n in names if n.startswith("wheels/"))
     assert [w.split("-")[0] for w in wheels] == ["onnxruntime", "onnxruntime", "tokenizers"]
@@ -200,7 +200,7 @@ def test_manifest_must_not_set_what_the_builder_writes(fake_source, tmp_path):
 
 
 def test_install_enable_generate_disable(built, tmp_path):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     weights = tmp_path / "weights"
     BAMM.random(preset="tiny", text_encoder="minilm", seed=0).save_pretrained(weights, text_encoder_spec="minilm")

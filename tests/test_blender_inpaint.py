@@ -20,7 +20,7 @@ PROMPT = "a person walks forward"
 
 @pytest.fixture(scope="module")
 def model():
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     return BAMM.random(preset="tiny", text_encoder="minilm", seed=0)
 

@@ -76,7 +76,7 @@ def report(request, linux_zip, published, tmp_path_factory):
 @pytest.fixture(scope="session")
 def torch_route(published, tmp_path_factory):
     """Tokens of the torch route: ``bamm import-official`` then the official profile."""
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
     from model_core.official.importer import import_official
 
     p = published["paths"]

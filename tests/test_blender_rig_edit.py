@@ -30,7 +30,7 @@ PROMPT = "a person waves with the right hand above the head"
 
 @pytest.fixture(scope="module")
 def engine():
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     model = BAMM.from_pretrained(WEIGHTS)
     bamm_blender.register()

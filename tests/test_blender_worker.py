@@ -1,4 +1,4 @@
-"""The worker process end to end: ``python -m model_core.worker`` started with this test's interpreter,
+"""The worker process end to end: ``python -m model_core.serving.worker`` started with this test's interpreter,
 talking JSON lines; a killed worker; a worker Python without torch; the Blender side through the worker."""
 
 from __future__ import annotations
@@ -117,9 +117,9 @@ def test_missing_interpreter(tmp_path):
 
 
 def test_protocol_by_hand(tmp_path):
-    """The documented JSON lines, spoken directly to ``python -m model_core.worker``."""
+    """The documented JSON lines, spoken directly to ``python -m model_core.serving.worker``."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    process = subprocess.Popen([sys.executable, "-m", "model_core.worker"], stdin=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "model_core.serving.worker"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     request = {"id": 7, "op": "generate", "model": TINY, "args": {"prompt": "walk", "frames": 8},
                "out_dir": str(tmp_path)}
@@ -160,7 +160,7 @@ def runtime():
     if not (ROOT / "model_core" / "runtime" / "export.py").is_file():
         pytest.skip("model_core/runtime is not in this checkout")
     pytest.importorskip("onnxruntime")
-    from model_core import cli_blender
+    from model_core.cli import blender as cli_blender
 
     return cli_blender.export_runtime(ROOT, ROOT / "weights", cli_blender.CACHE)
 

@@ -6,14 +6,14 @@ from PIL import Image
 
 from model_core.cli import CLIError
 from model_core.cli import main as bamm
-from model_core.cli_generate import parse_range
+from model_core.cli.generate import parse_range
 from model_core.motion.bvh import forward_kinematics, read_bvh
 from model_core.motion.skeleton import JOINT_NAMES
 
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     folder = tmp_path_factory.mktemp("weights")
     BAMM.random(preset="tiny", text_encoder="minilm", seed=0).save_pretrained(folder)
@@ -83,8 +83,8 @@ def test_generate_bad_input_is_a_clear_error(weights, tmp_path, capsys, argv, me
 def test_generate_profile_official(weights, tmp_path, capsys, monkeypatch):
     """--profile official decodes as `Generator.generate(profile="official")`; a bad profile is refused before
     the model loads."""
-    from model_core import cli_generate
-    from model_core.generate import BAMM
+    from model_core.cli import generate as cli_generate
+    from model_core.decoding.generate import BAMM
 
     argv = ["generate", "a person jumps", "--frames", "40", "--seed", "3", "--weights", str(weights), "--no-fbx",
             "--no-preview"]
@@ -131,13 +131,13 @@ def test_parse_range_seconds_and_frames():
     ("an elderly person walks forward and waves with the right hand", "an_elderly_person_walks_forward_and_waves_with"),
 ])
 def test_output_names_follow_the_prompt_and_end_on_a_word(prompt, stem):
-    from model_core.cli_common import slugify
+    from model_core.cli.common import slugify
 
     assert slugify(prompt) == stem
 
 
 def test_prompts_without_latin_words_get_distinct_names():
-    from model_core.cli_common import slugify
+    from model_core.cli.common import slugify
 
     names = {slugify(p) for p in ("一个人向前走", "一个人跳起来", "человек бежит", "???")}
     assert len(names) == 4 and all(n.startswith("motion_") for n in names)

@@ -10,7 +10,7 @@ from model_core.cli import main as bamm
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     folder = tmp_path_factory.mktemp("weights")
     BAMM.random(preset="tiny", text_encoder="minilm", seed=0).save_pretrained(folder)

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from model_core.limits import InputError
+from model_core.contract.limits import InputError
 
 pytest.importorskip("torch")
 

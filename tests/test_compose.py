@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.compose import generate_plan
-from model_core.motion.arms import ARM_JOINTS, arm_sides, compose_arms
+from model_core.contract.plan import Plan, Step
+from model_core.decoding.compose import generate_plan
 from model_core.eval import composition as C
+from model_core.motion.arms import ARM_JOINTS, arm_sides, compose_arms
 from model_core.motion.skeleton import JOINT_INDEX as J
-from model_core.plan import Plan, Step
 
 NOT_ARMS = [j for j in range(22) if j not in ARM_JOINTS["right"] + ARM_JOINTS["left"]]
 
@@ -106,7 +106,7 @@ def test_in_turn_scoring_checks_the_order(clips):
 
 @pytest.fixture(scope="module")
 def tiny():
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     return BAMM.random(preset="tiny", text_encoder="minilm", seed=0)
 
@@ -132,8 +132,8 @@ def test_plan_and_composition_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; sys.modules['torch'] = None; import model_core.compose, model_core.plan, "
-            "model_core.eval.composition, model_core.worker; print('ok')")
+    code = ("import sys; sys.modules['torch'] = None; import model_core.decoding.compose, model_core.contract.plan, "
+            "model_core.eval.composition, model_core.serving.worker; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "ok", out.stderr
@@ -142,8 +142,8 @@ def test_plan_and_composition_import_without_torch():
 def test_worker_plan_op_goes_through_the_request_contract(tiny):
     """The worker's ``plan`` op: the plan is checked by the request contract (InputError, before decoding), n and
     seed come from the checked request, and a generate prompt naming two actions is planned the same way."""
-    from model_core import worker
-    from model_core.limits import InputError
+    from model_core.contract.limits import InputError
+    from model_core.serving import worker
 
     plan = {"steps": [{"prompt": "a person walks forward", "seconds": 1.2, "together": "a person waves"},
                       {"prompt": "a person bows", "seconds": 0.8}]}

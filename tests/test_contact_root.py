@@ -106,7 +106,7 @@ def test_the_tokenizer_flag_must_be_a_boolean(value):
 
 
 def test_runtime_configs_without_the_flag_read_as_off():
-    from model_core.nets import NetsConfig
+    from model_core.decoding.nets import NetsConfig
     keys = dict(code_num=8, max_tokens=6, res_max_tokens=6, num_quantizers=2, frames_per_token=4, fps=20.0,
                 text_dim=4, input_dim=263)
     assert NetsConfig.from_json(keys).contact_root is False
@@ -117,7 +117,7 @@ def test_runtime_configs_without_the_flag_read_as_off():
 
 @pytest.fixture(scope="module")
 def rooted_weights(tmp_path_factory):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
     folder = tmp_path_factory.mktemp("rooted") / "weights"
     BAMM.random(preset="tiny", text_encoder="minilm", seed=0).save_pretrained(folder, text_encoder_spec="minilm")
     meta = json.loads((folder / "vq.json").read_text())
@@ -127,7 +127,7 @@ def rooted_weights(tmp_path_factory):
 
 
 def test_decoding_applies_the_flag_of_the_weights(rooted_weights):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
     bamm = BAMM.from_pretrained(rooted_weights)
     assert bamm.nets.config.contact_root
     codes = np.random.default_rng(0).integers(0, bamm.nets.config.code_num, size=(6, 2))

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core import decoding as D
-from model_core.generate import BAMM
+from model_core.decoding import loop as D
+from model_core.decoding.generate import BAMM
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -93,7 +93,8 @@ def test_progress_of_an_edit_is_monotone(bamm):
 
 def test_loop_and_runtime_modules_import_no_torch():
     code = ("import sys; sys.modules['torch'] = None\n"
-            "import model_core.decoding, model_core.nets, model_core.generate, model_core.editing\n"
+            "import model_core.decoding.loop, model_core.decoding.nets\n"
+            "import model_core.decoding.generate, model_core.decoding.editing\n"
             "import model_core.runtime.ort_nets\n"
             "assert 'scipy' not in sys.modules, 'scipy imported'\n")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from model_core.compose import generate_plan
+from model_core.contract.plan import make_plan
+from model_core.decoding.compose import generate_plan
+from model_core.decoding.generate import BAMM
 from model_core.eval import composition as C
-from model_core.generate import BAMM
-from model_core.plan import make_plan
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = "an elderly person walks forward and waves with the right hand"

@@ -144,7 +144,7 @@ def test_eval_cli_errors_are_clear(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def minilm_bamm():
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     return BAMM.random(preset="tiny", text_encoder="minilm", seed=0)
 
@@ -152,7 +152,7 @@ def minilm_bamm():
 def test_protocol_embeds_captions_with_the_evaluators_encoder(labelled_data, evaluator_dir):
     """A model reading another text encoder (768-d) is judged by the 384-d MiniLM matcher it was not built for:
     the captions reach the matcher through the evaluator's own encoder, named in its labels.json."""
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     assert load_evaluator(evaluator_dir)[2]["text_encoder"] == "minilm"
     lexical = BAMM.random(preset="tiny", text_encoder="minilm-lexical", seed=0)

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.decoding import MIN_TOKENS, refine_redo
-from model_core.editing import place, source_motion, travel_note
-from model_core.generate import BAMM
+from model_core.decoding.editing import place, source_motion, travel_note
+from model_core.decoding.generate import BAMM
+from model_core.decoding.loop import MIN_TOKENS, refine_redo
+from model_core.decoding.results import Motion
 from model_core.motion.arms import ARM_JOINTS
-from model_core.results import Motion
 
 PROMPTS = ["a person walks forward", "someone jumps twice", "a man sits down slowly"]
 
@@ -232,7 +232,7 @@ def test_extend_with_a_new_prompt_is_led_by_it(bamm, source):
 
 
 def test_the_worker_inpaints_with_the_source_prompt_and_leads_with_a_new_one(bamm, source):
-    from model_core import worker
+    from model_core.serving import worker
 
     args = {"source": source.joints, "source_tokens": source.tokens, "frames": [16, 36], "seed": 3}
     same = worker.run(bamm, "edit", {**args, "source_prompt": source.prompt, "prompt": source.prompt})[0]

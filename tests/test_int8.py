@@ -64,7 +64,7 @@ def test_quantized_models_keep_their_predictions():
 
 
 def test_bamm_int8_is_repeatable_and_inference_only(tmp_path):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     model = BAMM.random(preset="tiny")
     float_motion = model.generate("a person walks forward", seed=5)[0]
@@ -111,7 +111,7 @@ def test_shipped_transformer_predicts_the_same_distribution_in_int8():
 def test_worker_model_spec_turns_int8_on_for_the_cpu():
     from pathlib import Path
 
-    from model_core.model_spec import load_model
+    from model_core.serving.model_spec import load_model
 
     weights = str(Path(__file__).resolve().parents[1] / "weights")
     assert load_model({"weights": weights, "device": "cpu", "int8": True}).int8

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from safetensors.torch import load_file
 
-from model_core import decoding as D
-from model_core.generate import BAMM
+from model_core.decoding import loop as D
+from model_core.decoding.generate import BAMM
 from model_core.official.importer import import_official
 from support.official_ckpt import FixedText, write_official
 

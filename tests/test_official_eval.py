@@ -255,8 +255,8 @@ def write_random_classifier(folder, contents, styles):
 
 
 def test_protocol_end_to_end_with_the_official_evaluator(hml_like_data, judge, official_dir, tmp_path):
+    from model_core.decoding.generate import BAMM
     from model_core.eval.protocol import evaluate, format_table
-    from model_core.generate import BAMM
 
     bamm = BAMM.random(preset="tiny", text_encoder="minilm", seed=0)
     logs = []

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from model_core.decoding import hybrid_allowed
+from model_core.decoding.loop import hybrid_allowed
 from model_core.models.checkpoint import load_model
 from model_core.models.residual import ResidualConfig, ResidualTransformer
 from model_core.models.transformer import BAMMConfig, BAMMTransformer
@@ -153,7 +153,7 @@ def test_cli_reports_one_line_and_keeps_an_existing_folder(imported, tmp_path):
 
 def test_clip_text_tower_travels_with_the_folder(imported, tmp_path):
     pytest.importorskip("transformers")
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
     from model_core.models.clip_text import CLIPTextEncoder
     from model_core.models.text import clear_text_encoder_cache
 

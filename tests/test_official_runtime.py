@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from model_core.generate import BAMM, Generator  # noqa: E402
+from model_core.decoding.generate import BAMM, Generator  # noqa: E402
 from model_core.official.importer import import_official  # noqa: E402
 from model_core.runtime.ort_nets import load_runtime  # noqa: E402
 from support.official_ckpt import FixedText, random_clip_file, write_official  # noqa: E402

@@ -27,7 +27,7 @@ def test_worker_generates_and_edits_with_official_weights(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
-    process = subprocess.Popen([sys.executable, "-m", "model_core.worker"], stdin=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", "model_core.serving.worker"], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 
     def ask(request):

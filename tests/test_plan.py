@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from model_core.kinds import kind_of
-from model_core.plan import Plan, Step, make_plan
+from model_core.contract.kinds import kind_of
+from model_core.contract.plan import Plan, Step, make_plan
 
 IN_TURN = [
     ("a man walks forward, then bows", ["a man walks forward", "a man bows"]),

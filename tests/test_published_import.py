@@ -18,7 +18,7 @@ pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 torch = pytest.importorskip("torch")
 
-from model_core.generate import BAMM, Generator  # noqa: E402
+from model_core.decoding.generate import BAMM, Generator  # noqa: E402
 from model_core.official.importer import import_official  # noqa: E402
 from model_core.runtime.ort_nets import load_runtime  # noqa: E402
 from model_core.runtime.published import import_published, quantize_columns, remove_model  # noqa: E402

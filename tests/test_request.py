@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from model_core.limits import InputError, Limits
-from model_core.request import MAX_SEED, Request
+from model_core.contract.limits import InputError, Limits
+from model_core.contract.request import MAX_SEED, Request
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMITS = Limits()  # HumanML3D: 20 fps, 4 frames per token, 196 frames
@@ -44,7 +44,7 @@ def test_bad_limit_files(tmp_path, content, message):
 
 def test_request_sampling_defaults_are_the_decoding_defaults():
     """Request (the contract) and decoding.Settings (the loop) declare the same sampling defaults."""
-    from model_core.decoding import Settings
+    from model_core.decoding.loop import Settings
 
     defaults = Request().settings()
     assert defaults == {name: getattr(Settings(), name) for name in defaults}

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.decoding import Sampler, Settings, guide, residual_layers
+from model_core.decoding.loop import Sampler, Settings, guide, residual_layers
+from model_core.decoding.torch_nets import TorchNets
 from model_core.models.layers import lengths_to_mask
 from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from model_core.models.transformer import T2M_PRESETS, BAMMTransformer
 from model_core.models.vq import VQ_PRESETS, RVQVAE
-from model_core.torch_nets import TorchNets
 
 TINY = RES_PRESETS["tiny"]
 B, N = 8, 12

@@ -15,8 +15,8 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from model_core import decoding as D  # noqa: E402
-from model_core.generate import BAMM, Generator  # noqa: E402
+from model_core.decoding import loop as D  # noqa: E402
+from model_core.decoding.generate import BAMM, Generator  # noqa: E402
 from model_core.runtime.ort_nets import choose_providers, load_runtime  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,8 +195,8 @@ def test_joints_source_is_encoded_the_same(torch_bamm, ort_gen):
 # ------------------------------------------------------------------------------------------ loading
 
 def test_worker_runs_the_runtime_without_torch(runtime_dir, tmp_path):
-    """``python -m model_core.worker`` with torch made unimportable, on a {"backend": "onnx"} spec."""
-    code = "import sys; sys.modules['torch'] = None; from model_core.worker import main; sys.exit(main())"
+    """``python -m model_core.serving.worker`` with torch made unimportable, on a {"backend": "onnx"} spec."""
+    code = "import sys; sys.modules['torch'] = None; from model_core.serving.worker import main; sys.exit(main())"
     env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
     model = {"backend": "onnx", "runtime": str(runtime_dir), "device": "cpu"}
     requests = [{"id": 1, "op": "generate", "model": model, "args": {"prompt": "a person jumps", "frames": 40},

@@ -14,7 +14,7 @@ PROMPTS = ["a person walks forward", "someone waves with the right hand", "an el
 
 @pytest.fixture(scope="module", params=["float32", "int8"])
 def bamm(request):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     return BAMM.from_pretrained(WEIGHTS, int8=request.param == "int8")
 
@@ -64,8 +64,8 @@ def test_residual_layers_fill_in_the_kick_away_from_where_training_saw_it(built_
     token on (the kick at other token positions than in training; 4 seeds each), fills in layers whose decoded
     foot lift is on average at least 0.74 of what the clip's own codes give (about 1.1 m). Trained on whole
     clips only it had learnt the clip position by position: 0.69 (0.76 with the random training windows)."""
-    from model_core import decoding as D
-    from model_core.generate import BAMM
+    from model_core.decoding import loop as D
+    from model_core.decoding.generate import BAMM
 
     bamm = BAMM.from_pretrained(WEIGHTS)
     feats = np.load(built_bandai / "new_joint_vecs" / "dataset-1_kick_normal_001_w0.npy")

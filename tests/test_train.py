@@ -235,7 +235,7 @@ def test_resume_after_kill_is_exact(data_dir, tmp_path):
 # ------------------------------------------------------------------------------------------- export
 
 def test_export_writes_a_weights_folder_that_generates(data_dir, vq_run, cache_dir, tmp_path, capsys):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     for stage in ("t2m", "res"):
         assert train(stage, data_dir, tmp_path / stage, vq_run, cache_dir, "--steps", "4") == 0

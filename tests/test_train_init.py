@@ -152,7 +152,7 @@ def interpolate(tuned: Path, out: Path, *args: str) -> int:
 
 @pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
 def test_interpolate_puts_each_transformer_on_the_line_from_the_stored_one_to_the_run(alpha, tuned, tmp_path):
-    from model_core.generate import BAMM
+    from model_core.decoding.generate import BAMM
 
     out = tmp_path / "mix"
     assert interpolate(tuned, out, "--t2m", str(tuned / "t2m"), "--res", str(tuned / "res"),

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from model_core.decoding import MIN_TOKENS, Sampler, Settings, guide, hybrid_allowed, sample_ar, sample_masked
+from model_core.decoding.loop import MIN_TOKENS, Sampler, Settings, guide, hybrid_allowed, sample_ar, sample_masked
+from model_core.decoding.torch_nets import TorchNets
 from model_core.models.layers import noisy_text
 from model_core.models.residual import RES_PRESETS, ResidualConfig, ResidualTransformer
 from model_core.models.transformer import T2M_PRESETS, BAMMConfig, BAMMTransformer, hybrid_attention_mask
 from model_core.models.vq import VQ_PRESETS, RVQVAE
-from model_core.torch_nets import TorchNets
 
 L = 5  # short sequence: every subset U of its positions is checked
 SUBSETS = [frozenset(s) for r in range(L + 1) for s in itertools.combinations(range(L), r)]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from model_core.decoding.generate import BAMM
 from model_core.eval.dynamics import travel
-from model_core.generate import BAMM
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
 SEEDS = (0, 1, 2)

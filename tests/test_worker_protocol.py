@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model_core.protocol import ProtocolError, check_id, parse_line
+from model_core.serving.protocol import ProtocolError, check_id, parse_line
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = {"weights": str(ROOT / "weights"), "text_encoder": None, "device": "cpu"}
@@ -84,8 +84,8 @@ def test_bad_lines_are_answered_and_the_worker_keeps_serving(tmp_path):
     limits = json.dumps({"op": "limits", "id": "last", "model": WEIGHTS})
     text = "\n".join([line for line, _ in cases] + [limits, json.dumps({"op": "shutdown"})]) + "\n"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    done = subprocess.run([sys.executable, "-m", "model_core.worker"], input=text, capture_output=True, text=True,
-                          env=env, timeout=120, cwd=tmp_path)
+    done = subprocess.run([sys.executable, "-m", "model_core.serving.worker"], input=text, capture_output=True,
+                          text=True, env=env, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     replies = [json.loads(line) for line in done.stdout.splitlines()]
     replies = [r for r in replies if r["type"] not in ("heartbeat", "progress")]

@@ -108,9 +108,9 @@ def main(command_name: str, argv: list[str]) -> int:
         raise SystemExit(f"bamm eval: no evaluator in {evaluator}; train one with "
                          f"'bamm eval train-evaluator --data {data} --out {evaluator}'")
     decoding = {k: v for k, v in (("cfg", args.cfg and tuple(args.cfg)), ("res_cfg", args.res_cfg)) if v is not None}
-    from ..generate import BAMM
-    from ..limits import InputError
-    from ..request import Request
+    from ..contract.limits import InputError
+    from ..contract.request import Request
+    from ..decoding.generate import BAMM
     from .protocol import evaluate, format_table
 
     try:  # one line for a setting out of range, before anything is loaded

@@ -15,7 +15,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from ..limits import InputError  # a ValueError: a weights file that does not fit is the user's to fix
+from ..contract.limits import InputError  # a ValueError: a weights file that does not fit is the user's to fix
 
 FORMAT_VERSION = 1
 MAX_CONFIG_BYTES = 1_000_000  # a config is a few hundred bytes

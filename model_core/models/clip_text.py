@@ -38,7 +38,8 @@ from pathlib import Path
 import torch
 
 from ..official import torch_zip
-from ..limits import InputError, check_texts  # InputError: a CLIP file that cannot be read is the user's to fix
+# InputError: a CLIP file that cannot be read is the user's to fix
+from ..contract.limits import InputError, check_texts
 
 CLIP_PATH_ENV = "BAMM_CLIP_PATH"
 DEFAULT_CLIP_PATH = Path("~/.cache/clip/ViT-B-32.pt")

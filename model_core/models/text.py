@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ..limits import check_texts
+from ..contract.limits import check_texts
 
 if TYPE_CHECKING:
     import torch

@@ -109,7 +109,7 @@ def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int | Non
                     res_heads: int | None = None) -> Path:
     """Write the weights folder `out` from the official checkpoints. Returns its bamm.json path. heads /
     res_heads: attention heads (None: from the run's opt.txt, else 6)."""
-    from ..generate import FORMAT_VERSION
+    from ..decoding.generate import FORMAT_VERSION
     from ..models.checkpoint import save_model, save_tensors
 
     out = Path(out)
@@ -141,8 +141,8 @@ def import_official(*, t2m, res, vq, out, meta=None, clip=None, heads: int | Non
 
 
 def main(name: str = "import-official", argv: list[str] | None = None) -> int:
-    from ..cli import ArgumentParser  # one-line usage errors, exit 2
-    from ..limits import InputError
+    from ..cli.main import ArgumentParser  # one-line usage errors, exit 2
+    from ..contract.limits import InputError
 
     p = ArgumentParser(prog=f"bamm {name}", description=__doc__.split("\n\n")[0])
     p.add_argument("--t2m", required=True, help="BAMM transformer checkpoint (.tar, entry t2m_transformer)")
@@ -180,7 +180,7 @@ def _main_runtime(args) -> int:
     """``--runtime``: the add-on's torch-free import (`runtime.published`) from the command line."""
     import tempfile
 
-    from ..limits import InputError
+    from ..contract.limits import InputError
     from ..runtime.published import import_published, packaged_templates
 
     if not args.clip:

@@ -146,7 +146,7 @@ def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str
     """Write the runtime folder `out_dir` from the weights folder `weights_dir` (see the module docstring).
     text False leaves the text encoder out (the caller supplies embeddings); text_weights "float16" stores
     the text encoder's weights at half size. Returns runtime.json's path."""
-    from ..generate import BAMM
+    from ..decoding.generate import BAMM
 
     weights, out = Path(weights_dir), Path(out_dir)
     if not (weights / "bamm.json").is_file():
@@ -172,7 +172,7 @@ def export_runtime(weights_dir, out_dir, *, text: bool = True, text_weights: str
     if text:
         from .text_export import export_text_encoder
 
-        from ..generate import folder_text_spec
+        from ..decoding.generate import folder_text_spec
 
         export_text_encoder(folder_text_spec(spec, weights), out, weights_dtype=text_weights)
         text_files = ["text.onnx", "text.json", "tokenizer.json"]

@@ -2,7 +2,7 @@
 
 numpy + onnxruntime only (plus tokenizers for the text encoder): this is what the Blender extension runs.
 
-    from model_core.generate import Generator
+    from model_core.decoding.generate import Generator
     from model_core.runtime.ort_nets import load_runtime
     motions = Generator(load_runtime("runtime")).generate("a person walks forward")
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..nets import Nets, NetsConfig
+from ..decoding.nets import Nets, NetsConfig
 
 RUNTIME_FORMAT = 1
 DEVICES = ("auto", "cpu", "gpu", "cuda", "directml", "coreml")

@@ -53,10 +53,10 @@ def _modules(sizes: dict, seed: int):
     """(t2m, res, vq, NetsConfig) of the official architecture at `sizes`, every weight random and distinct."""
     import torch
 
+    from ..decoding.nets import NetsConfig
     from ..models.residual import ResidualConfig, ResidualTransformer
     from ..models.transformer import BAMMConfig, BAMMTransformer
     from ..models.vq import RVQVAE, RVQVAEConfig
-    from ..nets import NetsConfig
     from ..official.keys import MAX_TOKENS, RES_MAX_TOKENS
 
     s = sizes

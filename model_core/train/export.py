@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ..generate import BAMM
+from ..decoding.generate import BAMM
 from ..models.checkpoint import load_model, load_tensors, load_weights_into
 from ..models.residual import ResidualConfig, ResidualTransformer
 from ..models.text import load_text_encoder

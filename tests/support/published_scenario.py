@@ -26,7 +26,7 @@ from stock_scenario import MODULE, install_zip, keys_of  # noqa: E402
 TOKENS = """
 import json, sys
 import numpy as np
-from model_core.generate import Generator
+from model_core.decoding.generate import Generator
 from model_core.runtime.ort_nets import load_runtime
 folder, prompts = sys.argv[1], json.loads(sys.argv[2])
 gen = Generator(load_runtime(folder, "cpu", threads=1))

@@ -101,7 +101,7 @@ def extra_packages(python: Path) -> list[str]:
 
 def build_linux_zip(out: Path) -> Path:
     """The Linux extension zip, built as ``bamm build-extension --platform linux-x64`` builds it."""
-    from model_core import cli_blender
+    from model_core.cli import blender as cli_blender
 
     (path,) = cli_blender.build_extension(out=out, platforms=["linux-x64"])
     return path

@@ -8,7 +8,7 @@ import os
 import sys
 from pathlib import Path
 
-from .limits import Limits
+from ..contract.limits import Limits
 
 
 def half_the_cores() -> int | None:
@@ -46,8 +46,8 @@ def load_model(spec: dict):
         raise ValueError(f"model spec must be an object, got {spec!r}")
     backend = spec.get("backend", "torch")
     if backend == "onnx":
-        from .generate import Generator
-        from .runtime.ort_nets import load_runtime
+        from ..decoding.generate import Generator
+        from ..runtime.ort_nets import load_runtime
 
         runtime = Path(str(spec.get("runtime") or ""))
         if not (runtime / "runtime.json").is_file():
@@ -58,7 +58,7 @@ def load_model(spec: dict):
         raise ValueError(f"model spec backend must be 'onnx' or 'torch', got {backend!r}")
     if "random" in spec:
         import_torch()
-        from .generate import BAMM
+        from ..decoding.generate import BAMM
 
         options = dict(spec["random"])
         return BAMM.random(device=resolve_device(options.pop("device", "cpu")), **options)
@@ -66,7 +66,7 @@ def load_model(spec: dict):
     if not (weights / "bamm.json").is_file():
         raise FileNotFoundError(f"no BAMM weights in '{weights}' (bamm.json not found)")
     import_torch()
-    from .generate import BAMM
+    from ..decoding.generate import BAMM
 
     device = resolve_device(spec.get("device"))
     return BAMM.from_pretrained(weights, text_encoder=spec.get("text_encoder"), device=device,

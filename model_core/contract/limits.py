@@ -2,7 +2,7 @@
 input the user can fix (`InputError`), and the checks of single fields that the request, the plan and the words
 about length (`request.py`, `plan.py`, `amounts.py`) share. Pure Python: it imports nothing of model_core.
 
-    from model_core.limits import InputError, Limits
+    from model_core.contract.limits import InputError, Limits
 
     limits = Limits.from_folder("weights/")   # bamm.json (weights) or runtime.json (runtime); cheap, no model
     limits = Limits.from_json(ready["limits"])  # as the worker sends it in its "ready" line
@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-PROFILES = ("bamm", "official")  # decoding profiles (decoding.py)
+PROFILES = ("bamm", "official")  # decoding profiles (decoding/loop.py)
 MAX_PROMPT_CHARS = 1000  # a prompt is a sentence or two; the text encoders read far fewer tokens anyway
 MAX_N = 32  # variations of one request (one batch)
 SOURCE_WINDOWS = 20  # a source motion (edit, extend) may be this many model windows long

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from .amounts import MIN_KEEP_TOKENS, Pace
-from .motion import features as F
-from .motion.retime import retime, touchdowns
+from ..contract.amounts import MIN_KEEP_TOKENS, Pace
+from ..motion import features as F
+from ..motion.retime import retime, touchdowns
 
 
 def keep_steps(motion, steps: int, frames_per_token: int):

@@ -15,10 +15,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from . import vocabulary
-from .cli import ArgumentParser, CLIError
+from .. import vocabulary
+from .main import ArgumentParser, CLIError
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
 
 def _folder(weights) -> Path:

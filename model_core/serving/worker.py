@@ -1,4 +1,4 @@
-"""The generation worker: ``python -m model_core.worker`` speaks JSON lines on stdin / stdout.
+"""The generation worker: ``python -m model_core.serving.worker`` speaks JSON lines on stdin / stdout.
 
 The Blender add-on starts it with Blender's own Python for the bundled ONNX Runtime back end (numpy,
 onnxruntime and tokenizers; no torch), or with a Python that has torch (for example the project's virtual
@@ -33,7 +33,8 @@ string of letters, digits, '_', '-', '.' (it names the result files), ``model`` 
 and checked against the model's limits (``limits.Limits``: the runtime's ``runtime.json`` or the weights'
 ``bamm.json``) before the model is loaded. A bad line or request is answered with an error and the worker
 keeps serving. A ``generate`` prompt naming several actions and a ``plan`` (a plan object, ``plan.check_plan``)
-give one motion each (``compose.py``). Ready's ``limits``: the runtime's or weights' next to this package, or null.
+give one motion each (``decoding/compose.py``). Ready's ``limits``: the runtime's or weights' next to
+this package, or null.
 
 ``args`` of every op may also set ``"refine"`` (``"every_other"``, ``"low_confidence"``, ``"suffix"``,
 ``"prefix"`` or null), ``"rounds"``, ``"temperature"``, ``"top_k"`` and ``"res_cfg"`` (see `Generator.generate`).
@@ -43,7 +44,7 @@ fit the joints, the kept part of the motion is taken from them as they are inste
 again (encoding decoded joints does not give the same codes back); tokens of another shape are ignored and
 the joints encoded. ``source_prompt`` (optional): the prompt the source motion was made from. An edit or extend
 whose ``prompt`` is that prompt (or null) regenerates with the source leading (inpainting); a new prompt leads
-the range itself (``editing.py``).
+the range itself (``decoding/editing.py``).
 
 ``MODEL`` is one of
 
@@ -85,10 +86,10 @@ import threading
 import time
 from pathlib import Path
 
-from .limits import InputError, Limits, check_prompt
+from ..contract.limits import InputError, Limits, check_prompt
+from ..contract.request import OPS, Request
 from .model_spec import ModelCache, spec_limits
 from .protocol import ProtocolError, error_kind, parse_line
-from .request import OPS, Request
 
 HEARTBEAT_S = 2.0  # a line at least this often while a request runs: the client notices a silent worker
 
@@ -124,7 +125,7 @@ def _source(args: dict, limits: Limits):
     ``source_prompt`` is given."""
     import numpy as np
 
-    from .results import Motion
+    from ..decoding.results import Motion
 
     if args.get("source") is None:
         raise InputError("edit and extend need a source motion (args.source)")
@@ -163,7 +164,7 @@ def run_request(model, req: Request, source=None, progress=None) -> list:
     """A `Request` (checked here against the model's limits) on a loaded model -> list of ``Motion``."""
     req = req.check(model.limits, source_frames=_source_frames(source))
     options = req.settings()
-    from .compose import run_plan  # several actions in one prompt, or a plan
+    from ..decoding.compose import run_plan  # several actions in one prompt, or a plan
     if req.op in ("generate", "plan") and (motions := run_plan(model, req, progress)) is not None:
         return motions
     if req.op == "generate":
@@ -282,7 +283,7 @@ class Worker:
 
 def shipped_limits() -> dict | None:
     """The limits of the runtime or weights next to this package (the extension's own), or None."""
-    root = Path(__file__).resolve().parent.parent
+    root = Path(__file__).resolve().parents[2]
     for folder in (root / "runtime", root / "weights"):
         try:
             return Limits.from_folder(folder).to_json()
@@ -307,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     from importlib.metadata import PackageNotFoundError, version
 
-    from . import __version__
+    from .. import __version__
 
     versions = {}
     for name in ("torch", "onnxruntime"):
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
             versions[name] = None
     worker = Worker(protocol)
     worker.send(type="ready", pid=os.getpid(), **versions, model_core=__version__,
-                path=str(Path(__file__).resolve().parent), ops=list(OPS), heartbeat_s=HEARTBEAT_S,
+                path=str(Path(__file__).resolve().parents[1]), ops=list(OPS), heartbeat_s=HEARTBEAT_S,
                 limits=shipped_limits())
     worker.serve(sys.stdin)
     return 0

@@ -8,7 +8,7 @@ Two ways of naming several actions:
   its own length and joined with the model's transitions (`Generator.generate_long`);
 * **at once** -- "walks forward while waving", "jogs with both hands up", "walks ahead holding the left hand
   up", "walks forward and waves": a locomotion clause and an arm clause become one `Step` whose ``together``
-  prompt is the arm action, composed onto the locomotion's arms (`compose.py`).
+  prompt is the arm action, composed onto the locomotion's arms (`decoding/compose.py`).
 
 The words that describe the person ("an elderly person", "a tired woman") are taken from the start of the
 prompt and put in front of every clause ("an elderly person walks forward" / "an elderly person bows").
@@ -23,9 +23,9 @@ import json
 import re
 from dataclasses import dataclass, field
 
+from ..data.captions import _third
+from ..data.pos_tags import tag_word
 from .amounts import clause_length
-from .data.captions import _third
-from .data.pos_tags import tag_word
 from .kinds import KINDS, kind_of, verb_lemma
 from .limits import InputError, Limits, _number, check_prompt
 

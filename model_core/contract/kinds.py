@@ -9,7 +9,7 @@ first action verb of a clause. Pure Python (no numpy): the plan splits and joins
 
 from __future__ import annotations
 
-from .data.pos_tags import tag_word
+from ..data.pos_tags import tag_word
 
 KINDS = ("locomotion", "arm", "body", "other")
 

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import decoding as D
-from .decoding import Sampler, Settings, check_positive_int
-from .kinds import kind_of
-from .limits import InputError, Limits
-from .motion import features as F
-from .motion.arms import arm_sides, compose_arms, ramp
-from .request import DEFAULT_CFG, DEFAULT_RES_CFG, Request
+from ..contract.kinds import kind_of
+from ..contract.limits import InputError, Limits
+from ..contract.request import DEFAULT_CFG, DEFAULT_RES_CFG, Request
+from ..motion import features as F
+from ..motion.arms import arm_sides, compose_arms, ramp
+from . import loop as D
+from .loop import Sampler, Settings, check_positive_int
 from .results import Motion, Progress
 
 TRAVEL_SPEED = 0.3  # m/s: a range the source crosses faster than this travels (see `edit`)

@@ -1,5 +1,5 @@
-"""What ``bamm generate`` writes and loads, shared by one action (``cli_generate.py``) and a plan of several
-(``cli_plan.py``): the output files of one motion under a free name, the model of ``--weights`` on
+"""What ``bamm generate`` writes and loads, shared by one action (``generate.py``) and a plan of several
+(``plan.py``): the output files of one motion under a free name, the model of ``--weights`` on
 ``--device``, and the lines that report the files written.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outputs
-from .cli import CLIError
+from ..serving import outputs
+from .main import CLIError
 
 SUFFIXES = (".npy", ".bvh", ".gif", "_filmstrip.png", ".fbx")  # one result's files; the first is its claim
 DEVICES = re.compile(r"cpu|mps|cuda(:[0-9]{1,2})?")
@@ -32,8 +32,8 @@ def write_outputs(joints: np.ndarray, out_dir: Path, stem: str, *, caption: str 
                   preview: bool = True, overwrite: bool = False, fps: float = 20.0) -> dict[str, Path]:
     """All output files of one motion under a free name (``stem``, else ``stem-2``, ...; ``overwrite``: the
     stem as it is), each written to a temporary file and renamed into place; returns {kind: path}."""
-    from .motion.bvh import format_bvh
-    from .motion.smpl_bvh import joints_to_bvh_clip
+    from ..motion.bvh import format_bvh
+    from ..motion.smpl_bvh import joints_to_bvh_clip
 
     joints = np.asarray(joints, np.float32)
     if not np.isfinite(joints).all():
@@ -65,7 +65,7 @@ def write_outputs(joints: np.ndarray, out_dir: Path, stem: str, *, caption: str 
 
 def export_through_blender(joints_path: Path, target: Path, *, fmt: str) -> bool:
     """Bake + export through Blender (a separate process: model_core itself never imports bpy)."""
-    from .cli_blender import run_exporter
+    from .blender import run_exporter
 
     proc = run_exporter([str(joints_path), "--format", fmt, "--out", str(target)], capture=True)
     if proc.returncode != 0:
@@ -104,12 +104,12 @@ def check_device(args) -> None:
 def load_model(args):
     """The model of ``--weights`` (torch weights, or a runtime folder run by ONNX Runtime) on ``--device``; the
     vocabulary warning of the prompt (``args.vocab_line``) is printed first."""
-    from .generate import BAMM, Generator
+    from ..decoding.generate import BAMM, Generator
 
     if getattr(args, "vocab_line", ""):  # after the input checks: bad input stays one line
         print(f"warning: {args.vocab_line}", file=sys.stderr)
     if is_runtime(Path(args.weights)):
-        from .runtime.ort_nets import load_runtime
+        from ..runtime.ort_nets import load_runtime
 
         return Generator(load_runtime(Path(args.weights), device="cpu" if args.device == "cpu" else "auto"))
     return BAMM.from_pretrained(Path(args.weights), text_encoder=args.text_encoder, device=args.device,

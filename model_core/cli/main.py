@@ -7,7 +7,7 @@ import importlib
 import sys
 import traceback
 
-from .limits import InputError
+from ..contract.limits import InputError
 
 
 class CLIError(InputError):
@@ -28,16 +28,16 @@ INPUT_ERRORS = (InputError, FileNotFoundError, FileExistsError, IsADirectoryErro
 
 # name -> (module relative to this package, one-line help)
 COMMANDS = {
-    "data": (".data.cli", "build training data (bandai, bvh folder) or inspect a dataset"),
-    "train": (".train.cli", "train the tokenizer (vq), the BAMM transformer (t2m) or the residual transformer (res)"),
-    "eval": (".eval.cli", "evaluate shipped or trained weights on a dataset split"),
-    "generate": (".cli_generate", "generate motion from a prompt"),
-    "edit": (".cli_generate", "regenerate a frame range of an existing motion (inpainting, prefix, suffix)"),
-    "vocab": (".cli_vocab", "check a prompt against the model's vocabulary (what its training captions hold)"),
-    "export": (".cli_blender", "export a motion (.npy joints) to BVH / FBX / GLB through Blender"),
-    "build-extension": (".cli_blender", "build the Blender extension zip"),
-    "export-runtime": (".runtime.export", "export weights to ONNX graphs for the bundled runtime (ONNX Runtime)"),
-    "import-official": (".official.importer", "import the published BAMM / MoMask checkpoints into a weights folder"),
+    "data": ("..data.cli", "build training data (bandai, bvh folder) or inspect a dataset"),
+    "train": ("..train.cli", "train the tokenizer (vq), the BAMM transformer (t2m) or the residual transformer (res)"),
+    "eval": ("..eval.cli", "evaluate shipped or trained weights on a dataset split"),
+    "generate": (".generate", "generate motion from a prompt"),
+    "edit": (".generate", "regenerate a frame range of an existing motion (inpainting, prefix, suffix)"),
+    "vocab": (".vocab", "check a prompt against the model's vocabulary (what its training captions hold)"),
+    "export": (".blender", "export a motion (.npy joints) to BVH / FBX / GLB through Blender"),
+    "build-extension": (".blender", "build the Blender extension zip"),
+    "export-runtime": ("..runtime.export", "export weights to ONNX graphs for the bundled runtime (ONNX Runtime)"),
+    "import-official": ("..official.importer", "import the published BAMM / MoMask checkpoints into a weights folder"),
 }
 
 

@@ -1,7 +1,7 @@
 """Words about how long and how fast: a prompt's explicit duration, counted steps, short / long, and its pace.
 Pure Python (no numpy): the request contract calls it, in Blender and in the CLI alike.
 
-    from model_core.amounts import parse, pace_of
+    from model_core.contract.amounts import parse, pace_of
 
     parse("a person waves for 3 seconds").seconds         # 3.0
     parse("a two-second wave").seconds                    # 2.0

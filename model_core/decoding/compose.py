@@ -27,13 +27,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import decoding as D
-from .decoding import Sampler, Settings
+from ..contract.plan import Plan, Step, make_plan
+from ..contract.request import DEFAULT_CFG
+from ..motion.arms import arm_sides, compose_arms, ramp
+from . import loop as D
 from .editing import padded_features
 from .generate import Generator
-from .motion.arms import arm_sides, compose_arms, ramp
-from .plan import Plan, Step, make_plan
-from .request import DEFAULT_CFG
+from .loop import Sampler, Settings
 from .results import Motion
 
 def step_frames(model: Generator, plan: Plan, *, seed: int = 0, **settings) -> list[int]:

@@ -5,14 +5,14 @@ Every caller (the ``bamm`` command, the Python API ``Generator``, the worker, th
 
 API::
 
-    from model_core.limits import Limits
-    from model_core.request import Request
+    from model_core.contract.limits import Limits
+    from model_core.contract.request import Request
 
     limits = Limits.from_folder("weights/")   # the weights' limits (``limits.py``); cheap, no model
     req = Request(op="generate", prompt="a person waves", seconds=4.0, n=2, seed=7).check(limits)
     req.frames        # 80: seconds are turned into 20-fps frames, and every field normalised
     req.settings()    # {"cfg": DEFAULT_CFG, "refine": ..., "rounds": 2, "temperature": 1.0, ...}
-    req.to_args()     # the worker's JSON ``args`` (see ``worker.py``); Request.from_args(op, args) reads them
+    req.to_args()     # the worker's JSON ``args`` (see ``serving/worker.py``); Request.from_args(op, args) reads them
 
     Request(op="edit", range=(40, 80), prompt=None).check(limits, source_frames=120)
     Request(op="extend", after_s=2.0).check(limits, source_frames=120)

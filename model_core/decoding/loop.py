@@ -28,9 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .limits import PROFILES
+from ..contract.limits import PROFILES
+from ..contract.request import DEFAULT_CFG, DEFAULT_RES_CFG, REFINE_MODES  # the request contract's names
 from .nets import Nets
-from .request import DEFAULT_CFG, DEFAULT_RES_CFG, REFINE_MODES  # the request contract's names
 
 REFINE_CHOICES = REFINE_MODES + ("official",)  # "official": the published code's choice (official profile)
 # [END] is not sampled before this many motion tokens: 5 tokens = 20 frames = 1 s, the shortest motion the

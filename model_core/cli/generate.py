@@ -5,9 +5,9 @@
   bamm generate "<prompt naming several actions>" [--show-plan]   /   bamm generate --plan plan.json
   bamm edit <motion.npy> --range 2.0s:4.5s ["<prompt>"] [--out out/] [--overwrite]
 
-The request is checked by the request contract (``request.py``) against the weights' limits before a model
+The request is checked by the request contract (``contract/request.py``) against the weights' limits before a model
 is loaded, and the output folder before generating. A prompt naming several actions, or a plan file, goes
-the same way as a ``plan`` request (``cli_plan.py``). A prompt asking for something outside the model's
+the same way as a ``plan`` request (``plan.py``). A prompt asking for something outside the model's
 vocabulary (``vocabulary/``) gets one line on stderr, or with ``--strict`` exits 2 with it. Outputs are
 written to temporary files renamed into place under a free name (``walk.npy``, else ``walk-2.npy``, ...
 reported) unless ``--overwrite``.
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from . import outputs
-from .cli import ArgumentParser, CLIError
-from .cli_common import check_device, is_runtime, load_model, print_written, slugify, write_outputs
-from .cli_plan import generate_plan_cmd, plan_of
-from .cli_vocab import vocab_line
-from .limits import Limits, check_profile
-from .request import DEFAULT_CFG, Request
+from ..contract.limits import Limits, check_profile
+from ..contract.request import DEFAULT_CFG, Request
+from ..serving import outputs
+from .common import check_device, is_runtime, load_model, print_written, slugify, write_outputs
+from .main import ArgumentParser, CLIError
+from .plan import generate_plan_cmd, plan_of
+from .vocab import vocab_line
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
 
 
 def parse_range(text: str, fps: float = 20.0) -> tuple[int, int]:
@@ -104,7 +104,7 @@ def cmd_generate(argv: list[str]) -> int:
     req = Request(op="generate", prompt=args.prompt, frames=args.frames, seconds=args.seconds, n=args.n,
                   seed=args.seed, cfg=tuple(args.cfg), rounds=args.rounds).check(limits)
     profile = check_profile(args.profile)
-    pace = req.pace(limits)  # the prompt's words about length and pace (amounts.py), applied by generate
+    pace = req.pace(limits)  # the prompt's words about length and pace (contract/amounts.py), applied by generate
     for note in pace.notes if profile == "bamm" else ():
         print(f"note: {note}", file=sys.stderr)
     check_device(args)

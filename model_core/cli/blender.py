@@ -48,9 +48,9 @@ try:
 except ImportError:  # Windows: builds are not run side by side there
     fcntl = None
 
-from .cli import CLIError
+from .main import CLIError
 
-REPO_ROOT = Path(__file__).resolve().parents[1]  # holds blender_manifest.toml in a source checkout
+REPO_ROOT = Path(__file__).resolve().parents[2]  # holds blender_manifest.toml in a source checkout
 CACHE = REPO_ROOT / ".cache"
 PLATFORMS = {  # Blender platform -> pip platform tags its wheels may carry (pip does not widen manylinux)
     "linux-x64": ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64"),
@@ -62,10 +62,11 @@ BUNDLED_WHEELS = {"onnxruntime": "1.32.0", "tokenizers": "0.23.3"}
 BUDGET_MB = 150.0
 RUNTIME_DIR = "runtime"  # inside the extension (bamm_blender.core.RUNTIME_DIR reads it from there)
 CODE = ("__init__.py", "bamm_blender", "model_core")
-RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/nets.py", "model_core/torch_nets.py",
-                   "model_core/generate.py", "model_core/vocabulary")  # the export writes vocab.json too
+RUNTIME_SOURCES = ("model_core/runtime", "model_core/models", "model_core/vocabulary",  # the export writes vocab.json
+                   "model_core/decoding/nets.py", "model_core/decoding/torch_nets.py",
+                   "model_core/decoding/generate.py")
 TEMPLATES_DIR = "templates/official"  # inside the extension: the published model's graph templates
-TEMPLATE_SOURCES = ("model_core/runtime", "model_core/models", "model_core/official", "model_core/nets.py")
+TEMPLATE_SOURCES = ("model_core/runtime", "model_core/models", "model_core/official", "model_core/decoding/nets.py")
 KEEP_RUNTIMES = 2  # cached exports kept besides the newest
 TEXT_WEIGHTS = "float16"  # the text encoder's weights in the zip: float32 (91 MB) would pass the budget
 
@@ -357,7 +358,7 @@ EXPORT_SUFFIXES = {"fbx": ".fbx", "bvh": ".bvh", "glb": ".glb"}
 def _export_main(argv: list[str]) -> int:
     """``bamm export``: the exporter writes a temporary file next to ``--out``, renamed into place; an existing
     output is kept (a new numbered name is used and reported) unless ``--overwrite`` is given."""
-    from . import outputs
+    from ..serving import outputs
 
     if any(a in ("-h", "--help") for a in argv):
         return run_exporter(argv).returncode
@@ -394,7 +395,7 @@ def _export_main(argv: list[str]) -> int:
 def main(command_name: str, argv: list[str]) -> int:
     commands = {"build-extension": _build_main, "export": _export_main}
     if command_name not in commands:
-        print(f"bamm: {command_name!r} is not handled by cli_blender", file=sys.stderr)
+        print(f"bamm: {command_name!r} is not handled by cli.blender", file=sys.stderr)
         return 2
     try:
         return commands[command_name](list(argv))

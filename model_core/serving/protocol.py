@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 import re
 
-from .limits import InputError
-from .request import OPS
+from ..contract.limits import InputError
+from ..contract.request import OPS
 
 CONTROL_OPS = ("cancel", "shutdown", "limits")
 MAX_LINE_CHARS = 1_000_000  # a request is a few hundred bytes: arrays travel as .npy files

@@ -1,7 +1,7 @@
 """The decoding API: prompt(s) -> motions, numpy at the boundary, the back end behind `nets.Nets`.
 
 `Generator(nets)` is the public API over any back end: `generate`, `edit`, `extend`, `generate_long`, all
-through the one decoding loop of `decoding.py` (paper Sec. 3.3):
+through the one decoding loop of `loop.py` (paper Sec. 3.3):
 
 1. a unidirectional pass samples base tokens until [END] (the model picks the length), or, when ``frames``
    is given, a bidirectional pass with only the text and an [END] at that length visible;
@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import decoding as D
+from ..contract.limits import InputError, Limits, check_profile
+from ..contract.request import DEFAULT_CFG, DEFAULT_RES_CFG, Request
+from ..motion import features as F
+from ..motion.contact_root import contact_root
+from . import loop as D
 from . import editing, pacing
-from .decoding import Sampler, Settings
-from .limits import InputError, Limits, check_profile
-from .motion import features as F
-from .motion.contact_root import contact_root
+from .loop import Sampler, Settings
 from .nets import Nets
-from .request import DEFAULT_CFG, DEFAULT_RES_CFG, Request
 from .results import Motion, Progress
 
 FORMAT_VERSION = 1
@@ -232,7 +232,7 @@ class BAMM(Generator):
         Decoding of the paper-size model gets about 1.8x faster on a CPU; tokens then differ from float32 ones
         as with any change of arithmetic (same seed -> same output still holds). Not reversible: load again
         for float32."""
-        from .models.int8 import quantize_int8
+        from ..models.int8 import quantize_int8
 
         if not self.int8:
             quantize_int8(self.t2m)
@@ -247,11 +247,11 @@ class BAMM(Generator):
         text_encoder: None = the spec in bamm.json, a spec string ("minilm", "minilm-lexical", "clip:/path"), or
         an encoder giving embeddings of the size the weights were trained on.
         int8: decode with int8 token transformers (CPU; `quantize_int8`)."""
-        from .models.checkpoint import load_model, load_tensors, read_json_object
-        from .models.residual import ResidualConfig, ResidualTransformer
-        from .models.text import load_text_encoder
-        from .models.transformer import BAMMConfig, BAMMTransformer
-        from .models.vq import RVQVAE, RVQVAEConfig
+        from ..models.checkpoint import load_model, load_tensors, read_json_object
+        from ..models.residual import ResidualConfig, ResidualTransformer
+        from ..models.text import load_text_encoder
+        from ..models.transformer import BAMMConfig, BAMMTransformer
+        from ..models.vq import RVQVAE, RVQVAEConfig
 
         root = Path(weights_dir)
         meta_path = root / "bamm.json"
@@ -282,7 +282,7 @@ class BAMM(Generator):
         """Write the weights folder read by `from_pretrained`. Returns its bamm.json path."""
         import torch
 
-        from .models.checkpoint import save_model, save_tensors
+        from ..models.checkpoint import save_model, save_tensors
 
         if self.int8:
             raise ValueError("int8 models are inference-only copies; save the float32 model instead")
@@ -302,10 +302,10 @@ class BAMM(Generator):
         """Untrained models of a preset ("paper", "small", "tiny"), Mean 0 / Std 1: for tests and benchmarks."""
         import torch
 
-        from .models.residual import RES_PRESETS, ResidualTransformer
-        from .models.text import load_text_encoder
-        from .models.transformer import T2M_PRESETS, BAMMTransformer
-        from .models.vq import VQ_PRESETS, RVQVAE
+        from ..models.residual import RES_PRESETS, ResidualTransformer
+        from ..models.text import load_text_encoder
+        from ..models.transformer import T2M_PRESETS, BAMMTransformer
+        from ..models.vq import VQ_PRESETS, RVQVAE
 
         if preset not in T2M_PRESETS or preset not in VQ_PRESETS or preset not in RES_PRESETS:
             raise ValueError(f"preset must be one of {sorted(T2M_PRESETS)}, got {preset!r}")

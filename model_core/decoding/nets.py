@@ -1,4 +1,4 @@
-"""The network interface the decoding loop (`decoding.py`) calls; numpy in, numpy out, no torch.
+"""The network interface the decoding loop (`loop.py`) calls; numpy in, numpy out, no torch.
 
 Two back ends implement it: `torch_nets.TorchNets` (the torch modules: training-time evaluation, the command
 line, GPUs) and `runtime.ort_nets.OrtNets` (graphs exported to ONNX, run by ONNX Runtime: the Blender

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .motion.skeleton import KINEMATIC_CHAIN
+from ..motion.skeleton import KINEMATIC_CHAIN
 
 CHAIN_COLOURS = [(220, 60, 60), (60, 110, 220), (40, 40, 40), (230, 130, 40), (40, 160, 90)]
 BACKGROUND = (250, 250, 247)

@@ -1,20 +1,20 @@
 """``bamm generate`` with several actions in one prompt: the plan is printed, can be written (``--show-plan``),
-edited and given back (``--plan <file>``); see `plan.py` and `compose.py`.
+edited and given back (``--plan <file>``); see `contract/plan.py` and `decoding/compose.py`.
 
 The plan goes through the request contract like any request (``Request(op="plan")``: `plan.check_plan` checks
 the step count, each step's prompts and seconds) before a model loads; the outputs are written by the safe
-writer (``cli_common.write_outputs``: numbered names unless ``--overwrite``)."""
+writer (``common.write_outputs``: numbered names unless ``--overwrite``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from . import outputs
-from .cli import CLIError
-from .cli_common import check_device, load_model, print_written, slugify, write_outputs
-from .limits import InputError, Limits, check_prompt
-from .plan import Plan, Step, make_plan
-from .request import Request
+from ..contract.limits import InputError, Limits, check_prompt
+from ..contract.plan import Plan, Step, make_plan
+from ..contract.request import Request
+from ..serving import outputs
+from .common import check_device, load_model, print_written, slugify, write_outputs
+from .main import CLIError
 
 MAX_PLAN_BYTES = 1_000_000  # a plan of MAX_STEPS steps is a few kilobytes
 
@@ -53,7 +53,7 @@ def plan_request(args, plan: Plan, limits: Limits) -> Request:
 
 def generate_plan_cmd(args, plan: Plan, limits: Limits, profile: str) -> int:
     """Several actions: the plan is checked and printed, then generated as one motion per variation."""
-    from .compose import generate_request
+    from ..decoding.compose import generate_request
 
     req = plan_request(args, plan, limits)
     if profile != "bamm":

@@ -9,9 +9,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .models.residual import ResidualTransformer
-from .models.transformer import BAMMTransformer
-from .models.vq import RVQVAE
+from ..models.residual import ResidualTransformer
+from ..models.transformer import BAMMTransformer
+from ..models.vq import RVQVAE
 from .nets import Nets, NetsConfig
 
 

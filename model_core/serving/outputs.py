@@ -16,7 +16,7 @@ import os
 import secrets
 from pathlib import Path
 
-from .limits import InputError
+from ..contract.limits import InputError
 
 MAX_NUMBERED = 10_000
 
