@@ -64,6 +64,20 @@ def test_edit_keeps_frames_outside_the_range(weights, tmp_path):
     np.testing.assert_array_equal(after[32:], before[32:])
 
 
+def test_edit_says_when_a_range_must_slide(weights, tmp_path, capsys):
+    """A source walking 1.5 m/s through the range and a bow asked for there: one note on stderr."""
+    src = tmp_path / "src.npy"
+    joints = np.zeros((48, 22, 3), np.float32) + np.linspace(0, 1, 22, dtype=np.float32)[None, :, None]
+    joints[..., 0] += np.arange(48, dtype=np.float32)[:, None] * 0.075
+    np.save(src, joints)
+    common = ["--range", "16:32", "--weights", str(weights), "--out", str(tmp_path), "--no-fbx", "--no-preview"]
+    assert bamm(["edit", str(src), "a person bows", *common]) == 0
+    err = capsys.readouterr().err
+    assert err.count("note: the animation travels") == 1 and "slides" in err
+    assert bamm(["edit", str(src), "a person waves", *common, "--overwrite"]) == 0
+    assert "note:" not in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["generate", "   "], "prompt is empty"),
     (["generate", "walk", "--n", "0"], "n must be an integer in [1, 32]"),

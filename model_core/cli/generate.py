@@ -28,6 +28,7 @@ import numpy as np
 
 from ..contract.limits import Limits, check_profile
 from ..contract.request import DEFAULT_CFG, Request
+from ..decoding.editing import travel_note
 from ..serving import outputs
 from .common import check_device, is_runtime, load_model, print_written, slugify, write_outputs
 from .main import ArgumentParser, CLIError
@@ -144,7 +145,7 @@ def load_joints(path, limits: Limits) -> np.ndarray:
 
 
 def cmd_edit(argv: list[str]) -> int:
-    p = ArgumentParser(prog="bamm edit", description="regenerate a range of a motion (inpainting)")
+    p = ArgumentParser(prog="bamm edit", description="regenerate a range of a motion: inpainted, or led by a new prompt")
     p.add_argument("motion", help="joints .npy (T, 22, 3) written by bamm generate")
     p.add_argument("prompt", nargs="?", default=None, help="what happens in the range (optional)")
     p.add_argument("--range", required=True, help="2.0s:4.5s (seconds) or 40:90 (frames)")
@@ -165,6 +166,9 @@ def cmd_edit(argv: list[str]) -> int:
     paths = write_outputs(m.joints, out, wanted, caption=req.prompt or "", fbx=not args.no_fbx,
                           preview=not args.no_preview, overwrite=args.overwrite, fps=limits.fps)
     print_written(paths, f"frames {start}..{end} regenerated, {len(m.joints)} frames in all", wanted)
+    note = travel_note(joints, req.range, req.prompt, limits.fps)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
     return 0
 
 
