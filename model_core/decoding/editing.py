@@ -222,22 +222,22 @@ def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None =
     span = (start // f, -(-end // f))
     keep = np.ones(len(codes), bool)
     keep[span[0]:span[1]] = False
-    if not req.prompt or req.prompt == src_prompt:  # inpainting: the context leads
-        new = D.regenerate(model.nets, [(codes, keep)], text, st, sampler, prog.stage("tokens"))[0]
-        out = place(model.decode(new)[1][:len(joints)], joints, 0, [(start, end)])
-    else:
+    led = bool(req.prompt) and req.prompt != src_prompt
+    if led:
         new = led_by_prompt(model, codes, [span], text, st, sampler, prog.stage("tokens"))
-        out = place(model.decode(new)[1][:len(joints)], joints, 0, [(start, end)])
-        if kind_of(prompt) == "arm" and travel(joints, start, end, model.fps) is not None:
-            # the animation travels through the range: the person goes on as it does, doing the arm action
-            context = D.regenerate(model.nets, [(codes, keep)], text, st, Sampler(seed))[0]  # as inpainting
-            base = place(model.decode(context)[1][:len(joints)], joints, 0, [(start, end)])
-            action = out[start:end]
-            base[start:end] = compose_arms(base[start:end], action, arm_sides(prompt, action),
-                                           ramp(end - start, True, True))
-            new = context.copy()  # the tokens of the range re-encoded from the composed joints
-            new[span[0]:span[1]] = model.features_to_codes(padded_features(base))[span[0]:span[1]]
-            out = base
+    else:  # inpainting: the context leads
+        new = D.regenerate(model.nets, [(codes, keep)], text, st, sampler, prog.stage("tokens"))[0]
+    out = place(model.decode(new)[1][:len(joints)], joints, 0, [(start, end)])
+    if led and kind_of(prompt) == "arm" and travel(joints, start, end, model.fps) is not None:
+        # the animation travels through the range: the person goes on as it does, doing the arm action
+        context = D.regenerate(model.nets, [(codes, keep)], text, st, Sampler(seed))[0]  # as inpainting
+        base = place(model.decode(context)[1][:len(joints)], joints, 0, [(start, end)])
+        action = out[start:end]
+        base[start:end] = compose_arms(base[start:end], action, arm_sides(prompt, action),
+                                       ramp(end - start, True, True))
+        new = context.copy()  # the tokens of the range re-encoded from the composed joints
+        new[span[0]:span[1]] = model.features_to_codes(padded_features(base))[span[0]:span[1]]
+        out = base
     prog("decode", 1.0)
     return _result(model, out, new, prompt)
 
