@@ -248,7 +248,7 @@ def start_regenerate(context, *, target, first: int, last: int, prompt: str | No
                   seed=seed, cfg=tuple(cfg))
     args = {**_source_args(found, action), **req.to_args()}
     job = backend_of(context, engine).submit(backend.Request("edit", spec, args))
-    led = req.prompt if req.prompt != args.get("source_prompt") else None
+    led = editing.leading_prompt(req.prompt, args.get("source_prompt"))
     return Task("regenerate", job, context.scene.name, obj.name, action.name, key_first, (first, last),
                 float(key_first), req.seed, req.prompt or "", model_key(spec), rig,
                 editing.travel_note(joints, (start, end), led, MODEL_FPS) or "")

@@ -160,6 +160,11 @@ def travel(joints: np.ndarray, start: int, end: int, fps: float) -> float | None
     return metres if metres > TRAVEL_SPEED * (end - start) / fps else None
 
 
+def leading_prompt(prompt: str | None, source_prompt: str | None) -> str | None:
+    """The prompt that leads an edited range: a given prompt other than the source's own; None: inpainting."""
+    return prompt if prompt and prompt != source_prompt else None
+
+
 def travel_note(joints: np.ndarray, frames: tuple[int, int], prompt: str | None, fps: float) -> str | None:
     """One line for the user when a range led by ``prompt`` must slide: the animation travels through the range
     and the prompt's action is done in place (an arm action is done on the way, locomotion travels itself)."""
@@ -222,7 +227,7 @@ def edit(model: Generator, source, frames: tuple[int, int], prompt: str | None =
     span = (start // f, -(-end // f))
     keep = np.ones(len(codes), bool)
     keep[span[0]:span[1]] = False
-    led = bool(req.prompt) and req.prompt != src_prompt
+    led = leading_prompt(req.prompt, src_prompt) is not None
     if led:
         new = led_by_prompt(model, codes, [span], text, st, sampler, prog.stage("tokens"))
     else:  # inpainting: the context leads
@@ -265,7 +270,7 @@ def extend(model: Generator, source, *, before_s: float = 0.0, after_s: float = 
     nb, na = counts
     q = codes.shape[1]
     new = codes
-    if req.prompt and req.prompt != src_prompt:
+    if leading_prompt(req.prompt, src_prompt) is not None:
         ext = np.concatenate([np.zeros((nb, q), np.int64), codes, np.zeros((na, q), np.int64)])
         spans = [s for s in ((0, nb), (nb + len(codes), len(ext))) if s[1] > s[0]]
         sides = []
